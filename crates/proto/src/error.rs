@@ -1,0 +1,202 @@
+//! The `{code, message}` error shape shared by the server's HTTP answers and the app's
+//! IPC answers. Callers branch on `code`, a closed set; `message` is for people.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error code Guestpass speaks. Server codes map to the HTTP status of
+/// DESIGN.md §4; device codes never travel over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    // Server, from the spec and DESIGN.md §4.
+    UserIdTaken,
+    AnonymousUsersCannotSignInAgainAnonymously,
+    RateLimited,
+    EmailAlreadyInUse,
+    InvalidEmail,
+    PasswordTooShort,
+    PasswordTooLong,
+    UserNotAnonymous,
+    Unauthorized,
+    ProviderAccountInUse,
+    InvalidIdToken,
+    UnknownProvider,
+    InvalidEmailOrPassword,
+    InvalidToken,
+    UserNotFound,
+    // Server, for malformed requests and outages.
+    InvalidRequest,
+    InvalidUserId,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    InternalError,
+    // Device.
+    KeyringUnavailable,
+    DatabaseCorrupt,
+    DatabaseReadOnly,
+    DatabaseError,
+    NoSession,
+    NoteNotFound,
+    BackendUnreachable,
+    BackendError,
+    /// A code this build does not know (a newer server); the message still helps.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The wire spelling, e.g. `EMAIL_ALREADY_IN_USE`.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            UserIdTaken => "USER_ID_TAKEN",
+            AnonymousUsersCannotSignInAgainAnonymously => {
+                "ANONYMOUS_USERS_CANNOT_SIGN_IN_AGAIN_ANONYMOUSLY"
+            }
+            RateLimited => "RATE_LIMITED",
+            EmailAlreadyInUse => "EMAIL_ALREADY_IN_USE",
+            InvalidEmail => "INVALID_EMAIL",
+            PasswordTooShort => "PASSWORD_TOO_SHORT",
+            PasswordTooLong => "PASSWORD_TOO_LONG",
+            UserNotAnonymous => "USER_NOT_ANONYMOUS",
+            Unauthorized => "UNAUTHORIZED",
+            ProviderAccountInUse => "PROVIDER_ACCOUNT_IN_USE",
+            InvalidIdToken => "INVALID_ID_TOKEN",
+            UnknownProvider => "UNKNOWN_PROVIDER",
+            InvalidEmailOrPassword => "INVALID_EMAIL_OR_PASSWORD",
+            InvalidToken => "INVALID_TOKEN",
+            UserNotFound => "USER_NOT_FOUND",
+            InvalidRequest => "INVALID_REQUEST",
+            InvalidUserId => "INVALID_USER_ID",
+            PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            NotFound => "NOT_FOUND",
+            MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            InternalError => "INTERNAL_ERROR",
+            KeyringUnavailable => "KEYRING_UNAVAILABLE",
+            DatabaseCorrupt => "DATABASE_CORRUPT",
+            DatabaseReadOnly => "DATABASE_READ_ONLY",
+            DatabaseError => "DATABASE_ERROR",
+            NoSession => "NO_SESSION",
+            NoteNotFound => "NOTE_NOT_FOUND",
+            BackendUnreachable => "BACKEND_UNREACHABLE",
+            BackendError => "BACKEND_ERROR",
+            Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The spec's human wording where it gives one.
+    pub fn default_message(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            UserIdTaken => "User id already taken",
+            AnonymousUsersCannotSignInAgainAnonymously => {
+                "Anonymous users cannot sign in again anonymously"
+            }
+            RateLimited => "Too many requests. Please try again later.",
+            EmailAlreadyInUse => "Email already in use",
+            InvalidEmail => "Invalid email",
+            PasswordTooShort => "Password too short",
+            PasswordTooLong => "Password too long",
+            UserNotAnonymous => "User is not anonymous",
+            Unauthorized => "Unauthorized",
+            ProviderAccountInUse => "This account is already linked to another user",
+            InvalidIdToken => "Invalid ID token",
+            UnknownProvider => "Unknown provider",
+            InvalidEmailOrPassword => "Invalid email or password",
+            InvalidToken => "Invalid or expired token",
+            UserNotFound => "User not found",
+            InvalidRequest => "Invalid request",
+            InvalidUserId => "Invalid user id",
+            PayloadTooLarge => "Request body too large",
+            NotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            ServiceUnavailable => "Service temporarily unavailable",
+            InternalError => "Internal error",
+            KeyringUnavailable => "The system keyring is not available",
+            DatabaseCorrupt => "The local database is damaged",
+            DatabaseReadOnly => "The local database cannot be written",
+            DatabaseError => "The local database failed",
+            NoSession => "No session",
+            NoteNotFound => "Note not found",
+            BackendUnreachable => "The server cannot be reached",
+            BackendError => "The server gave an unexpected answer",
+            Unknown => "Unknown error",
+        }
+    }
+
+    /// HTTP status for server codes (device codes answer 500 if ever sent).
+    pub fn http_status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            AnonymousUsersCannotSignInAgainAnonymously | UserNotAnonymous | InvalidToken
+            | InvalidRequest | InvalidUserId => 400,
+            Unauthorized | InvalidIdToken | InvalidEmailOrPassword => 401,
+            UnknownProvider | UserNotFound | NotFound | NoteNotFound => 404,
+            MethodNotAllowed => 405,
+            UserIdTaken | EmailAlreadyInUse | ProviderAccountInUse => 409,
+            PayloadTooLarge => 413,
+            InvalidEmail | PasswordTooShort | PasswordTooLong => 422,
+            RateLimited => 429,
+            ServiceUnavailable | BackendUnreachable => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{"code": "UPPER_SNAKE", "message": "Human text"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self::new(code, code.default_message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_upper_snake_and_match_as_str() {
+        for code in [ErrorCode::EmailAlreadyInUse, ErrorCode::AnonymousUsersCannotSignInAgainAnonymously, ErrorCode::KeyringUnavailable] {
+            let json = serde_json::to_string(&code).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        let unknown: ErrorCode = serde_json::from_str("\"SOMETHING_NEW\"").unwrap_or(ErrorCode::InternalError);
+        assert_eq!(unknown, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn spec_messages_and_statuses() {
+        let cases = [
+            (ErrorCode::EmailAlreadyInUse, "Email already in use", 409),
+            (ErrorCode::InvalidEmail, "Invalid email", 422),
+            (ErrorCode::PasswordTooShort, "Password too short", 422),
+            (ErrorCode::UserNotAnonymous, "User is not anonymous", 400),
+        ];
+        for (code, msg, status) in cases {
+            assert_eq!(code.default_message(), msg);
+            assert_eq!(code.http_status(), status);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Wire types shared by the Guestpass client (`guestpass-core`) and the reference
+//! server (`guestpass-server`): the JSON shapes of DESIGN.md §4, the route paths,
+//! the id formats and the input rules both sides check. No I/O lives here.
+
+mod error;
+mod ids;
+mod model;
+pub mod routes;
+mod time;
+mod validate;
+
+pub use error::{ApiError, ErrorCode};
+pub use ids::{new_note_id, new_session_id, new_user_id, parse_user_id, IdError};
+pub use model::*;
+pub use time::{format_time, rfc3339_millis};
+pub use validate::{validate_email, validate_password, PASSWORD_MAX, PASSWORD_MIN};
+
+/// Default session lifetime (spec: "7 days by default").
+pub const SESSION_TTL_DAYS: i64 = 7;
+/// Sessions slide at most once per day of use.
+pub const SESSION_SLIDE_AFTER_HOURS: i64 = 24;

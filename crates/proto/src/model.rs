@@ -1,0 +1,214 @@
+//! JSON bodies of DESIGN.md §4, camelCase on the wire.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::time::rfc3339_millis;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    pub email_verified: bool,
+    pub is_anonymous: bool,
+    #[serde(with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_millis")]
+    pub updated_at: DateTime<Utc>,
+    /// Custom metadata (the app keeps preferences here); always a JSON object.
+    #[serde(default = "empty_object")]
+    pub metadata: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    #[serde(with = "rfc3339_millis")]
+    pub expires_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_millis")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /sign-in/anonymous`: `{}` or `{"id": "usr_…"}` (the id the device minted offline).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousSignInRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Answer of every route that creates a session. The token also travels in the
+/// `set-auth-token` header.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInResponse {
+    pub user: User,
+    pub session: Session,
+    pub token: String,
+}
+
+impl std::fmt::Debug for SignInResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInResponse")
+            .field("user", &self.user)
+            .field("session", &self.session)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `GET /get-session` (or `null`), and the upgrade routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionResponse {
+    pub user: User,
+    pub session: Session,
+}
+
+/// `POST /anonymous/upgrade`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpgradeRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for UpgradeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpgradeRequest")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// `POST /anonymous/upgrade-social`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SocialUpgradeRequest {
+    pub provider: String,
+    pub id_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+impl std::fmt::Debug for SocialUpgradeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocialUpgradeRequest")
+            .field("provider", &self.provider)
+            .field("id_token", &"<redacted>")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+/// `POST /sign-in/email`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailSignInRequest {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EmailSignInRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSignInRequest")
+            .field("email", &self.email)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `{"success": true}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccessResponse {
+    pub success: bool,
+}
+
+impl SuccessResponse {
+    pub const OK: Self = Self { success: true };
+}
+
+/// `POST /admin/remove-user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoveUserRequest {
+    pub user_id: String,
+}
+
+/// Cursor paging of the admin lists: pass `after` back to get the next (older) page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMetadata {
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse<T> {
+    pub data: Vec<T>,
+    pub list_metadata: ListMetadata,
+}
+
+/// The four audit events of the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AuditEventKind {
+    #[serde(rename = "user.created")]
+    UserCreated,
+    #[serde(rename = "session.created")]
+    SessionCreated,
+    #[serde(rename = "user.updated")]
+    UserUpdated,
+    #[serde(rename = "user.deleted")]
+    UserDeleted,
+}
+
+impl AuditEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserCreated => "user.created",
+            Self::SessionCreated => "session.created",
+            Self::UserUpdated => "user.updated",
+            Self::UserDeleted => "user.deleted",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::UserCreated, Self::SessionCreated, Self::UserUpdated, Self::UserDeleted]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
+/// One audit row as the admin API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: String,
+    pub event: AuditEventKind,
+    pub user_id: String,
+    /// Who caused it: the user's own id, `admin`, or `system` (cleanup).
+    pub actor: String,
+    #[serde(with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+    /// A keyed hash of the client address, never the address itself.
+    pub ip_hash: Option<String>,
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}

@@ -1,0 +1,68 @@
+//! Input rules both sides apply: the device catches obvious mistakes before any
+//! request, the server enforces them.
+
+use crate::ErrorCode;
+
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+const EMAIL_MAX: usize = 254;
+
+/// A pragmatic email check (one `@`, a non-empty local part, a dotted domain of
+/// letters, digits and hyphens). Deliverability is proven by the verification email.
+pub fn validate_email(email: &str) -> Result<(), ErrorCode> {
+    let email = email.trim();
+    if email.is_empty() || email.len() > EMAIL_MAX || email.chars().any(char::is_whitespace) {
+        return Err(ErrorCode::InvalidEmail);
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return Err(ErrorCode::InvalidEmail);
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if local.is_empty() || local.len() > 64 || labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Err(ErrorCode::InvalidEmail);
+    }
+    if local.contains(['@', '<', '>', '(', ')', ',', ';', ':', '\\', '"', '[', ']']) {
+        return Err(ErrorCode::InvalidEmail);
+    }
+    Ok(())
+}
+
+/// Length is counted in characters, so a passphrase in any script is measured fairly.
+pub fn validate_password(password: &str) -> Result<(), ErrorCode> {
+    let n = password.chars().count();
+    if n < PASSWORD_MIN {
+        Err(ErrorCode::PasswordTooShort)
+    } else if n > PASSWORD_MAX {
+        Err(ErrorCode::PasswordTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["user@example.com", "a.b+c@sub.example.co", "jane@xn--bcher-kva.example"] {
+            assert_eq!(validate_email(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "user", "user@", "@example.com", "user@example", "a b@example.com", "user@ex_ample.com", "user@@example.com"] {
+            assert_eq!(validate_email(bad), Err(ErrorCode::InvalidEmail), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert_eq!(validate_password("short"), Err(ErrorCode::PasswordTooShort));
+        assert_eq!(validate_password("12345678"), Ok(()));
+        assert_eq!(validate_password(&"x".repeat(129)), Err(ErrorCode::PasswordTooLong));
+    }
+}

@@ -1,1 +1,128 @@
-//! placeholder
+//! Guestpass client library: everything the app does, without Tauri.
+//!
+//! [`Guestpass`] is the one entry point: it owns the local SQLite [`Store`] and the
+//! keyring [`Vault`], and exposes the spec's client API (`get_session`,
+//! `sign_in_anonymous`) plus the app's own data (notes, preferences).
+
+mod audit;
+mod error;
+mod identity;
+mod notes;
+mod prefs;
+mod rows;
+pub mod store;
+mod token;
+pub mod vault;
+
+use std::path::PathBuf;
+
+use guestpass_proto::{ErrorCode, SessionResponse, User};
+use tokio::sync::RwLock;
+
+pub use audit::LocalAuditEvent;
+pub use error::{Error, Result};
+pub use notes::{Note, NOTE_MAX_CHARS};
+pub use store::Store;
+pub use vault::Vault;
+
+/// Where the device keeps its data and under which name its secrets sit in the keyring.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// The keyring service name: the app id (`dev.guestpass.app`).
+    pub keyring_service: String,
+}
+
+pub struct Guestpass {
+    store: Store,
+    vault: Vault,
+    /// The signed-in user, once `get_session` or `sign_in_anonymous` succeeded.
+    current: RwLock<Option<String>>,
+}
+
+impl Guestpass {
+    /// Opens the local store. Touches neither the network nor the keyring.
+    pub async fn open(config: Config) -> Result<Self> {
+        Ok(Self {
+            store: Store::open(&config.data_dir).await?,
+            vault: Vault::new(config.keyring_service),
+            current: RwLock::new(None),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// The spec's `getSession()`: the device's user and session, resumed (renewed for
+    /// the same user if expired), or `None` when this device has no account yet.
+    pub async fn get_session(&self) -> Result<Option<SessionResponse>> {
+        let found = identity::resume(&self.store, &self.vault).await?;
+        *self.current.write().await = found.as_ref().map(|s| s.user.id.clone());
+        Ok(found)
+    }
+
+    /// The spec's `signIn.anonymous()`: a guest and its session, created offline.
+    pub async fn sign_in_anonymous(&self) -> Result<SessionResponse> {
+        let created = identity::create_guest(&self.store, &self.vault).await?;
+        *self.current.write().await = Some(created.user.id.clone());
+        Ok(created)
+    }
+
+    /// The AppShell flow in one call: resume, else create; if another instance created
+    /// the guest meanwhile, resume that one.
+    pub async fn ensure_session(&self) -> Result<SessionResponse> {
+        if let Some(s) = self.get_session().await? {
+            return Ok(s);
+        }
+        match self.sign_in_anonymous().await {
+            Err(e) if e.code() == ErrorCode::AnonymousUsersCannotSignInAgainAnonymously => {
+                self.get_session().await?.ok_or_else(|| ErrorCode::NoSession.into())
+            }
+            other => other,
+        }
+    }
+
+    async fn user_id(&self) -> Result<String> {
+        self.current.read().await.clone().ok_or_else(|| ErrorCode::NoSession.into())
+    }
+
+    pub async fn list_notes(&self) -> Result<Vec<Note>> {
+        notes::list(&self.store, &self.user_id().await?).await
+    }
+
+    pub async fn create_note(&self, body: &str) -> Result<Note> {
+        notes::create(&self.store, &self.user_id().await?, body).await
+    }
+
+    pub async fn update_note(&self, id: &str, body: &str) -> Result<Note> {
+        notes::update(&self.store, &self.user_id().await?, id, body).await
+    }
+
+    pub async fn delete_note(&self, id: &str) -> Result<()> {
+        notes::delete(&self.store, &self.user_id().await?, id).await
+    }
+
+    /// Sets `metadata.preferences[key]` on the signed-in user.
+    pub async fn set_preference(&self, key: &str, value: serde_json::Value) -> Result<User> {
+        self.user_id().await?;
+        prefs::set(&self.store, key, value).await
+    }
+
+    /// The local audit trail, oldest first.
+    pub async fn audit_log(&self) -> Result<Vec<LocalAuditEvent>> {
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT event, user_id, actor, at FROM audit_log ORDER BY id")
+                .fetch_all(self.store.pool())
+                .await
+                .map_err(|e| self.store.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(event, user_id, actor, at)| LocalAuditEvent { event, user_id, actor, at })
+            .collect())
+    }
+}

@@ -1,0 +1,96 @@
+//! The local SQLite store: one file in the app's data dir, WAL, foreign keys on,
+//! migrations embedded in the binary.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::error::{Error, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/client");
+
+pub const DB_FILE: &str = "guestpass.db";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: String,
+}
+
+impl Store {
+    /// Opens (creating if absent) `guestpass.db` in `data_dir` and brings its schema up
+    /// to date. A damaged or unwritable file is reported and left exactly as it was.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        let path = data_dir.join(DB_FILE);
+        let shown = path.display().to_string();
+        if let Err(e) = std::fs::create_dir_all(data_dir) {
+            return Err(Error::DatabaseReadOnly { path: format!("{shown} ({e})") });
+        }
+        check_header(&path)?;
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| Error::Database(e.to_string()))?
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL under WAL is durable across app crashes; only an OS crash can lose
+            // the last transactions, never corrupt the file.
+            .synchronous(SqliteSynchronous::Normal)
+            // A second app instance waits for the writer instead of failing.
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| Error::from_sqlx(&shown, e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
+            other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),
+        })?;
+        Ok(Self { pool, path: shown })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.path)
+    }
+
+    pub(crate) fn err(&self, e: sqlx::Error) -> Error {
+        Error::from_sqlx(&self.path, e)
+    }
+
+    /// A write transaction that takes SQLite's write lock up front, so a
+    /// read-then-write (e.g. "is there a guest yet?") cannot race another instance.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err(e))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Refuses a non-empty file that is not SQLite before SQLite touches it: opening
+/// in WAL mode would otherwise try to write to it.
+fn check_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            let n = f.read(&mut header).unwrap_or(0);
+            if n == 0 || (n == header.len() && &header == b"SQLite format 3\0") {
+                Ok(())
+            } else {
+                Err(Error::DatabaseCorrupt { path: path.display().to_string() })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::DatabaseReadOnly { path: format!("{} ({e})", path.display()) }),
+    }
+}

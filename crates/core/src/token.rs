@@ -1,0 +1,37 @@
+//! Session tokens: 256 random bits, shown to nobody but the keyring. SQLite keeps only
+//! their SHA-256, compared in constant time.
+
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+pub fn new_token() -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(hex::encode(bytes))
+}
+
+pub fn hash(token: &SecretString) -> String {
+    hex::encode(Sha256::digest(token.expose_secret().as_bytes()))
+}
+
+/// Constant-time check of a token against a stored hash.
+pub fn matches(token: &SecretString, stored_hash: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    hash(token).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_hash_matches() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(a.expose_secret().len(), 64);
+        assert!(matches(&a, &hash(&a)));
+        assert!(!matches(&a, &hash(&b)));
+        assert!(!format!("{a:?}").contains(a.expose_secret()));
+    }
+}

@@ -1,0 +1,90 @@
+//! The token vault: secrets live only in the OS keyring (Secret Service on Linux,
+//! Keychain on macOS, Credential Manager on Windows), keyed by app id and user id.
+//! There is deliberately no fallback store: without a keyring we refuse and say why.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Error, Result};
+
+/// What a keyring entry holds for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The local session token.
+    Session,
+}
+
+impl Slot {
+    fn suffix(self) -> &'static str {
+        match self {
+            Slot::Session => "session",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Vault {
+    service: String,
+}
+
+impl Vault {
+    /// `service` is the app id (e.g. `dev.guestpass.app`); tests use their own.
+    pub fn new(service: impl Into<String>) -> Self {
+        Self { service: service.into() }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn entry(&self, user_id: &str, slot: Slot) -> Result<keyring::Entry> {
+        keyring::Entry::new(&self.service, &format!("{user_id}:{}", slot.suffix())).map_err(map_err)
+    }
+
+    /// Fails with `KeyringUnavailable` when no keyring service answers.
+    pub async fn probe(&self) -> Result<()> {
+        let v = self.clone();
+        blocking(move || match v.entry("probe", Slot::Session)?.get_password() {
+            Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        })
+        .await
+    }
+
+    pub async fn get(&self, user_id: &str, slot: Slot) -> Result<Option<SecretString>> {
+        let (v, user) = (self.clone(), user_id.to_owned());
+        blocking(move || match v.entry(&user, slot)?.get_password() {
+            Ok(s) => Ok(Some(SecretString::from(s))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        })
+        .await
+    }
+
+    pub async fn set(&self, user_id: &str, slot: Slot, secret: &SecretString) -> Result<()> {
+        let (v, user) = (self.clone(), user_id.to_owned());
+        let secret = secret.clone();
+        blocking(move || v.entry(&user, slot)?.set_password(secret.expose_secret()).map_err(map_err))
+            .await
+    }
+
+    pub async fn delete(&self, user_id: &str, slot: Slot) -> Result<()> {
+        let (v, user) = (self.clone(), user_id.to_owned());
+        blocking(move || match v.entry(&user, slot)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        })
+        .await
+    }
+}
+
+/// Keyring calls block on D-Bus; keep them off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::KeyringUnavailable(format!("keyring task failed: {e}")))?
+}
+
+fn map_err(e: keyring::Error) -> Error {
+    // The keyring crate's messages describe the platform failure, never the secret.
+    Error::KeyringUnavailable(e.to_string())
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what Guestpass needs on Debian/Ubuntu, skipping what is already there.
+#   scripts/setup.sh app    system libraries to build and run the app
+#   scripts/setup.sh test   also the keyring daemon, Xvfb, WebDriver, PostgreSQL, Node deps
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-app}
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+app_pkgs=(libwebkit2gtk-4.1-dev build-essential curl wget file pkg-config libxdo-dev libssl-dev
+  libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev dbus gnome-keyring libsecret-tools)
+test_pkgs=(webkit2gtk-driver xvfb xauth keyutils postgresql sqlite3 nodejs npm)
+
+pkgs=("${app_pkgs[@]}")
+[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # nodejs/npm may come from elsewhere (nvm, NodeSource): a working binary is enough.
+  case $p in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing system packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "guestpass: Rust is not installed. Install it with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+
+if [ "$what" = test ]; then
+  if ! command -v tauri-driver >/dev/null; then
+    echo "==> installing tauri-driver (WebDriver bridge for the app window)"
+    cargo install tauri-driver --locked --version '^2'
+  fi
+  if [ ! -d tests/e2e/node_modules ]; then
+    echo "==> installing the end-to-end test's Node packages"
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

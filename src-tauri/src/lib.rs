@@ -1,0 +1,50 @@
+//! The Guestpass desktop shell: a window, the command bridge to `guestpass-core`, and
+//! nothing clever. Every command is a one-line delegation (see `commands.rs`).
+
+mod commands;
+mod state;
+
+use tauri::Manager;
+
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "guestpass=info,guestpass_core=info".into()),
+        )
+        .init();
+    if let Some(why) = missing_display() {
+        eprintln!("guestpass: {why}");
+        std::process::exit(2);
+    }
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_opener::init())
+        .setup(|app| {
+            let state = tauri::async_runtime::block_on(state::AppState::open(app.handle()));
+            app.manage(state);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::get_session,
+            commands::sign_in_anonymous,
+            commands::list_notes,
+            commands::create_note,
+            commands::update_note,
+            commands::delete_note,
+            commands::set_preference,
+        ])
+        .run(tauri::generate_context!("../tauri.conf.json"));
+    if let Err(e) = result {
+        eprintln!("guestpass: the app could not start: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// GTK panics without a display; say what is missing instead.
+fn missing_display() -> Option<&'static str> {
+    let linux_like = cfg!(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"));
+    let has = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    (linux_like && !has("DISPLAY") && !has("WAYLAND_DISPLAY")).then_some(
+        "no graphical display found (neither DISPLAY nor WAYLAND_DISPLAY is set). Run it from a desktop session, or headless under Xvfb: xvfb-run -a guestpass",
+    )
+}

@@ -1,0 +1,97 @@
+// Shared pieces of the WebDriver tests: start tauri-driver on free ports with the
+// environment the app should see, open the real app window, save screenshots, read
+// the app's SQLite file.
+
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Builder, By, until } from "selenium-webdriver";
+
+export { By, until };
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, "../..");
+export const appBinary = process.env.GUESTPASS_APP_BIN ?? path.join(repo, "target/debug/guestpass");
+export const shotsDir = path.join(repo, "target/e2e");
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Readiness, not a sleep: retry a TCP connect until the driver accepts or we give up.
+async function waitForPort(port, child, ms = 20000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`tauri-driver exited with ${child.exitCode}`);
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => { s.end(); resolve(true); });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`tauri-driver did not listen on ${port} within ${ms} ms`);
+}
+
+/** A device: its own data dir and keyring service name. */
+export function newDevice() {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "guestpass-e2e-"));
+  const keyringService = `guestpass-e2e-${process.pid}-${Date.now()}`;
+  return { dataDir, keyringService, env: { GUESTPASS_DATA_DIR: dataDir, GUESTPASS_KEYRING_SERVICE: keyringService } };
+}
+
+/** Starts tauri-driver whose app launches get `env` on top of ours. */
+export async function startDriver(env = {}) {
+  const port = await freePort();
+  const nativePort = await freePort();
+  const child = spawn("tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  await waitForPort(port, child);
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    // SIGTERM, never SIGKILL: a killed tauri-driver leaves WebKitWebDriver behind.
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    }),
+  };
+}
+
+/** Opens the app window: one launch of the app. */
+export async function launchApp(driver) {
+  return new Builder()
+    .usingServer(driver.url)
+    .withCapabilities({ browserName: "wry", "tauri:options": { application: appBinary } })
+    .build();
+}
+
+export async function screenshot(session, name) {
+  mkdirSync(shotsDir, { recursive: true });
+  const file = path.join(shotsDir, `${name}.png`);
+  writeFileSync(file, await session.takeScreenshot(), "base64");
+  return file;
+}
+
+export async function visible(session, css, ms = 15000) {
+  const el = await session.wait(until.elementLocated(By.css(css)), ms, `${css} never appeared`);
+  await session.wait(until.elementIsVisible(el), ms, `${css} never became visible`);
+  return el;
+}
+
+/** A value from the app's SQLite file, read with the sqlite3 CLI (read-only). */
+export function sql(dataDir, query) {
+  return execFileSync("sqlite3", ["-readonly", path.join(dataDir, "guestpass.db"), query], { encoding: "utf8" }).trim();
+}

@@ -1,1 +1,29 @@
-//! placeholder
+//! `guestpass-server`: the reference auth backend of Guestpass (DESIGN.md §4).
+//!
+//! Guests sign in anonymously (optionally with the id their device minted
+//! offline), upgrade in place to an email/password account keeping their id and
+//! session, and are cleaned up when stale. Storage is SQLite (default, one file)
+//! or PostgreSQL (many instances), behind [`db::Database`].
+//!
+//! Start it with [`launch`] or, in tests, [`launch_with_listener`] on a port-0
+//! listener.
+
+pub mod admin;
+pub mod auth;
+pub mod cleanup;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod mail;
+pub mod ratelimit;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod upgrade;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, Secret};
+pub use server::{launch, launch_with_clock, launch_with_listener, ServerError, ServerHandle};

@@ -1,0 +1,206 @@
+//! Guests and sessions: anonymous sign-in, get-session, email sign-in, sign-out,
+//! a guest deleting itself.
+
+use std::net::IpAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use guestpass_proto::{
+    new_session_id, new_user_id, parse_user_id, routes, AnonymousSignInRequest, AuditEventKind,
+    EmailSignInRequest, ErrorCode, SessionResponse, SignInResponse, SuccessResponse,
+};
+
+use crate::crypto::{keyed_hash, new_token, sha256_hex, verify_password};
+use crate::db::{AuditRow, SessionRow, UserRow};
+use crate::error::{ApiResult, Failure};
+use crate::extract::{bearer, client_ip, JsonOrEmpty, Peer, ApiJson};
+use crate::ratelimit::{self, Decision};
+use crate::state::{activity_granularity, session_slide_after, session_ttl, AppState, SharedState};
+
+/// The caller's live session, from `Authorization: Bearer`.
+pub struct Authed {
+    pub user: UserRow,
+    pub session: SessionRow,
+}
+
+/// `Ok(None)` when there is no token or it is unknown or expired.
+pub async fn current_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Authed>> {
+    let Some(token) = bearer(headers) else { return Ok(None) };
+    let found = state.db.session_by_token(&sha256_hex(token), state.clock.now_ms()).await?;
+    Ok(found.map(|(user, session)| Authed { user, session }))
+}
+
+pub async fn require_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Authed> {
+    current_session(state, headers).await?.ok_or_else(|| Failure::new(ErrorCode::Unauthorized))
+}
+
+pub fn ip_of(state: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<IpAddr> {
+    client_ip(headers, peer.0, state.config.trusted_proxy_header.as_deref())
+}
+
+pub fn ip_hash(state: &AppState, ip: Option<IpAddr>) -> Option<String> {
+    ip.map(|ip| keyed_hash(&state.secret, &ip.to_string()))
+}
+
+/// A fresh session row and the bearer token that opens it (only its hash is kept).
+pub fn mint_session(user_id: &str, now: i64) -> (SessionRow, String) {
+    let token = new_token();
+    let session = SessionRow {
+        id: new_session_id(),
+        user_id: user_id.to_string(),
+        token_hash: sha256_hex(&token),
+        expires_at: now + session_ttl().num_milliseconds(),
+        created_at: now,
+        updated_at: now,
+    };
+    (session, token)
+}
+
+/// `{user, session, token}` with the token repeated in `set-auth-token`.
+fn signed_in(user: &UserRow, session: &SessionRow, token: String) -> Response {
+    let header = HeaderValue::from_str(&token).ok();
+    let body = SignInResponse { user: user.to_wire(), session: session.to_wire(), token };
+    let mut res = Json(body).into_response();
+    if let Some(h) = header {
+        res.headers_mut().insert(routes::SET_AUTH_TOKEN, h);
+    }
+    res
+}
+
+pub async fn sign_in_anonymous(
+    State(state): State<SharedState>,
+    peer: Peer,
+    headers: HeaderMap,
+    JsonOrEmpty(body): JsonOrEmpty<AnonymousSignInRequest>,
+) -> ApiResult<Response> {
+    if !state.config.auth_methods.anonymous.enabled() {
+        return Err(Failure::new(ErrorCode::NotFound)
+            .with_message("Anonymous authentication is disabled"));
+    }
+    let ip = ip_of(&state, &headers, &peer);
+    let now = state.clock.now_ms();
+    let limit = state.config.rate_limit.anonymous_per_minute;
+    if let Decision::Limited { retry_after_secs } =
+        ratelimit::check_anonymous(state.db.as_ref(), &state.secret, ip, limit, now).await?
+    {
+        let mut failure = Failure::new(ErrorCode::RateLimited);
+        failure.retry_after_secs = Some(retry_after_secs);
+        return Err(failure);
+    }
+    if let Some(current) = current_session(&state, &headers).await? {
+        if current.user.is_anonymous {
+            return Err(ErrorCode::AnonymousUsersCannotSignInAgainAnonymously.into());
+        }
+    }
+    let id = match body.id.as_deref() {
+        Some(raw) => parse_user_id(raw).map_err(|_| Failure::new(ErrorCode::InvalidUserId))?,
+        None => new_user_id(),
+    };
+    let user = UserRow::new_guest(id, now);
+    let (session, token) = mint_session(&user.id, now);
+    let ip_hash = ip_hash(&state, ip);
+    let audits = [
+        AuditRow::new(AuditEventKind::UserCreated, &user.id, &user.id, now, ip_hash.clone())
+            .with_detail(serde_json::json!({ "isAnonymous": true })),
+        AuditRow::new(AuditEventKind::SessionCreated, &user.id, &user.id, now, ip_hash)
+            .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" })),
+    ];
+    state.db.create_guest(&user, &session, &audits).await?;
+    tracing::info!(user_id = %user.id, "guest created");
+    Ok(signed_in(&user, &session, token))
+}
+
+pub async fn get_session(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
+    let Some(Authed { mut user, mut session }) = current_session(&state, &headers).await? else {
+        return Ok(Json(serde_json::Value::Null).into_response());
+    };
+    let now = state.clock.now_ms();
+    if now - session.updated_at >= session_slide_after().num_milliseconds() {
+        session.expires_at = now + session_ttl().num_milliseconds();
+        session.updated_at = now;
+        state.db.slide_session(&session.id, session.expires_at, now).await?;
+        user.last_active_at = now;
+    } else if now - user.last_active_at >= activity_granularity().num_milliseconds() {
+        state.db.touch_user(&user.id, now).await?;
+        user.last_active_at = now;
+    }
+    Ok(Json(SessionResponse { user: user.to_wire(), session: session.to_wire() }).into_response())
+}
+
+pub async fn sign_in_email(
+    State(state): State<SharedState>,
+    peer: Peer,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<EmailSignInRequest>,
+) -> ApiResult<Response> {
+    if !state.config.auth_methods.email_password {
+        return Err(Failure::new(ErrorCode::NotFound)
+            .with_message("Email and password sign-in is disabled"));
+    }
+    let email = body.email.trim().to_lowercase();
+    let user = if email.is_empty() || body.password.len() > 4 * guestpass_proto::PASSWORD_MAX {
+        None
+    } else {
+        state.db.user_by_email(&email).await?
+    };
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.decoy_hash.clone());
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .map_err(|_| Failure::internal())?;
+    let user = match user {
+        Some(user) if ok && user.password_hash.is_some() => user,
+        _ => return Err(ErrorCode::InvalidEmailOrPassword.into()),
+    };
+    let now = state.clock.now_ms();
+    let (session, token) = mint_session(&user.id, now);
+    let audit = AuditRow::new(
+        AuditEventKind::SessionCreated,
+        &user.id,
+        &user.id,
+        now,
+        ip_hash(&state, ip_of(&state, &headers, &peer)),
+    )
+    .with_detail(serde_json::json!({ "sessionId": session.id, "method": "email" }));
+    state.db.create_session(&session, &audit).await?;
+    Ok(signed_in(&user, &session, token))
+}
+
+pub async fn sign_out(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Json<SuccessResponse>> {
+    if let Some(token) = bearer(&headers) {
+        state.db.delete_session(&sha256_hex(token)).await?;
+    }
+    Ok(Json(SuccessResponse::OK))
+}
+
+pub async fn delete_anonymous_user(
+    State(state): State<SharedState>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> ApiResult<Json<SuccessResponse>> {
+    let Authed { user, .. } = require_session(&state, &headers).await?;
+    // DESIGN.md §4: on this route USER_NOT_ANONYMOUS is 403 (it is 400 on upgrade).
+    let not_anonymous = || Failure::new(ErrorCode::UserNotAnonymous).with_status(StatusCode::FORBIDDEN);
+    if !user.is_anonymous {
+        return Err(not_anonymous());
+    }
+    let now = state.clock.now_ms();
+    let audit = AuditRow::new(
+        AuditEventKind::UserDeleted,
+        &user.id,
+        &user.id,
+        now,
+        ip_hash(&state, ip_of(&state, &headers, &peer)),
+    )
+    .with_detail(serde_json::json!({ "reason": "self" }));
+    if !state.db.delete_user(&user.id, true, &audit).await? {
+        return Err(not_anonymous());
+    }
+    tracing::info!(user_id = %user.id, "guest deleted itself");
+    Ok(Json(SuccessResponse::OK))
+}

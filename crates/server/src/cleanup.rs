@@ -1,0 +1,82 @@
+//! Deletes guests whose last session activity is older than `maxAge`, with their
+//! sessions and data, each audited `user.deleted` by `system`.
+//!
+//! Work is done in batches of [`BATCH`] guests per transaction so a large backlog
+//! never holds a long lock over live requests; between batches the task yields.
+//! Several instances may run it at once: each batch is a `DELETE … RETURNING`
+//! (on PostgreSQL over rows picked with `FOR UPDATE SKIP LOCKED`), so every guest
+//! is deleted and audited by exactly one instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+
+use crate::clock::Clock;
+use crate::db::{Db, DbResult};
+use crate::ratelimit;
+
+pub const BATCH: i64 = 500;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub guests_deleted: usize,
+    pub rows_pruned: u64,
+}
+
+fn cutoff(clock: &dyn Clock, max_age_secs: u64) -> i64 {
+    let max_age = ChronoDuration::seconds(i64::try_from(max_age_secs).unwrap_or(i64::MAX / 1000));
+    clock.now_ms().saturating_sub(max_age.num_milliseconds())
+}
+
+/// One full pass: stale guests in batches, then housekeeping.
+pub async fn run_once(db: &Db, clock: &dyn Clock, max_age_secs: u64) -> DbResult<CleanupReport> {
+    let cutoff = cutoff(clock, max_age_secs);
+    let mut report = CleanupReport::default();
+    loop {
+        let ids = db.delete_stale_guests(cutoff, BATCH, clock.now_ms()).await?;
+        report.guests_deleted += ids.len();
+        if ids.len() < BATCH as usize {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    report.rows_pruned += prune(db, clock).await?;
+    Ok(report)
+}
+
+/// Expired sessions, spent verification tokens, old rate-limit windows.
+pub async fn prune(db: &Db, clock: &dyn Clock) -> DbResult<u64> {
+    let now = clock.now_ms();
+    db.prune(now, ratelimit::prune_before(now)).await
+}
+
+/// How many guests a pass would delete now.
+pub async fn dry_run(db: &Db, clock: &dyn Clock, max_age_secs: u64) -> DbResult<i64> {
+    db.count_stale_guests(cutoff(clock, max_age_secs)).await
+}
+
+/// The periodic task. A failed pass (database down) is logged and retried at
+/// the next tick.
+pub fn spawn(db: Db, clock: Arc<dyn Clock>, max_age_secs: Option<u64>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let outcome = match max_age_secs {
+                Some(max_age) => run_once(&db, clock.as_ref(), max_age).await,
+                None => prune(&db, clock.as_ref())
+                    .await
+                    .map(|rows_pruned| CleanupReport { guests_deleted: 0, rows_pruned }),
+            };
+            match outcome {
+                Ok(r) if r.guests_deleted > 0 => {
+                    tracing::info!(deleted = r.guests_deleted, pruned = r.rows_pruned, "cleanup of stale guests")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cleanup pass failed; retrying at the next interval"),
+            }
+        }
+    })
+}

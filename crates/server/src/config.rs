@@ -1,0 +1,296 @@
+//! Server configuration: a TOML file shaped like the spec's `BanataAuthConfig`
+//! (camelCase keys), then `GUESTPASS_…` environment variables on top, then the
+//! command line on top of that. Every field has a default, so no file at all
+//! gives a working server on an embedded SQLite file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A value that must never reach a log: `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Deliberately named so every read of the plain value stands out in review.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: String, source: Box<toml::de::Error> },
+    #[error("invalid value in {var}: {reason}")]
+    Env { var: &'static str, reason: String },
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://guestpass-server.db";
+pub const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 30;
+pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Config {
+    pub app_name: String,
+    /// Public base URL of this server; verification links point here.
+    pub site_url: String,
+    /// Keys the client-address hashes. Generated and kept in the database when unset.
+    pub secret: Option<Secret>,
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`.
+    pub database_url: Secret,
+    /// Seconds to wait for a database connection (and SQLite's busy timeout)
+    /// before answering 503.
+    pub database_timeout_secs: u64,
+    /// Opens `/admin/*`. Unset: the admin HTTP API is closed (the CLI still works).
+    pub admin_api_key: Option<Secret>,
+    /// e.g. `smtp://user:pass@mail.example.com:587?tls=required`. Unset: no email is sent.
+    pub smtp_url: Option<Secret>,
+    pub email_from: String,
+    /// Header naming the client address when behind a proxy you trust, e.g.
+    /// `x-forwarded-for` (its last entry is used). Unset: the socket address.
+    pub trusted_proxy_header: Option<String>,
+    pub cleanup_interval_secs: u64,
+    pub auth_methods: AuthMethods,
+    pub rate_limit: RateLimitConfig,
+    pub social_providers: BTreeMap<String, SocialProvider>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            app_name: "Guestpass".into(),
+            site_url: format!("http://{DEFAULT_LISTEN}"),
+            secret: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: Secret::new(DEFAULT_DATABASE_URL),
+            database_timeout_secs: 5,
+            admin_api_key: None,
+            smtp_url: None,
+            email_from: "Guestpass <no-reply@localhost>".into(),
+            trusted_proxy_header: None,
+            cleanup_interval_secs: DEFAULT_CLEANUP_INTERVAL_SECS,
+            auth_methods: AuthMethods::default(),
+            rate_limit: RateLimitConfig::default(),
+            social_providers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AuthMethods {
+    pub anonymous: AnonymousSetting,
+    pub email_password: bool,
+}
+
+impl Default for AuthMethods {
+    fn default() -> Self {
+        Self { anonymous: AnonymousSetting::Enabled(true), email_password: true }
+    }
+}
+
+/// `anonymous = true` or `anonymous = { enabled = true, maxAge = 2592000 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AnonymousSetting {
+    Enabled(bool),
+    Detailed(AnonymousOptions),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousOptions {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds of inactivity after which a guest is deleted by the cleanup.
+    pub max_age: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AnonymousSetting {
+    pub fn enabled(&self) -> bool {
+        match self {
+            Self::Enabled(on) => *on,
+            Self::Detailed(o) => o.enabled,
+        }
+    }
+
+    pub fn max_age_secs(&self) -> Option<u64> {
+        match self {
+            Self::Enabled(_) => None,
+            Self::Detailed(o) => o.max_age,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Anonymous sign-ins per client address per minute; 0 turns the limit off.
+    pub anonymous_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { anonymous_per_minute: DEFAULT_ANONYMOUS_PER_MINUTE }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SocialProvider {
+    pub client_id: String,
+    pub issuer: String,
+}
+
+impl Config {
+    /// The file (if any), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        Self::from_toml(&text)
+            .map_err(|source| ConfigError::Parse { path: shown, source: Box::new(source) })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Applies `GUESTPASS_…` variables; `get` is injectable so tests need not touch
+    /// the process environment.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &'static str, raw: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            raw.trim().parse().map_err(|e: T::Err| ConfigError::Env { var, reason: e.to_string() })
+        }
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("GUESTPASS_APP_NAME") {
+            self.app_name = v;
+        }
+        if let Some(v) = get("GUESTPASS_SITE_URL") {
+            self.site_url = v;
+        }
+        if let Some(v) = get("GUESTPASS_SECRET") {
+            self.secret = Some(Secret::new(v));
+        }
+        if let Some(v) = get("GUESTPASS_LISTEN") {
+            self.listen = parse("GUESTPASS_LISTEN", &v)?;
+        }
+        if let Some(v) = get("GUESTPASS_DATABASE_URL") {
+            self.database_url = Secret::new(v);
+        }
+        if let Some(v) = get("GUESTPASS_DATABASE_TIMEOUT_SECS") {
+            self.database_timeout_secs = parse("GUESTPASS_DATABASE_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("GUESTPASS_ADMIN_API_KEY") {
+            self.admin_api_key = Some(Secret::new(v));
+        }
+        if let Some(v) = get("GUESTPASS_SMTP_URL") {
+            self.smtp_url = Some(Secret::new(v));
+        }
+        if let Some(v) = get("GUESTPASS_EMAIL_FROM") {
+            self.email_from = v;
+        }
+        if let Some(v) = get("GUESTPASS_TRUSTED_PROXY_HEADER") {
+            self.trusted_proxy_header = Some(v);
+        }
+        if let Some(v) = get("GUESTPASS_CLEANUP_INTERVAL_SECS") {
+            self.cleanup_interval_secs = parse("GUESTPASS_CLEANUP_INTERVAL_SECS", &v)?;
+        }
+        if let Some(v) = get("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE") {
+            self.rate_limit.anonymous_per_minute =
+                parse("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("GUESTPASS_EMAIL_PASSWORD") {
+            self.auth_methods.email_password = parse("GUESTPASS_EMAIL_PASSWORD", &v)?;
+        }
+        let enabled = match get("GUESTPASS_ANONYMOUS") {
+            Some(v) => parse("GUESTPASS_ANONYMOUS", &v)?,
+            None => self.auth_methods.anonymous.enabled(),
+        };
+        let max_age = match get("GUESTPASS_ANONYMOUS_MAX_AGE") {
+            Some(v) => Some(parse("GUESTPASS_ANONYMOUS_MAX_AGE", &v)?).filter(|s| *s > 0),
+            None => self.auth_methods.anonymous.max_age_secs(),
+        };
+        self.auth_methods.anonymous =
+            AnonymousSetting::Detailed(AnonymousOptions { enabled, max_age });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_shape_and_env_overrides() {
+        let text = r#"
+            appName = "My App"
+            siteUrl = "https://auth.example.com"
+            secret = "s3cr3t"
+            adminApiKey = "k"
+            [authMethods]
+            anonymous = { enabled = true, maxAge = 2592000 }
+            emailPassword = true
+            [rateLimit]
+            anonymousPerMinute = 10
+            [socialProviders.google]
+            clientId = "abc"
+            issuer = "https://accounts.google.com"
+        "#;
+        let mut c = Config::from_toml(text).unwrap();
+        assert_eq!(c.auth_methods.anonymous.max_age_secs(), Some(2_592_000));
+        assert_eq!(c.rate_limit.anonymous_per_minute, 10);
+        assert_eq!(c.social_providers["google"].client_id, "abc");
+        let env = |k: &str| match k {
+            "GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE" => Some("0".to_string()),
+            "GUESTPASS_LISTEN" => Some("127.0.0.1:0".to_string()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.rate_limit.anonymous_per_minute, 0);
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.auth_methods.anonymous.max_age_secs(), Some(2_592_000));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t") && shown.contains("<redacted>"), "{shown}");
+
+        let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
+        assert!(plain.auth_methods.anonymous.enabled());
+        assert!(Config::from_toml("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! The storage contract. Handlers speak to a `dyn Database`; `store.rs` implements
+//! it once for SQLite and once for PostgreSQL. Each method that changes users or
+//! sessions writes its audit rows in the same transaction.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use guestpass_proto::{AuditEvent, AuditEventKind, Session, User};
+
+use crate::clock::from_ms;
+
+/// Two outcomes callers branch on: a uniqueness conflict (which one), or the
+/// database could not do the work (down, locked, broken) — answered with 503.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("conflict on {0:?}")]
+    Conflict(Conflict),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    UserId,
+    Email,
+    ProviderAccount,
+    SessionToken,
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        if let Some(db) = err.as_database_error() {
+            if db.is_unique_violation() {
+                // PostgreSQL names the constraint; SQLite names the column in the message.
+                let what = format!("{} {}", db.constraint().unwrap_or(""), db.message());
+                let conflict = if what.contains("email") {
+                    Conflict::Email
+                } else if what.contains("provider") {
+                    Conflict::ProviderAccount
+                } else if what.contains("token") {
+                    Conflict::SessionToken
+                } else {
+                    Conflict::UserId
+                };
+                return Self::Conflict(conflict);
+            }
+        }
+        Self::Unavailable(err.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Self::Unavailable(format!("migration failed: {err}"))
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub email_verified: bool,
+    pub is_anonymous: bool,
+    pub password_hash: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_active_at: i64,
+}
+
+impl UserRow {
+    pub fn to_wire(&self) -> User {
+        User {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            name: self.name.clone(),
+            image: self.image.clone(),
+            email_verified: self.email_verified,
+            is_anonymous: self.is_anonymous,
+            created_at: from_ms(self.created_at),
+            updated_at: from_ms(self.updated_at),
+            metadata: serde_json::from_str(&self.metadata)
+                .unwrap_or_else(|_| serde_json::Value::Object(Default::default())),
+        }
+    }
+
+    pub fn new_guest(id: String, now: i64) -> Self {
+        Self {
+            id,
+            email: None,
+            name: None,
+            image: None,
+            email_verified: false,
+            is_anonymous: true,
+            password_hash: None,
+            metadata: "{}".into(),
+            created_at: now,
+            updated_at: now,
+            last_active_at: now,
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub token_hash: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SessionRow {
+    pub fn to_wire(&self) -> Session {
+        Session {
+            id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            expires_at: from_ms(self.expires_at),
+            created_at: from_ms(self.created_at),
+            updated_at: from_ms(self.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: String,
+    pub event: String,
+    pub user_id: String,
+    pub actor: String,
+    pub created_at: i64,
+    pub ip_hash: Option<String>,
+    pub detail: String,
+}
+
+impl AuditRow {
+    pub fn new(
+        event: AuditEventKind,
+        user_id: &str,
+        actor: &str,
+        now: i64,
+        ip_hash: Option<String>,
+    ) -> Self {
+        Self {
+            id: next_audit_id(),
+            event: event.as_str().to_string(),
+            user_id: user_id.to_string(),
+            actor: actor.to_string(),
+            created_at: now,
+            ip_hash,
+            detail: "{}".into(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail.to_string();
+        self
+    }
+
+    pub fn to_wire(&self) -> Option<AuditEvent> {
+        Some(AuditEvent {
+            id: self.id.clone(),
+            event: AuditEventKind::parse(&self.event)?,
+            user_id: self.user_id.clone(),
+            actor: self.actor.clone(),
+            created_at: from_ms(self.created_at),
+            ip_hash: self.ip_hash.clone(),
+            detail: serde_json::from_str(&self.detail).unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// Audit ids are ULIDs from one monotonic generator per process, so events written
+/// in the same millisecond by one instance still list in the order they happened.
+fn next_audit_id() -> String {
+    static GEN: std::sync::OnceLock<std::sync::Mutex<ulid::Generator>> = std::sync::OnceLock::new();
+    let gen = GEN.get_or_init(|| std::sync::Mutex::new(ulid::Generator::new()));
+    let id = gen
+        .lock()
+        .ok()
+        .and_then(|mut g| g.generate().ok())
+        .unwrap_or_else(ulid::Ulid::new);
+    format!("aud_{id}")
+}
+
+/// The in-place upgrade of a guest to an email/password account.
+#[derive(Debug, Clone)]
+pub struct EmailUpgrade {
+    pub user_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: String,
+    pub now: i64,
+    pub verification_token_hash: String,
+    pub verification_expires_at: i64,
+    pub audit: AuditRow,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub is_anonymous: Option<bool>,
+    /// Keyset cursor: strictly older than this `(created_at, id)`.
+    pub after: Option<(i64, String)>,
+    /// Keyset cursor: strictly newer than this `(created_at, id)` (paging back).
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<String>,
+    pub event: Option<String>,
+    /// Keyset cursor on the (time-ordered) audit id, newest first.
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+#[async_trait]
+pub trait Database: Send + Sync + 'static {
+    /// "sqlite" or "postgres", for logs.
+    fn kind(&self) -> &'static str;
+
+    /// A cheap round trip.
+    async fn ping(&self) -> DbResult<()>;
+
+    /// The generated server secret, created by the first instance that asks.
+    async fn secret_or_init(&self, candidate: &str, now: i64) -> DbResult<String>;
+
+    /// Guest + first session + `user.created` + `session.created`, atomically.
+    async fn create_guest(
+        &self,
+        user: &UserRow,
+        session: &SessionRow,
+        audits: &[AuditRow],
+    ) -> DbResult<()>;
+
+    /// A new session for an existing user (sign-in) with its audit row.
+    async fn create_session(&self, session: &SessionRow, audit: &AuditRow) -> DbResult<()>;
+
+    /// The live session for a token digest and its user; `None` if unknown or expired.
+    async fn session_by_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> DbResult<Option<(UserRow, SessionRow)>>;
+
+    /// Extends a session and records activity on its user.
+    async fn slide_session(&self, session_id: &str, expires_at: i64, now: i64) -> DbResult<()>;
+
+    /// Records activity on a user without touching sessions.
+    async fn touch_user(&self, user_id: &str, now: i64) -> DbResult<()>;
+
+    /// `Ok(None)` when the user is no longer a guest (lost a race with another upgrade).
+    async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Option<UserRow>>;
+
+    /// Links a social identity to a guest in place. `Ok(None)`: not a guest any more.
+    async fn upgrade_with_social(
+        &self,
+        user_id: &str,
+        provider: &str,
+        provider_account_id: &str,
+        email: Option<&str>,
+        name: Option<&str>,
+        now: i64,
+        audit: &AuditRow,
+    ) -> DbResult<Option<UserRow>>;
+
+    async fn user_by_email(&self, email: &str) -> DbResult<Option<UserRow>>;
+
+    async fn user_by_id(&self, id: &str) -> DbResult<Option<UserRow>>;
+
+    /// Marks the email verified if the token is unused, unexpired and still matches
+    /// the user's email. Returns the user id; a token works once.
+    async fn consume_verification(&self, token_hash: &str, now: i64) -> DbResult<Option<String>>;
+
+    async fn delete_session(&self, token_hash: &str) -> DbResult<bool>;
+
+    /// Deletes a user with sessions and data and writes `audit`. With
+    /// `only_anonymous` a full account is left alone. False when nothing matched.
+    async fn delete_user(&self, user_id: &str, only_anonymous: bool, audit: &AuditRow)
+        -> DbResult<bool>;
+
+    async fn list_users(&self, filter: &UserFilter) -> DbResult<Vec<UserRow>>;
+
+    async fn audit_log(&self, filter: &AuditFilter) -> DbResult<Vec<AuditRow>>;
+
+    /// Adds one hit to `(bucket, window_start)` and returns the hits in that window.
+    async fn hit_rate_window(&self, bucket: &str, window_start: i64) -> DbResult<i64>;
+
+    /// Deletes up to `limit` guests inactive since before `cutoff` in one
+    /// transaction, auditing each as `user.deleted` by `system`; returns their ids.
+    /// Safe to run from several instances at once: a guest is deleted (and
+    /// audited) by exactly one of them.
+    async fn delete_stale_guests(&self, cutoff: i64, limit: i64, now: i64)
+        -> DbResult<Vec<String>>;
+
+    /// How many guests `delete_stale_guests` would delete (dry run).
+    async fn count_stale_guests(&self, cutoff: i64) -> DbResult<i64>;
+
+    /// Housekeeping: expired sessions, used or expired verification tokens, old
+    /// rate-limit windows. Returns rows removed.
+    async fn prune(&self, now: i64, rate_windows_before: i64) -> DbResult<u64>;
+}
+
+pub type Db = Arc<dyn Database>;

@@ -1,0 +1,151 @@
+//! Request extractors whose rejections are `{code, message}` JSON, so axum's
+//! plain-text rejections never reach a client, plus the bearer token and client
+//! address helpers.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use guestpass_proto::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::Failure;
+
+/// Largest request body accepted (every legitimate body is well under 1 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON body: `content-type: application/json`, at most [`BODY_LIMIT`] bytes,
+/// no unknown fields (the proto types deny them).
+pub struct ApiJson<T>(pub T);
+
+/// Like [`ApiJson`] but an empty body means `T::default()` (`POST /sign-in/anonymous`
+/// is called with no body by some clients).
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Failure> {
+        let (content_type_ok, bytes) = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Err(Failure::bad_request("A JSON body is required"));
+        }
+        if !content_type_ok {
+            return Err(wrong_content_type());
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmpty<T> {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Failure> {
+        let (content_type_ok, bytes) = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonOrEmpty(T::default()));
+        }
+        if !content_type_ok {
+            return Err(wrong_content_type());
+        }
+        parse_json(&bytes).map(JsonOrEmpty)
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), Failure> {
+    let content_type_ok = is_json(req.headers());
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Failure::new(ErrorCode::PayloadTooLarge).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        } else {
+            Failure::bad_request("Could not read the request body")
+        }
+    })?;
+    Ok((content_type_ok, bytes))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+fn wrong_content_type() -> Failure {
+    Failure::bad_request("Expected content-type: application/json")
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        // Name unknown or missing fields, but never echo values: a mistyped field
+        // could carry a password.
+        let text = e.to_string();
+        let message = if text.starts_with("unknown field") || text.starts_with("missing field") {
+            format!("Invalid request body: {}", text.split(" at line").next().unwrap_or(&text))
+        } else {
+            "Invalid JSON body".to_string()
+        };
+        Failure::bad_request(message)
+    })
+}
+
+/// Query string parsed into `T`, with JSON rejections.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Failure> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded_from_str(query).map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, Failure> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}").parse().map_err(|_| Failure::bad_request("Invalid query string"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| Failure::bad_request(format!("Invalid query string: {}", e.body_text())))
+}
+
+/// `Authorization: Bearer <token>`, if present and well-formed.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The client address: the socket peer, or the last entry of the configured proxy
+/// header (the one your own proxy appended; earlier entries are client-supplied).
+pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trusted: Option<&str>) -> Option<IpAddr> {
+    if let Some(name) = trusted {
+        let from_header = parts_headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
+            .last();
+        if from_header.is_some() {
+            return from_header;
+        }
+    }
+    peer.map(|p| p.ip())
+}
+
+/// The socket peer, present when the server was started with connect info.
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)))
+    }
+}

@@ -1,0 +1,69 @@
+//! The verification email, over SMTP with lettre. The link carries a secret
+//! token, so neither the link nor the message body is ever logged.
+
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    app_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid SMTP URL: {0}")]
+    Url(String),
+    #[error("invalid sender address {0:?}")]
+    From(String),
+}
+
+impl Mailer {
+    /// `smtp://host:port` (plain), `smtp://…?tls=required` (STARTTLS) or `smtps://…`.
+    pub fn new(smtp_url: &str, from: &str, app_name: &str) -> Result<Self, MailError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+            // The lettre error may echo the URL, which can hold a password.
+            .map_err(|_| MailError::Url("cannot parse the SMTP URL".into()))?
+            .build();
+        let from = from.parse().map_err(|_| MailError::From(from.to_string()))?;
+        Ok(Self { transport, from, app_name: app_name.to_string() })
+    }
+
+    /// Sends the link; failures are logged (without the link) and not retried:
+    /// the account is upgraded either way.
+    pub async fn send_verification(&self, to: &str, link: &str) {
+        let Ok(to_box) = to.parse::<Mailbox>() else {
+            tracing::warn!("verification email not sent: recipient address not accepted");
+            return;
+        };
+        let text = format!(
+            "Welcome to {app}!\r\n\r\nConfirm your email address by opening this link:\r\n\r\n{link}\r\n\r\n\
+             The link works once and expires in 24 hours. If you did not create an account, ignore this email.\r\n",
+            app = self.app_name
+        );
+        // 7bit keeps the link on one line (no quoted-printable soft breaks).
+        let body = match Body::new_with_encoding(text, ContentTransferEncoding::SevenBit) {
+            Ok(body) => body,
+            Err(text) => Body::new(text),
+        };
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to_box)
+            .subject(format!("Verify your email for {}", self.app_name))
+            .header(ContentType::TEXT_PLAIN)
+            .body(body);
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "verification email not built");
+                return;
+            }
+        };
+        match self.transport.send(message).await {
+            Ok(_) => tracing::info!("verification email sent"),
+            Err(e) => tracing::warn!(error = %e, "verification email not sent"),
+        }
+    }
+}

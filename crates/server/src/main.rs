@@ -1,0 +1,200 @@
+//! `guestpass-server`: serve the API, or administer the database directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use guestpass_proto::{format_time, parse_user_id, AuditEventKind};
+use guestpass_server::clock::{Clock, SystemClock};
+use guestpass_server::db::{AuditFilter, AuditRow, Db, UserFilter};
+use guestpass_server::{cleanup, store, Config, Secret};
+
+#[derive(Parser)]
+#[command(name = "guestpass-server", version, about = "The Guestpass reference auth backend")]
+struct Cli {
+    /// TOML config file (see server.example.toml).
+    #[arg(long, global = true, env = "GUESTPASS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL, sqlite://FILE or postgres://… (overrides config and GUESTPASS_DATABASE_URL).
+    #[arg(long, global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:3000 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Work directly on the database named by the config.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Users, newest first.
+    ListUsers {
+        /// Only guests.
+        #[arg(long)]
+        anonymous: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Delete a user with sessions and data (audited as user.deleted by admin).
+    RemoveUser { id: String },
+    /// Delete guests inactive for longer than maxAge now.
+    Cleanup {
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds; defaults to authMethods.anonymous.maxAge.
+        #[arg(long)]
+        max_age: Option<u64>,
+    },
+    /// Audit events, newest first.
+    AuditLog {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guestpass-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(url) = cli.database {
+        config.database_url = Secret::new(url);
+    }
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(addr) = listen {
+                config.listen = addr;
+            }
+            let handle = guestpass_server::launch(config).await?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    r.context("waiting for Ctrl-C")?;
+                    tracing::info!("shutting down");
+                }
+                _ = terminate() => tracing::info!("terminated; shutting down"),
+            }
+            handle.shutdown().await?;
+            Ok(())
+        }
+        Command::Admin { command } => {
+            let db = store::connect(
+                config.database_url.expose(),
+                Duration::from_secs(config.database_timeout_secs.max(1)),
+            )
+            .await?;
+            admin(db, &config, command).await
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match command {
+        AdminCommand::ListUsers { anonymous, limit } => {
+            let filter = UserFilter {
+                is_anonymous: anonymous.then_some(true),
+                limit: limit.clamp(1, 10_000),
+                ..Default::default()
+            };
+            let users = db.list_users(&filter).await?;
+            println!("{:<30}  {:<9}  {:<24}  {:<8}  email", "id", "anonymous", "created", "verified");
+            for u in &users {
+                let w = u.to_wire();
+                println!(
+                    "{:<30}  {:<9}  {:<24}  {:<8}  {}",
+                    w.id,
+                    w.is_anonymous,
+                    format_time(&w.created_at),
+                    w.email_verified,
+                    w.email.as_deref().unwrap_or("-")
+                );
+            }
+            eprintln!("{} user(s)", users.len());
+        }
+        AdminCommand::RemoveUser { id } => {
+            let id = parse_user_id(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let audit = AuditRow::new(AuditEventKind::UserDeleted, &id, "admin", clock.now_ms(), None)
+                .with_detail(serde_json::json!({ "reason": "admin", "via": "cli" }));
+            if !db.delete_user(&id, false, &audit).await? {
+                bail!("user not found: {id}");
+            }
+            println!("removed {id}");
+        }
+        AdminCommand::Cleanup { dry_run, max_age } => {
+            let Some(max_age) = max_age.or(config.auth_methods.anonymous.max_age_secs()) else {
+                bail!("no maxAge: set authMethods.anonymous.maxAge or pass --max-age SECONDS");
+            };
+            if dry_run {
+                let n = cleanup::dry_run(&db, clock.as_ref(), max_age).await?;
+                println!("{n} stale guest(s) would be deleted (inactive for more than {max_age} s)");
+            } else {
+                let report = cleanup::run_once(&db, clock.as_ref(), max_age).await?;
+                println!(
+                    "deleted {} stale guest(s); pruned {} expired row(s)",
+                    report.guests_deleted, report.rows_pruned
+                );
+            }
+        }
+        AdminCommand::AuditLog { limit, user } => {
+            let user_id = user
+                .map(|u| parse_user_id(&u).map_err(|e| anyhow::anyhow!("{e}")))
+                .transpose()?;
+            let filter = AuditFilter { user_id, limit: limit.clamp(1, 10_000), ..Default::default() };
+            for row in db.audit_log(&filter).await? {
+                if let Some(e) = row.to_wire() {
+                    println!("{}", serde_json::to_string(&e)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Building the router and running it: `launch` binds the configured address,
+//! `launch_with_listener` takes a bound listener (tests bind port 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use guestpass_proto::{routes, ErrorCode};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::crypto::{decoy_hash, digest, new_token};
+use crate::db::{Db, DbError};
+use crate::error::Failure;
+use crate::extract::BODY_LIMIT;
+use crate::mail::{MailError, Mailer};
+use crate::state::{AppState, SharedState};
+use crate::{admin, auth, cleanup, store, upgrade};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    #[error("email: {0}")]
+    Mail(#[from] MailError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    addr: SocketAddr,
+    state: SharedState,
+    shutdown: Option<oneshot::Sender<()>>,
+    serve: JoinHandle<std::io::Result<()>>,
+    cleanup: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn database(&self) -> Db {
+        self.state.db.clone()
+    }
+
+    /// Runs one cleanup pass now, exactly as the periodic task does.
+    pub async fn run_cleanup(&self) -> Result<cleanup::CleanupReport, DbError> {
+        match self.state.config.auth_methods.anonymous.max_age_secs() {
+            Some(max_age) => cleanup::run_once(&self.state.db, self.state.clock.as_ref(), max_age).await,
+            None => Ok(cleanup::CleanupReport::default()),
+        }
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops the cleanup task.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.cleanup.take() {
+            task.abort();
+        }
+        match (&mut self.serve).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Waits until the server stops (it only stops on shutdown or an I/O error).
+    pub async fn wait(mut self) -> Result<(), ServerError> {
+        let result = (&mut self.serve).await;
+        if let Some(task) = self.cleanup.take() {
+            task.abort();
+        }
+        match result {
+            Ok(r) => Ok(r?),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Binds `config.listen` and serves.
+pub async fn launch(config: Config) -> Result<ServerHandle, ServerError> {
+    let addr = config.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    launch_with_listener(config, listener).await
+}
+
+pub async fn launch_with_listener(config: Config, listener: TcpListener) -> Result<ServerHandle, ServerError> {
+    launch_with_clock(config, listener, Arc::new(SystemClock)).await
+}
+
+/// As [`launch_with_listener`], with time from `clock` (tests move it by hand).
+pub async fn launch_with_clock(
+    config: Config,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> Result<ServerHandle, ServerError> {
+    let state = Arc::new(build_state(config, clock).await?);
+    let addr = listener.local_addr()?;
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    let anon = &state.config.auth_methods.anonymous;
+    let cleanup = (state.config.cleanup_interval_secs > 0).then(|| {
+        cleanup::spawn(
+            state.db.clone(),
+            state.clock.clone(),
+            anon.max_age_secs(),
+            Duration::from_secs(state.config.cleanup_interval_secs),
+        )
+    });
+    tracing::info!(
+        %addr,
+        database = state.db.kind(),
+        anonymous = anon.enabled(),
+        max_age_secs = ?anon.max_age_secs(),
+        rate_limit_per_minute = state.config.rate_limit.anonymous_per_minute,
+        admin_api = state.admin_key_digest.is_some(),
+        "guestpass-server listening on http://{addr}"
+    );
+    Ok(ServerHandle { addr, state, shutdown: Some(tx), serve, cleanup })
+}
+
+/// Connects the database (running migrations) and resolves secrets.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
+    let db = store::connect(config.database_url.expose(), Duration::from_secs(config.database_timeout_secs.max(1))).await?;
+    let secret = match &config.secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => {
+            // Kept in the database so every instance on it agrees; never printed.
+            let secret = db.secret_or_init(&new_token(), clock.now_ms()).await?;
+            tracing::warn!("no secret configured: using the one generated and stored in the database");
+            secret.into_bytes()
+        }
+    };
+    let admin_key_digest = config.admin_api_key.as_ref().map(|k| digest(k.expose()));
+    if admin_key_digest.is_none() {
+        tracing::warn!("no adminApiKey configured: the admin HTTP API is closed (the admin CLI still works)");
+    }
+    let mailer = match &config.smtp_url {
+        Some(url) => Some(Mailer::new(url.expose(), &config.email_from, &config.app_name)?),
+        None => None,
+    };
+    let decoy_hash = tokio::task::spawn_blocking(decoy_hash).await.unwrap_or_default();
+    Ok(AppState { config, db, clock, secret, admin_key_digest, mailer, decoy_hash })
+}
+
+pub fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .route(routes::SIGN_IN_ANONYMOUS, post(auth::sign_in_anonymous))
+        .route(routes::GET_SESSION, get(auth::get_session))
+        .route(routes::UPGRADE, post(upgrade::upgrade))
+        .route(routes::UPGRADE_SOCIAL, post(upgrade::upgrade_social))
+        .route(routes::SIGN_IN_EMAIL, post(auth::sign_in_email))
+        .route(routes::VERIFY_EMAIL, get(upgrade::verify_email))
+        .route(routes::SIGN_OUT, post(auth::sign_out))
+        .route(routes::DELETE_ANONYMOUS_USER, post(auth::delete_anonymous_user))
+        .route(routes::ADMIN_LIST_USERS, get(admin::list_users))
+        .route(routes::ADMIN_REMOVE_USER, post(admin::remove_user))
+        .route(routes::ADMIN_AUDIT_LOG, get(admin::audit_log));
+    Router::new()
+        .nest(routes::BASE, api)
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(e) => Failure::from(e).into_response(),
+    }
+}
+
+async fn not_found() -> Failure {
+    Failure::new(ErrorCode::NotFound)
+}
+
+async fn method_not_allowed() -> Failure {
+    Failure::new(ErrorCode::MethodNotAllowed).with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Failure::internal().into_response()
+}

@@ -1,0 +1,45 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::mail::Mailer;
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    /// Keys the client-address hashes (from config, or generated and kept in the DB).
+    pub secret: Vec<u8>,
+    /// SHA-256 of the admin API key; `None` closes the admin HTTP API.
+    pub admin_key_digest: Option<[u8; 32]>,
+    pub mailer: Option<Mailer>,
+    /// Verified against when a sign-in names an unknown email (equal timing).
+    pub decoy_hash: String,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Sessions last 7 days and slide at most once per day of use.
+pub fn session_ttl() -> Duration {
+    Duration::days(guestpass_proto::SESSION_TTL_DAYS)
+}
+
+pub fn session_slide_after() -> Duration {
+    Duration::hours(guestpass_proto::SESSION_SLIDE_AFTER_HOURS)
+}
+
+/// Activity on a guest is recorded at most this often between slides, so the
+/// cleanup sees use to within an hour without a write per request.
+pub fn activity_granularity() -> Duration {
+    Duration::hours(1)
+}
+
+/// A verification link works once, within this time.
+pub fn verification_ttl() -> Duration {
+    Duration::hours(24)
+}

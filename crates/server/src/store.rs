@@ -1,0 +1,531 @@
+//! The two implementations of [`Database`]: SQLite (embedded default: one file,
+//! WAL, busy timeout, foreign keys) and PostgreSQL (any number of instances).
+//!
+//! The schemas differ only in column types (see `migrations/server/*`): times are
+//! integer milliseconds, booleans are booleans, JSON is text. So every query is
+//! written once, in the dialect both accept (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`), and `sql_store!` stamps out the two `impl`s. The one real
+//! difference is locking in the cleanup (PostgreSQL `FOR UPDATE SKIP LOCKED`;
+//! SQLite has a single writer and needs none).
+//!
+//! SQLite note: every write transaction starts with its write, never with a read,
+//! so it takes the write lock up front and the busy timeout applies instead of
+//! failing with SQLITE_BUSY on a stale read snapshot.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::db::*;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Opens the database named by `url`, runs the embedded migrations, and returns it.
+pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(timeout)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("../../migrations/server/postgres").run(&pool).await?;
+        Ok(Arc::new(PostgresStore { pool }))
+    } else if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../../migrations/server/sqlite").run(&pool).await?;
+        Ok(Arc::new(SqliteStore { pool }))
+    } else {
+        Err(DbError::Unavailable(
+            "unsupported database URL: expected sqlite://… or postgres://…".into(),
+        ))
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, name, image, email_verified, is_anonymous, password_hash, \
+                            metadata, created_at, updated_at, last_active_at";
+
+macro_rules! sql_store {
+    ($store:ty, $kind:literal, $skip_locked:literal) => {
+        impl $store {
+            async fn insert_audit<'c, E>(exec: E, a: &AuditRow) -> Result<(), sqlx::Error>
+            where
+                E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
+            {
+                sqlx::query(
+                    "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&a.id)
+                .bind(&a.event)
+                .bind(&a.user_id)
+                .bind(&a.actor)
+                .bind(a.created_at)
+                .bind(&a.ip_hash)
+                .bind(&a.detail)
+                .execute(exec)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_session<'c, E>(exec: E, s: &SessionRow) -> Result<(), sqlx::Error>
+            where
+                E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
+            {
+                sqlx::query(
+                    "INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&s.id)
+                .bind(&s.user_id)
+                .bind(&s.token_hash)
+                .bind(s.expires_at)
+                .bind(s.created_at)
+                .bind(s.updated_at)
+                .execute(exec)
+                .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Database for $store {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            async fn ping(&self) -> DbResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn secret_or_init(&self, candidate: &str, now: i64) -> DbResult<String> {
+                sqlx::query(
+                    "INSERT INTO server_secrets (name, value, created_at) VALUES ('secret', $1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(candidate)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                let value: String =
+                    sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'secret'")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(value)
+            }
+
+            async fn create_guest(
+                &self,
+                u: &UserRow,
+                s: &SessionRow,
+                audits: &[AuditRow],
+            ) -> DbResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, \
+                     password_hash, metadata, created_at, updated_at, last_active_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&u.id)
+                .bind(&u.email)
+                .bind(&u.name)
+                .bind(&u.image)
+                .bind(u.email_verified)
+                .bind(u.is_anonymous)
+                .bind(&u.password_hash)
+                .bind(&u.metadata)
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .bind(u.last_active_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_session(&mut *tx, s).await?;
+                for a in audits {
+                    Self::insert_audit(&mut *tx, a).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_session(&self, s: &SessionRow, audit: &AuditRow) -> DbResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::insert_session(&mut *tx, s).await?;
+                sqlx::query("UPDATE users SET last_active_at = $2 WHERE id = $1")
+                    .bind(&s.user_id)
+                    .bind(s.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn session_by_token(
+                &self,
+                token_hash: &str,
+                now: i64,
+            ) -> DbResult<Option<(UserRow, SessionRow)>> {
+                let session: Option<SessionRow> = sqlx::query_as(
+                    "SELECT id, user_id, token_hash, expires_at, created_at, updated_at \
+                     FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(session) = session else { return Ok(None) };
+                let user = self.user_by_id(&session.user_id).await?;
+                Ok(user.map(|u| (u, session)))
+            }
+
+            async fn slide_session(&self, session_id: &str, expires_at: i64, now: i64) -> DbResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let user_id: Option<String> = sqlx::query_scalar(
+                    "UPDATE sessions SET expires_at = $2, updated_at = $3 WHERE id = $1 RETURNING user_id",
+                )
+                .bind(session_id)
+                .bind(expires_at)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(user_id) = user_id {
+                    sqlx::query("UPDATE users SET last_active_at = $2 WHERE id = $1 AND last_active_at < $2")
+                        .bind(&user_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn touch_user(&self, user_id: &str, now: i64) -> DbResult<()> {
+                sqlx::query("UPDATE users SET last_active_at = $2 WHERE id = $1 AND last_active_at < $2")
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Option<UserRow>> {
+                let mut tx = self.pool.begin().await?;
+                // The guard `is_anonymous = TRUE` makes concurrent upgrades of one guest
+                // safe: the second one matches no row.
+                let user: Option<UserRow> = sqlx::query_as(&format!(
+                    "UPDATE users SET email = $2, name = COALESCE($3, name), password_hash = $4, \
+                     is_anonymous = FALSE, email_verified = FALSE, updated_at = $5, last_active_at = $5 \
+                     WHERE id = $1 AND is_anonymous = TRUE RETURNING {USER_COLUMNS}"
+                ))
+                .bind(&up.user_id)
+                .bind(&up.email)
+                .bind(&up.name)
+                .bind(&up.password_hash)
+                .bind(up.now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(user) = user else { return Ok(None) };
+                sqlx::query(
+                    "INSERT INTO verification_tokens (token_hash, user_id, email, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&up.verification_token_hash)
+                .bind(&up.user_id)
+                .bind(&up.email)
+                .bind(up.verification_expires_at)
+                .bind(up.now)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_audit(&mut *tx, &up.audit).await?;
+                tx.commit().await?;
+                Ok(Some(user))
+            }
+
+            async fn upgrade_with_social(
+                &self,
+                user_id: &str,
+                provider: &str,
+                provider_account_id: &str,
+                email: Option<&str>,
+                name: Option<&str>,
+                now: i64,
+                audit: &AuditRow,
+            ) -> DbResult<Option<UserRow>> {
+                let mut tx = self.pool.begin().await?;
+                let user: Option<UserRow> = sqlx::query_as(&format!(
+                    "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
+                     is_anonymous = FALSE, email_verified = ($2 IS NOT NULL), updated_at = $4, \
+                     last_active_at = $4 WHERE id = $1 AND is_anonymous = TRUE RETURNING {USER_COLUMNS}"
+                ))
+                .bind(user_id)
+                .bind(email)
+                .bind(name)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(user) = user else { return Ok(None) };
+                sqlx::query(
+                    "INSERT INTO accounts (id, user_id, provider, provider_account_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(format!("acc_{}", ulid::Ulid::new()))
+                .bind(user_id)
+                .bind(provider)
+                .bind(provider_account_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(Some(user))
+            }
+
+            async fn user_by_email(&self, email: &str) -> DbResult<Option<UserRow>> {
+                Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn user_by_id(&self, id: &str) -> DbResult<Option<UserRow>> {
+                Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn consume_verification(&self, token_hash: &str, now: i64) -> DbResult<Option<String>> {
+                let mut tx = self.pool.begin().await?;
+                let row: Option<(String, String)> = sqlx::query_as(
+                    "UPDATE verification_tokens SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                     RETURNING user_id, email",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((user_id, email)) = row else { return Ok(None) };
+                let done = sqlx::query(
+                    "UPDATE users SET email_verified = TRUE, updated_at = $3 WHERE id = $1 AND email = $2",
+                )
+                .bind(&user_id)
+                .bind(&email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    // The account's email changed since the link was sent.
+                    return Ok(None);
+                }
+                let audit = AuditRow::new(
+                    guestpass_proto::AuditEventKind::UserUpdated,
+                    &user_id,
+                    &user_id,
+                    now,
+                    None,
+                )
+                .with_detail(serde_json::json!({ "emailVerified": true }));
+                Self::insert_audit(&mut *tx, &audit).await?;
+                tx.commit().await?;
+                Ok(Some(user_id))
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> DbResult<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_user(
+                &self,
+                user_id: &str,
+                only_anonymous: bool,
+                audit: &AuditRow,
+            ) -> DbResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                // Sessions, linked accounts and verification tokens go with the
+                // user (ON DELETE CASCADE).
+                let done = sqlx::query(
+                    "DELETE FROM users WHERE id = $1 AND (is_anonymous = TRUE OR $2 = FALSE)",
+                )
+                .bind(user_id)
+                .bind(only_anonymous)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::insert_audit(&mut *tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_users(&self, f: &UserFilter) -> DbResult<Vec<UserRow>> {
+                let (after_t, after_id) = f.after.clone().unzip();
+                let (before_t, before_id) = f.before.clone().unzip();
+                // Paging back walks upwards from the cursor, then flips to newest first.
+                let backwards = f.before.is_some() && f.after.is_none();
+                let order = if backwards { "ASC" } else { "DESC" };
+                let mut rows: Vec<UserRow> = sqlx::query_as(&format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE ($1 IS NULL OR is_anonymous = $1) \
+                     AND ($2 IS NULL OR created_at < $2 OR (created_at = $2 AND id < $3)) \
+                     AND ($4 IS NULL OR created_at > $4 OR (created_at = $4 AND id > $5)) \
+                     ORDER BY created_at {order}, id {order} LIMIT $6"
+                ))
+                .bind(f.is_anonymous)
+                .bind(after_t)
+                .bind(after_id)
+                .bind(before_t)
+                .bind(before_id)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                if backwards {
+                    rows.reverse();
+                }
+                Ok(rows)
+            }
+
+            async fn audit_log(&self, f: &AuditFilter) -> DbResult<Vec<AuditRow>> {
+                let backwards = f.before.is_some() && f.after.is_none();
+                let order = if backwards { "ASC" } else { "DESC" };
+                let mut rows: Vec<AuditRow> = sqlx::query_as(&format!(
+                    "SELECT id, event, user_id, actor, created_at, ip_hash, detail FROM audit_log \
+                     WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR event = $2) \
+                     AND ($3 IS NULL OR id < $3) AND ($4 IS NULL OR id > $4) \
+                     ORDER BY id {order} LIMIT $5"
+                ))
+                .bind(&f.user_id)
+                .bind(&f.event)
+                .bind(&f.after)
+                .bind(&f.before)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                if backwards {
+                    rows.reverse();
+                }
+                Ok(rows)
+            }
+
+            async fn hit_rate_window(&self, bucket: &str, window_start: i64) -> DbResult<i64> {
+                // One statement, atomic on both databases: concurrent instances
+                // each see their own increment.
+                let hits: i64 = sqlx::query_scalar(
+                    "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+                     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+                     RETURNING hits",
+                )
+                .bind(bucket)
+                .bind(window_start)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(hits)
+            }
+
+            async fn delete_stale_guests(
+                &self,
+                cutoff: i64,
+                limit: i64,
+                now: i64,
+            ) -> DbResult<Vec<String>> {
+                let mut tx = self.pool.begin().await?;
+                // DELETE … RETURNING reports only rows this transaction removed, so
+                // a guest is audited by whichever instance actually deleted it.
+                let ids: Vec<String> = sqlx::query_scalar(concat!(
+                    "DELETE FROM users WHERE id IN (",
+                    "SELECT id FROM users WHERE is_anonymous = TRUE AND last_active_at < $1 ",
+                    "ORDER BY last_active_at LIMIT $2",
+                    $skip_locked,
+                    ") AND is_anonymous = TRUE AND last_active_at < $1 RETURNING id"
+                ))
+                .bind(cutoff)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in &ids {
+                    let audit = AuditRow::new(
+                        guestpass_proto::AuditEventKind::UserDeleted,
+                        id,
+                        "system",
+                        now,
+                        None,
+                    )
+                    .with_detail(serde_json::json!({ "reason": "inactive" }));
+                    Self::insert_audit(&mut *tx, &audit).await?;
+                }
+                tx.commit().await?;
+                Ok(ids)
+            }
+
+            async fn count_stale_guests(&self, cutoff: i64) -> DbResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users WHERE is_anonymous = TRUE AND last_active_at < $1",
+                )
+                .bind(cutoff)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn prune(&self, now: i64, rate_windows_before: i64) -> DbResult<u64> {
+                let mut removed = 0;
+                removed += sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                removed += sqlx::query(
+                    "DELETE FROM verification_tokens WHERE used_at IS NOT NULL OR expires_at <= $1",
+                )
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                removed += sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
+                    .bind(rate_windows_before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(removed)
+            }
+        }
+    };
+}
+
+/// Names the sqlx database type of each store for the helper signatures.
+trait StoreDb {
+    type Db: sqlx::Database;
+}
+impl StoreDb for SqliteStore {
+    type Db = sqlx::Sqlite;
+}
+impl StoreDb for PostgresStore {
+    type Db = sqlx::Postgres;
+}
+
+sql_store!(SqliteStore, "sqlite", "");
+sql_store!(PostgresStore, "postgres", " FOR UPDATE SKIP LOCKED");

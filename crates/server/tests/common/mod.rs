@@ -1,0 +1,352 @@
+//! Test harness: a real server on a port-0 listener, a real database (a fresh
+//! SQLite file, or a fresh PostgreSQL database when GUESTPASS_TEST_POSTGRES_URL is
+//! set), a manual clock, and a real SMTP listener.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use guestpass_server::{launch_with_clock, Config, ManualClock, Secret, ServerHandle};
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const PG_ENV: &str = "GUESTPASS_TEST_POSTGRES_URL";
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn postgres() -> Option<Self> {
+        std::env::var(PG_ENV).ok().filter(|v| !v.is_empty()).map(Backend::Postgres)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+}
+
+/// Written straight to stderr so it shows even though the harness captures output.
+pub fn report_skip(test: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {PG_ENV} is not set (PostgreSQL tests skipped)");
+}
+
+/// Generates `sqlite::NAME` and `postgres::NAME` tests for each `async fn NAME(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    match $crate::common::Backend::postgres() {
+                        Some(b) => super::$name(b).await,
+                        None => $crate::common::report_skip(concat!("postgres::", stringify!($name))),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new(backend: &Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("server.db").display());
+                TestDb { url, _dir: Some(dir), pg: None }
+            }
+            Backend::Postgres(admin_url) => {
+                let name = format!("gp_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                conn.close().await.ok();
+                let mut url = url::Url::parse(admin_url).unwrap();
+                url.set_path(&name);
+                TestDb { url: url.to_string(), _dir: None, pg: Some((admin_url.clone(), name)) }
+            }
+        }
+    }
+
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg.as_ref().map(|(_, n)| n.as_str())
+    }
+
+    pub async fn pg_admin(&self) -> sqlx::PgConnection {
+        let (admin, _) = self.pg.as_ref().unwrap();
+        sqlx::PgConnection::connect(admin).await.unwrap()
+    }
+
+    pub async fn drop_db(&self) {
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+pub fn t0() -> chrono::DateTime<Utc> {
+    // Five seconds into a minute: rate-limit windows are predictable.
+    Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 5).unwrap()
+}
+
+pub fn base_config(db_url: &str) -> Config {
+    let mut config = Config::default();
+    config.database_url = Secret::new(db_url);
+    config.secret = Some(Secret::new("test-secret"));
+    config.admin_api_key = Some(Secret::new(ADMIN_KEY));
+    // The periodic task is driven by hand in tests (ServerHandle::run_cleanup).
+    config.cleanup_interval_secs = 0;
+    config.database_timeout_secs = 2;
+    config
+}
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub base: String,
+    pub http: Client,
+    pub clock: ManualClock,
+    pub db: Arc<TestDb>,
+}
+
+impl TestServer {
+    pub async fn start(backend: &Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: &Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = Arc::new(TestDb::new(backend).await);
+        let clock = ManualClock::new(t0());
+        Self::start_on(db, clock, tweak).await
+    }
+
+    /// Another instance on an existing database (sharing the clock).
+    pub async fn start_on(db: Arc<TestDb>, clock: ManualClock, tweak: impl FnOnce(&mut Config)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = base_config(&db.url);
+        config.site_url = format!("http://{addr}");
+        tweak(&mut config);
+        let handle = launch_with_clock(config, listener, Arc::new(clock.clone())).await.unwrap();
+        TestServer { base: handle.base_url(), handle, http: Client::new(), clock, db }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with('/') && !path.starts_with("/api/") && path != "/health" {
+            format!("{}/api/auth{}", self.base, path)
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        into_json(self.call(Method::POST, path, token, Some(body)).await).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        into_json(self.call(Method::GET, path, token, None).await).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self.http.get(self.url(path)).header("x-api-key", ADMIN_KEY).send().await.unwrap();
+        into_json(res).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = self.http.post(self.url(path)).header("x-api-key", ADMIN_KEY).json(&body).send().await.unwrap();
+        into_json(res).await
+    }
+
+    /// A new guest: (user id, token).
+    pub async fn guest(&self) -> (String, String) {
+        let (status, body) = self.post("/sign-in/anonymous", None, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        (body["user"]["id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
+    }
+
+    /// A guest upgraded to `email` / `password123`: (user id, token).
+    pub async fn full_user(&self, email: &str) -> (String, String) {
+        let (id, token) = self.guest().await;
+        let (status, body) =
+            self.post("/anonymous/upgrade", Some(&token), json!({"email": email, "password": "password123"})).await;
+        assert_eq!(status, 200, "{body}");
+        (id, token)
+    }
+
+    /// Every audit event, oldest first, via the admin API.
+    pub async fn audit_events(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/admin/audit-log?limit=200&after={a}"),
+                None => "/admin/audit-log?limit=200".to_string(),
+            };
+            let (status, body) = self.admin_get(&path).await;
+            assert_eq!(status, 200, "{body}");
+            all.extend(body["data"].as_array().unwrap().iter().cloned());
+            match body["listMetadata"]["after"].as_str() {
+                Some(a) => after = Some(a.to_string()),
+                None => break,
+            }
+        }
+        all.reverse();
+        all
+    }
+
+    pub async fn stop(self) {
+        self.handle.shutdown().await.unwrap();
+        self.db.drop_db().await;
+    }
+}
+
+pub async fn into_json(res: Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    (status, value)
+}
+
+/// Asserts a `{code, message}` error.
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "{}", got.1);
+    assert_eq!(got.1["code"], code, "{}", got.1);
+    assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+}
+
+/// One message received by [`SmtpSink`].
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A minimal real SMTP server on loopback: speaks enough of RFC 5321 for lettre.
+pub struct SmtpSink {
+    pub addr: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Mail>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _ = smtp_session(stream, tx).await;
+                });
+            }
+        });
+        SmtpSink { addr, rx }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    pub async fn next(&mut self) -> Mail {
+        tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
+            .await
+            .expect("no email within 20 s")
+            .expect("SMTP sink closed")
+    }
+}
+
+async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Mail>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 localhost test SMTP\r\n").await?;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            write.write_all(b"250-localhost\r\n250 8BITMIME\r\n").await?;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().to_string();
+            to.clear();
+            write.write_all(b"250 OK\r\n").await?;
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(line[8..].trim().trim_matches(['<', '>']).to_string());
+            write.write_all(b"250 OK\r\n").await?;
+        } else if upper.starts_with("DATA") {
+            write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            let _ = tx.send(Mail { from: from.clone(), to: to.clone(), data });
+            write.write_all(b"250 OK queued\r\n").await?;
+        } else if upper.starts_with("QUIT") {
+            write.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            // RSET, NOOP, …
+            write.write_all(b"250 OK\r\n").await?;
+        }
+    }
+}
+
+/// The verification link in a message body.
+pub fn find_link(data: &str) -> String {
+    data.split_whitespace()
+        .find(|w| w.starts_with("http://") && w.contains("/verify-email?token="))
+        .unwrap_or_else(|| panic!("no link in {data}"))
+        .to_string()
+}

@@ -1,7 +1,7 @@
 //! The verification email, over SMTP with lettre. The link carries a secret
 //! token, so neither the link nor the message body is ever logged.
 
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::ContentType;
 use lettre::message::{Body, Mailbox};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -43,11 +43,9 @@ impl Mailer {
              The link works once and expires in 24 hours. If you did not create an account, ignore this email.\r\n",
             app = self.app_name
         );
-        // 7bit keeps the link on one line (no quoted-printable soft breaks).
-        let body = match Body::new_with_encoding(text, ContentTransferEncoding::SevenBit) {
-            Ok(body) => body,
-            Err(text) => Body::new(text),
-        };
+        // lettre picks the transfer encoding (quoted-printable for the long link
+        // line); mail clients decode it.
+        let body = Body::new(text);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to_box)

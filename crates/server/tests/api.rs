@@ -174,7 +174,7 @@ async fn upgrade_is_in_place_and_the_email_link_verifies_once(backend: Backend) 
     assert!(link.starts_with(&format!("{}/api/auth/verify-email?token=", s.base)), "{link}");
 
     let res = s.http.get(&link).send().await.unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(res.status(), 200, "{link} in {}", mail.data);
     assert_eq!(into_json(res).await.1, json!({"success": true}));
     let (_, now) = s.get("/get-session", Some(&token)).await;
     assert_eq!(now["user"]["emailVerified"], true);

@@ -343,9 +343,30 @@ async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<M
     }
 }
 
-/// The verification link in a message body.
+/// Decodes a quoted-printable body (soft line breaks and `=XX` escapes).
+pub fn decode_qp(data: &str) -> String {
+    let joined = data.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The verification link in a message (headers + quoted-printable body).
 pub fn find_link(data: &str) -> String {
-    data.split_whitespace()
+    let body = if data.contains("Content-Transfer-Encoding: quoted-printable") { decode_qp(data) } else { data.to_string() };
+    body.split_whitespace()
         .find(|w| w.starts_with("http://") && w.contains("/verify-email?token="))
         .unwrap_or_else(|| panic!("no link in {data}"))
         .to_string()

@@ -1,7 +1,8 @@
 //! Tauri commands: each delegates to `guestpass-core` and returns errors as
 //! `{code, message}` for the UI to branch on.
 
-use guestpass_core::Note;
+use guestpass_core::{Note, SyncStatus, UpgradeOutcome};
+use secrecy::SecretString;
 use guestpass_proto::{ApiError, SessionResponse, User};
 use tauri::State;
 
@@ -50,4 +51,29 @@ pub(crate) async fn set_preference(
     value: serde_json::Value,
 ) -> Reply<User> {
     state.core()?.set_preference(&key, value).await.map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn upgrade(
+    state: State<'_, AppState>,
+    email: String,
+    password: String,
+    name: Option<String>,
+) -> Reply<UpgradeOutcome> {
+    state.core()?.upgrade(&email, SecretString::from(password), name.as_deref()).await.map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn dismiss_upgrade(state: State<'_, AppState>) -> Reply<SyncStatus> {
+    state.core()?.dismiss_upgrade().await.map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn sync_status(state: State<'_, AppState>) -> Reply<SyncStatus> {
+    Ok(state.core()?.sync_status())
+}
+
+#[tauri::command]
+pub(crate) async fn sync_now(state: State<'_, AppState>) -> Reply<SyncStatus> {
+    Ok(state.core()?.sync_now().await)
 }

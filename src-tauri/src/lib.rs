@@ -32,6 +32,10 @@ pub fn run() {
             commands::update_note,
             commands::delete_note,
             commands::set_preference,
+            commands::upgrade,
+            commands::dismiss_upgrade,
+            commands::sync_status,
+            commands::sync_now,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -1,42 +1,86 @@
 //! What the app manages: the core, or the reason it could not open (shown by the UI).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use guestpass_core::{Config, Guestpass};
-use guestpass_proto::ApiError;
-use tauri::{AppHandle, Manager};
+use guestpass_core::{Config, Dialect, Guestpass};
+use guestpass_proto::{ApiError, ErrorCode};
+use tauri::{AppHandle, Emitter, Manager};
 
-pub(crate) struct AppState(Result<Guestpass, ApiError>);
+pub(crate) struct AppState(Result<Arc<Guestpass>, ApiError>);
 
 impl AppState {
     pub(crate) async fn open(app: &AppHandle) -> Self {
         let opened = match config(app) {
-            Ok(config) => Guestpass::open(config).await.map_err(|e| e.to_api()),
+            Ok(config) => Guestpass::open(config).await.map(Arc::new).map_err(|e| e.to_api()),
             Err(e) => Err(e),
         };
-        if let Err(e) = &opened {
-            tracing::error!(code = %e.code, "the local store could not be opened: {}", e.message);
+        match &opened {
+            Ok(core) => start_sync(app, core.clone()),
+            Err(e) => tracing::error!(code = %e.code, "the local store could not be opened: {}", e.message),
         }
         Self(opened)
     }
 
     pub(crate) fn core(&self) -> Result<&Guestpass, ApiError> {
-        self.0.as_ref().map_err(Clone::clone)
+        self.0.as_deref().map_err(Clone::clone)
+    }
+}
+
+/// The background sync loop, and its status forwarded to the UI as `sync-status`.
+fn start_sync(app: &AppHandle, core: Arc<Guestpass>) {
+    let mut changes = core.subscribe_sync();
+    let handle = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let status = changes.borrow_and_update().clone();
+            if let Err(e) = handle.emit("sync-status", status) {
+                tracing::warn!("could not forward the sync status: {e}");
+            }
+        }
+    });
+    tauri::async_runtime::spawn(core.run_sync());
+}
+
+/// Settings a person may keep in `settings.json` in the data dir; the environment
+/// (`GUESTPASS_BACKEND_URL`, `GUESTPASS_BACKEND_DIALECT`) overrides them.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    backend_url: Option<String>,
+    backend_dialect: Option<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+}
+
+fn read_settings(data_dir: &Path) -> Result<Settings, ApiError> {
+    let path = data_dir.join("settings.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidRequest, format!("{} is not valid: {e}", path.display()))
+        }),
+        Err(_) => Ok(Settings::default()),
     }
 }
 
 /// `GUESTPASS_DATA_DIR` and `GUESTPASS_KEYRING_SERVICE` let tests and side-by-side
 /// installs keep their own data; by default the platform's app data dir and the app id.
 fn config(app: &AppHandle) -> Result<Config, ApiError> {
-    let data_dir = match std::env::var_os("GUESTPASS_DATA_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => app.path().app_data_dir().map_err(|e| {
-            ApiError::new(guestpass_proto::ErrorCode::DatabaseError, format!("No data folder for the app: {e}"))
+    let data_dir = match env("GUESTPASS_DATA_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => app.path().app_data_dir().map_err(|e| {
+            ApiError::new(ErrorCode::DatabaseError, format!("No data folder for the app: {e}"))
         })?,
     };
-    let keyring_service = std::env::var("GUESTPASS_KEYRING_SERVICE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| app.config().identifier.clone());
-    Ok(Config { data_dir, keyring_service })
+    let settings = read_settings(&data_dir)?;
+    let keyring_service = env("GUESTPASS_KEYRING_SERVICE").unwrap_or_else(|| app.config().identifier.clone());
+    let url = env("GUESTPASS_BACKEND_URL").or(settings.backend_url);
+    let dialect = env("GUESTPASS_BACKEND_DIALECT").or(settings.backend_dialect).unwrap_or_else(|| "guestpass".into());
+    let backend = match url {
+        Some(url) => Some((url, dialect.parse::<Dialect>().map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?)),
+        None => None,
+    };
+    Ok(Config { data_dir, keyring_service, backend })
 }

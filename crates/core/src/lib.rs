@@ -5,12 +5,15 @@
 //! `sign_in_anonymous`) plus the app's own data (notes, preferences).
 
 mod audit;
+pub mod backend;
+mod engine;
 mod error;
 mod identity;
 mod notes;
 mod prefs;
 mod rows;
 pub mod store;
+mod sync;
 mod token;
 pub mod vault;
 
@@ -20,6 +23,9 @@ use guestpass_proto::{ErrorCode, SessionResponse, User};
 use tokio::sync::RwLock;
 
 pub use audit::LocalAuditEvent;
+pub use backend::{Backend, Dialect};
+pub use engine::UpgradeOutcome;
+pub use sync::{SyncState, SyncStatus};
 pub use error::{Error, Result};
 pub use notes::{Note, NOTE_MAX_CHARS};
 pub use store::Store;
@@ -31,6 +37,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The keyring service name: the app id (`dev.guestpass.app`).
     pub keyring_service: String,
+    /// The backend to sync with, if any: its origin URL and dialect.
+    pub backend: Option<(String, Dialect)>,
 }
 
 pub struct Guestpass {
@@ -38,15 +46,23 @@ pub struct Guestpass {
     vault: Vault,
     /// The signed-in user, once `get_session` or `sign_in_anonymous` succeeded.
     current: RwLock<Option<String>>,
+    sync: engine::Engine,
 }
 
 impl Guestpass {
     /// Opens the local store. Touches neither the network nor the keyring.
     pub async fn open(config: Config) -> Result<Self> {
+        let backend = match config.backend {
+            Some((url, dialect)) => Some(Backend::new(&url, dialect).map_err(|e| {
+                Error::Api(guestpass_proto::ApiError::new(ErrorCode::BackendError, e.to_string()))
+            })?),
+            None => None,
+        };
         Ok(Self {
             store: Store::open(&config.data_dir).await?,
             vault: Vault::new(config.keyring_service),
             current: RwLock::new(None),
+            sync: engine::Engine::new(backend),
         })
     }
 
@@ -70,6 +86,8 @@ impl Guestpass {
     pub async fn sign_in_anonymous(&self) -> Result<SessionResponse> {
         let created = identity::create_guest(&self.store, &self.vault).await?;
         *self.current.write().await = Some(created.user.id.clone());
+        // A new guest is the first thing worth syncing.
+        self.wake_sync();
         Ok(created)
     }
 

@@ -51,7 +51,7 @@ fn note(row: &sqlx::sqlite::SqliteRow) -> Result<Note, sqlx::Error> {
 
 /// Newest first.
 pub(crate) async fn list(store: &Store, user_id: &str) -> Result<Vec<Note>> {
-    let rows = sqlx::query("SELECT * FROM notes WHERE user_id = ? ORDER BY created_at DESC, id DESC")
+    let rows = sqlx::query("SELECT * FROM notes WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
         .bind(user_id)
         .fetch_all(store.pool())
         .await

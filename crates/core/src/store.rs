@@ -46,6 +46,9 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| Error::from_sqlx(&shown, e))?;
+        // SQLite's migrator does not serialise two processes; an OS file lock does
+        // (two app instances starting at once on a new device).
+        let _migrating = lock_file(data_dir.join("guestpass.lock")).await?;
         MIGRATOR.run(&pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
             other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),
@@ -74,6 +77,19 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Holds an exclusive lock on `path` until dropped.
+async fn lock_file(path: PathBuf) -> Result<std::fs::File> {
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    })
+    .await
+    .map_err(|e| Error::Database(e.to_string()))?
+    .map_err(|e| Error::DatabaseReadOnly { path: format!("{shown} ({e})") })
 }
 
 /// Refuses a non-empty file that is not SQLite before SQLite touches it: opening

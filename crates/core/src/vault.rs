@@ -11,12 +11,18 @@ use crate::error::{Error, Result};
 pub enum Slot {
     /// The local session token.
     Session,
+    /// The backend's session token for this user.
+    Remote,
+    /// The password of a queued upgrade, erased once delivered or abandoned.
+    PendingPassword,
 }
 
 impl Slot {
     fn suffix(self) -> &'static str {
         match self {
             Slot::Session => "session",
+            Slot::Remote => "remote-session",
+            Slot::PendingPassword => "pending-password",
         }
     }
 }

@@ -2,6 +2,8 @@
 //! under a service name of its own, cleaned up afterwards.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod better_auth;
+
 use std::path::PathBuf;
 
 use guestpass_core::{Config, Guestpass};
@@ -20,7 +22,7 @@ impl Device {
     }
 
     pub fn config(&self) -> Config {
-        Config { data_dir: self.dir.path().to_path_buf(), keyring_service: self.service.clone() }
+        Config { data_dir: self.dir.path().to_path_buf(), keyring_service: self.service.clone(), backend: None }
     }
 
     /// One launch of the app on this device.

@@ -1,0 +1,85 @@
+//! The `guestpass` dialect: the reference server of DESIGN.md §4.
+
+use guestpass_proto::{routes, AnonymousSignInRequest, ApiError, ErrorCode, SessionResponse, SignInResponse, UpgradeRequest, User};
+use reqwest::{Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{header_token, retry_after, transport, Backend, BackendError, Remote, RemoteUser};
+
+fn remote(u: &User) -> RemoteUser {
+    RemoteUser {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+        email_verified: u.email_verified,
+        is_anonymous: u.is_anonymous,
+    }
+}
+
+/// Turns a non-2xx answer into the error the sync engine acts on.
+async fn failure(resp: Response) -> BackendError {
+    let status = resp.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return BackendError::RateLimited { retry_after: retry_after(&resp) };
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return BackendError::Unauthorized;
+    }
+    if status.is_server_error() {
+        return BackendError::Protocol(format!("HTTP {status}"));
+    }
+    match resp.json::<ApiError>().await {
+        Ok(e) if e.code != ErrorCode::Unknown => BackendError::Refused(e),
+        Ok(e) => BackendError::Protocol(format!("HTTP {status}: {}", e.message)),
+        Err(_) => BackendError::Protocol(format!("HTTP {status} with an unreadable body")),
+    }
+}
+
+async fn body<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, BackendError> {
+    resp.json::<T>().await.map_err(|e| BackendError::Protocol(format!("unreadable answer: {}", e.without_url())))
+}
+
+pub(crate) async fn register(b: &Backend, local_user_id: &str) -> Result<Remote, BackendError> {
+    let req = AnonymousSignInRequest { id: Some(local_user_id.to_owned()) };
+    let resp = b.http().post(b.url(routes::SIGN_IN_ANONYMOUS)).json(&req).send().await.map_err(transport)?;
+    if !resp.status().is_success() {
+        return Err(failure(resp).await);
+    }
+    let header = header_token(&resp);
+    let signed: SignInResponse = body(resp).await?;
+    let token = header.unwrap_or_else(|| SecretString::from(signed.token.clone()));
+    Ok(Remote { user: remote(&signed.user), token: Some(token) })
+}
+
+pub(crate) async fn get_session(b: &Backend, token: &SecretString) -> Result<Option<RemoteUser>, BackendError> {
+    let resp = b
+        .http()
+        .get(b.url(routes::GET_SESSION))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(transport)?;
+    if !resp.status().is_success() {
+        return Err(failure(resp).await);
+    }
+    let found: Option<SessionResponse> = body(resp).await?;
+    Ok(found.map(|s| remote(&s.user)))
+}
+
+pub(crate) async fn upgrade(b: &Backend, token: &SecretString, req: &UpgradeRequest) -> Result<Remote, BackendError> {
+    let resp = b
+        .http()
+        .post(b.url(routes::UPGRADE))
+        .bearer_auth(token.expose_secret())
+        .json(req)
+        .send()
+        .await
+        .map_err(transport)?;
+    if !resp.status().is_success() {
+        return Err(failure(resp).await);
+    }
+    let header = header_token(&resp);
+    let upgraded: SessionResponse = body(resp).await?;
+    // Same session on the reference server: a token only if it chose to rotate one.
+    Ok(Remote { user: remote(&upgraded.user), token: header })
+}

@@ -1,0 +1,169 @@
+//! The remote auth backend, in one of two dialects (DESIGN.md §3):
+//! - `guestpass`: the reference server; in-place upgrade, same id on both sides;
+//! - `better-auth`: a stock Better Auth server with the `anonymous` and `bearer`
+//!   plugins; its upgrade makes a new remote user, which we map to our local id.
+//!
+//! Every failure is one of [`BackendError`]'s variants so the sync engine can decide
+//! between "retry later" and "tell the person".
+
+mod better_auth;
+mod guestpass;
+
+use std::time::Duration;
+
+use guestpass_proto::{ApiError, UpgradeRequest};
+use secrecy::SecretString;
+
+/// Which server speaks at the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    Guestpass,
+    BetterAuth,
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "guestpass" => Ok(Self::Guestpass),
+            "better-auth" | "betterauth" | "better_auth" => Ok(Self::BetterAuth),
+            other => Err(format!("unknown backend dialect {other:?} (expected guestpass or better-auth)")),
+        }
+    }
+}
+
+/// The parts of the remote user the device cares about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUser {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub email_verified: bool,
+    pub is_anonymous: bool,
+}
+
+/// A remote user and, when the answer created or rotated one, the new session token.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub user: RemoteUser,
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// Could not talk to it at all (refused, DNS, timeout): retry later.
+    #[error("the server cannot be reached: {0}")]
+    Unreachable(String),
+    /// It said no, for a reason the person should hear (our codes, mapped from the dialect).
+    #[error("{0}")]
+    Refused(ApiError),
+    /// The session we hold is no longer valid there.
+    #[error("the server no longer accepts this device's session")]
+    Unauthorized,
+    /// Too many requests; try again after the given delay.
+    #[error("the server asked us to slow down")]
+    RateLimited { retry_after: Option<Duration> },
+    /// It answered something we do not understand (garbage, 5xx): retry later.
+    #[error("the server gave an unexpected answer: {0}")]
+    Protocol(String),
+}
+
+impl BackendError {
+    /// Worth trying again later without the person doing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::RateLimited { .. } | Self::Protocol(_))
+    }
+}
+
+/// An HTTP client for one backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    http: reqwest::Client,
+    base: String,
+    dialect: Dialect,
+}
+
+/// Requests give up after this long; the sync engine retries with backoff.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Backend {
+    /// `base_url` is the server's origin, e.g. `http://127.0.0.1:8787`; the routes live
+    /// under `/api/auth` in both dialects.
+    pub fn new(base_url: &str, dialect: Dialect) -> Result<Self, BackendError> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| BackendError::Protocol(e.to_string()))?;
+        Ok(Self { http, base: base_url.trim_end_matches('/').to_owned(), dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn url(&self, route: &str) -> String {
+        format!("{}{}{}", self.base, guestpass_proto::routes::BASE, route)
+    }
+
+    /// Registers the device's guest. The reference server keeps the id the device
+    /// minted; Better Auth mints its own.
+    pub async fn register(&self, local_user_id: &str) -> Result<Remote, BackendError> {
+        match self.dialect {
+            Dialect::Guestpass => guestpass::register(self, local_user_id).await,
+            Dialect::BetterAuth => better_auth::register(self).await,
+        }
+    }
+
+    /// The remote user behind `token`, or `None` if the session is gone.
+    pub async fn get_session(&self, token: &SecretString) -> Result<Option<RemoteUser>, BackendError> {
+        match self.dialect {
+            Dialect::Guestpass => guestpass::get_session(self, token).await,
+            Dialect::BetterAuth => better_auth::get_session(self, token).await,
+        }
+    }
+
+    /// Links email and password to the guest behind `token`.
+    pub async fn upgrade(&self, token: &SecretString, req: &UpgradeRequest) -> Result<Remote, BackendError> {
+        match self.dialect {
+            Dialect::Guestpass => guestpass::upgrade(self, token, req).await,
+            Dialect::BetterAuth => better_auth::upgrade(self, token, req).await,
+        }
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// Maps a transport failure.
+pub(crate) fn transport(e: reqwest::Error) -> BackendError {
+    // Never include the URL's query or any header: reqwest's Display shows the URL only.
+    BackendError::Unreachable(e.without_url().to_string())
+}
+
+/// Parses `Retry-After` (seconds form).
+pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The new token a response carries in `set-auth-token`, if any.
+pub(crate) fn header_token(resp: &reqwest::Response) -> Option<SecretString> {
+    resp.headers()
+        .get(guestpass_proto::routes::SET_AUTH_TOKEN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+}

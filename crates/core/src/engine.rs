@@ -1,0 +1,213 @@
+//! Sync as the app sees it: the status it shows, the upgrade it asks for, and the
+//! background loop that retries with backoff and jitter until the backend answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guestpass_proto::{validate_email, validate_password, ApiError, ErrorCode, SessionResponse};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use tokio::sync::{watch, Mutex, Notify};
+
+use crate::backend::{Backend, BackendError};
+use crate::error::{Error, Result};
+use crate::sync::{self, Outcome, SyncError, SyncState, SyncStatus};
+use crate::Guestpass;
+
+pub(crate) struct Engine {
+    backend: Option<Backend>,
+    status: watch::Sender<SyncStatus>,
+    /// One pass at a time: the loop and an upgrade never deliver the same work twice.
+    pass: Mutex<()>,
+    wake: Notify,
+}
+
+impl Engine {
+    pub(crate) fn new(backend: Option<Backend>) -> Self {
+        let url = backend.as_ref().map(|b| b.base_url().to_owned());
+        let state = if backend.is_some() { SyncState::Syncing } else { SyncState::LocalOnly };
+        Self { backend, status: watch::channel(SyncStatus::new(state, url)).0, pass: Mutex::new(()), wake: Notify::new() }
+    }
+}
+
+/// The answer to an upgrade request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum UpgradeOutcome {
+    /// Done: the same user and session, now a full account.
+    Upgraded(SessionResponse),
+    /// The backend is unreachable; it will finish when it answers.
+    #[serde(rename_all = "camelCase")]
+    Queued { email: String },
+}
+
+/// Backoff between failed passes: 1 s doubling to 60 s, ±20 % jitter so a fleet of
+/// devices coming back online does not knock in step.
+fn backoff(failures: u32, hint: Option<Duration>) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60));
+    let wait = hint.map_or(base, |h| h.max(base));
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    wait.mul_f64(jitter)
+}
+
+/// How often an idle, healthy device checks for profile changes.
+const POLL: Duration = Duration::from_secs(60);
+
+impl Guestpass {
+    pub fn sync_status(&self) -> SyncStatus {
+        self.sync.status.borrow().clone()
+    }
+
+    /// Status changes, for the UI bridge.
+    pub fn subscribe_sync(&self) -> watch::Receiver<SyncStatus> {
+        self.sync.status.subscribe()
+    }
+
+    /// Asks the background loop to run a pass now (e.g. after the network came back).
+    pub fn wake_sync(&self) {
+        self.sync.wake.notify_one();
+    }
+
+    /// One sync pass now; returns the status it ended in.
+    pub async fn sync_now(&self) -> SyncStatus {
+        self.pass().await.0
+    }
+
+    async fn pass(&self) -> (SyncStatus, Option<Duration>) {
+        let Some(backend) = &self.sync.backend else {
+            return (self.sync_status(), None);
+        };
+        let _one = self.sync.pass.lock().await;
+        self.publish(|s| s.state = SyncState::Syncing);
+        let result = sync::sync_once(&self.store, &self.vault, backend).await;
+        let mut hint = None;
+        let (state, reason) = match result {
+            Ok(Outcome::UpToDate) => (SyncState::UpToDate, None),
+            Ok(Outcome::NeedsAttention(r)) => (SyncState::NeedsAttention, Some(r)),
+            Err(SyncError::Backend(BackendError::RateLimited { retry_after })) => {
+                hint = retry_after;
+                (SyncState::Offline, Some(ApiError::new(ErrorCode::RateLimited, "The server is busy; retrying shortly.")))
+            }
+            Err(SyncError::Backend(BackendError::Unauthorized)) => (
+                SyncState::Offline,
+                Some(ApiError::new(ErrorCode::Unauthorized, "The server session ended; reconnecting.")),
+            ),
+            Err(SyncError::Backend(e)) => (SyncState::Offline, Some(ApiError::new(ErrorCode::BackendUnreachable, e.to_string()))),
+            Err(SyncError::Local(e)) => (SyncState::NeedsAttention, Some(e.to_api())),
+        };
+        let (pending, synced) = match self.current_user().await {
+            Some(id) => (
+                sync::pending_upgrade(&self.store, &id).await.ok().flatten().filter(|(_, p)| p.refused.is_none()).map(|(_, p)| p.email),
+                sync::last_synced(&self.store, &id).await.ok().flatten(),
+            ),
+            None => (None, None),
+        };
+        self.publish(|s| {
+            s.state = state;
+            s.reason = reason;
+            s.pending_upgrade = pending;
+            s.last_synced_at = synced;
+        });
+        (self.sync_status(), hint)
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut SyncStatus)) {
+        self.sync.status.send_modify(f);
+    }
+
+    async fn current_user(&self) -> Option<String> {
+        self.current.read().await.clone()
+    }
+
+    /// The spec's `anonymous.upgrade({email, password, name})`. Obvious mistakes are
+    /// caught here before any request. Online, the backend's answer is the answer;
+    /// offline, the upgrade is queued (password in the keyring only) and finishes when
+    /// the backend is reachable.
+    pub async fn upgrade(&self, email: &str, password: SecretString, name: Option<&str>) -> Result<UpgradeOutcome> {
+        let user_id = self.current_user().await.ok_or(Error::from(ErrorCode::NoSession))?;
+        let session = self.get_session().await?.ok_or(Error::from(ErrorCode::NoSession))?;
+        if !session.user.is_anonymous {
+            return Err(ErrorCode::UserNotAnonymous.into());
+        }
+        let email = email.trim();
+        validate_email(email).map_err(Error::from)?;
+        validate_password(password.expose_secret()).map_err(Error::from)?;
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        if self.sync.backend.is_none() {
+            return Err(Error::Api(ApiError::new(
+                ErrorCode::BackendUnreachable,
+                "No Guestpass server is configured, so an account cannot be created yet. Your guest data stays on this device.",
+            )));
+        }
+        sync::enqueue_upgrade(&self.store, &self.vault, &user_id, email, &password, name).await?;
+        self.pass().await;
+        match sync::pending_upgrade(&self.store, &user_id).await? {
+            None => {
+                let s = self.get_session().await?.ok_or(Error::from(ErrorCode::NoSession))?;
+                Ok(UpgradeOutcome::Upgraded(s))
+            }
+            Some((_, p)) => match p.refused {
+                // Shown in the form right away; nothing stays queued.
+                Some(reason) => {
+                    sync::dismiss_upgrade(&self.store, &self.vault, &user_id).await?;
+                    self.publish(|s| {
+                        s.state = SyncState::UpToDate;
+                        s.reason = None;
+                        s.pending_upgrade = None;
+                    });
+                    Err(Error::Api(reason))
+                }
+                None => {
+                    self.wake_sync();
+                    Ok(UpgradeOutcome::Queued { email: p.email })
+                }
+            },
+        }
+    }
+
+    /// Drops a queued or refused upgrade and erases its password ("Later").
+    pub async fn dismiss_upgrade(&self) -> Result<SyncStatus> {
+        let user_id = self.current_user().await.ok_or(Error::from(ErrorCode::NoSession))?;
+        sync::dismiss_upgrade(&self.store, &self.vault, &user_id).await?;
+        Ok(self.sync_now().await)
+    }
+
+    /// Runs passes forever: right away, then every minute when healthy, with backoff
+    /// and jitter after failures, and at once when woken.
+    pub async fn run_sync(self: Arc<Self>) {
+        if self.sync.backend.is_none() {
+            return;
+        }
+        let mut failures = 0u32;
+        loop {
+            let (status, hint) = self.pass().await;
+            let wait = match status.state {
+                SyncState::Offline => {
+                    failures = failures.saturating_add(1);
+                    backoff(failures, hint)
+                }
+                _ => {
+                    failures = 0;
+                    POLL
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.sync.wake.notified() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_honours_retry_after() {
+        assert!(backoff(1, None) >= Duration::from_millis(1600) && backoff(1, None) <= Duration::from_millis(2400));
+        assert!(backoff(20, None) <= Duration::from_secs(72));
+        assert!(backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(24));
+    }
+}

@@ -1,0 +1,368 @@
+//! The sync engine (DESIGN.md §3). One pass, [`sync_once`], does all pending work in
+//! order — register the guest, deliver a queued upgrade, pull profile changes — and is
+//! safe to repeat: every step is idempotent in effect, so a crash or a lost answer at
+//! any point only means the next pass finishes the job.
+
+use chrono::Utc;
+use guestpass_proto::{format_time, ApiError, AuditEventKind, ErrorCode, UpgradeRequest, User};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit;
+use crate::backend::{Backend, BackendError, Remote, RemoteUser};
+use crate::error::{Error, Result};
+use crate::identity::device_user;
+use crate::store::Store;
+use crate::vault::{Slot, Vault};
+
+/// What the UI shows about sync, always.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub state: SyncState,
+    /// Why we are offline or need attention, in words a person understands.
+    pub reason: Option<ApiError>,
+    /// An upgrade waiting for the backend (its email; the password waits in the keyring).
+    pub pending_upgrade: Option<String>,
+    pub backend_url: Option<String>,
+    pub last_synced_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncState {
+    /// No backend configured: everything stays on the device.
+    LocalOnly,
+    Offline,
+    Syncing,
+    UpToDate,
+    NeedsAttention,
+}
+
+impl SyncStatus {
+    pub fn new(state: SyncState, backend_url: Option<String>) -> Self {
+        Self { state, reason: None, pending_upgrade: None, backend_url, last_synced_at: None }
+    }
+}
+
+/// A queued upgrade as stored in the outbox (no secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingUpgrade {
+    pub email: String,
+    pub name: Option<String>,
+    pub refused: Option<ApiError>,
+}
+
+/// What a pass ended with, when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    UpToDate,
+    /// The backend refused something only the person can fix.
+    NeedsAttention(ApiError),
+}
+
+fn db(store: &Store) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| store.err(e)
+}
+
+/// One sync pass. `Err(BackendError)` with a transient error means "try again later".
+pub(crate) async fn sync_once(store: &Store, vault: &Vault, backend: &Backend) -> Result<Outcome, SyncError> {
+    let Some(user) = device_user(&mut *store.pool().acquire().await.map_err(db(store))?).await.map_err(db(store))? else {
+        return Ok(Outcome::UpToDate);
+    };
+    let token = match ensure_registered(store, vault, backend, &user).await? {
+        Registered::Token(t) => t,
+        Registered::Lost(reason) => return Ok(Outcome::NeedsAttention(reason)),
+    };
+    if let Some(reason) = deliver_upgrade(store, vault, backend, &user, &token).await? {
+        return Ok(Outcome::NeedsAttention(reason));
+    }
+    pull(store, vault, backend, &user.id, &token).await?;
+    Ok(Outcome::UpToDate)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    #[error(transparent)]
+    Local(#[from] Error),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+enum Registered {
+    Token(SecretString),
+    Lost(ApiError),
+}
+
+/// Registers the device's guest with the id it minted offline, once.
+async fn ensure_registered(store: &Store, vault: &Vault, backend: &Backend, user: &User) -> Result<Registered, SyncError> {
+    let known: Option<String> = sqlx::query_scalar("SELECT remote_user_id FROM remote_account WHERE user_id = ?")
+        .bind(&user.id)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(db(store))?;
+    let held = vault.get(&user.id, Slot::Remote).await?;
+    if let (Some(_), Some(token)) = (&known, &held) {
+        return Ok(Registered::Token(token.clone()));
+    }
+    // A token without its row: a previous pass stored the token and died before the
+    // row. Ask the backend who it is instead of registering twice.
+    if let Some(token) = held {
+        match backend.get_session(&token).await {
+            Ok(Some(remote)) => {
+                save_remote(store, backend, &user.id, &remote.id).await?;
+                return Ok(Registered::Token(token));
+            }
+            Ok(None) | Err(BackendError::Unauthorized) => vault.delete(&user.id, Slot::Remote).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !user.is_anonymous && known.is_none() {
+        // A full account whose remote session is gone: only signing in again helps.
+        return Ok(Registered::Lost(ApiError::new(
+            ErrorCode::Unauthorized,
+            "The server no longer knows this device's session. Sign in again to sync.",
+        )));
+    }
+    match backend.register(&user.id).await {
+        Ok(Remote { user: remote, token: Some(token) }) => {
+            // Token first: if we die before the row, the branch above recovers it.
+            vault.set(&user.id, Slot::Remote, &token).await?;
+            save_remote(store, backend, &user.id, &remote.id).await?;
+            Ok(Registered::Token(token))
+        }
+        Ok(Remote { token: None, .. }) => Err(BackendError::Protocol("sign-in answer without a token".into()).into()),
+        Err(BackendError::Refused(e)) if e.code == ErrorCode::UserIdTaken => Ok(Registered::Lost(ApiError::new(
+            ErrorCode::UserIdTaken,
+            "The server already has this guest but this device lost its session there. Your data on this device is safe.",
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn save_remote(store: &Store, backend: &Backend, user_id: &str, remote_id: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO remote_account (user_id, backend_url, dialect, remote_user_id, synced_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(user_id) DO UPDATE SET backend_url = excluded.backend_url, dialect = excluded.dialect,
+           remote_user_id = excluded.remote_user_id, synced_at = excluded.synced_at",
+    )
+    .bind(user_id)
+    .bind(backend.base_url())
+    .bind(serde_json::to_value(backend.dialect()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+    .bind(remote_id)
+    .bind(format_time(&Utc::now()))
+    .execute(store.pool())
+    .await
+    .map_err(db(store))?;
+    Ok(())
+}
+
+/// Delivers a pending upgrade. `Some(reason)` when the backend refused it.
+async fn deliver_upgrade(
+    store: &Store,
+    vault: &Vault,
+    backend: &Backend,
+    user: &User,
+    token: &SecretString,
+) -> Result<Option<ApiError>, SyncError> {
+    let Some((id, pending)) = pending_upgrade(store, &user.id).await? else {
+        return Ok(None);
+    };
+    if let Some(refused) = pending.refused {
+        return Ok(Some(refused));
+    }
+    let Some(password) = vault.get(&user.id, Slot::PendingPassword).await? else {
+        let reason = ApiError::new(
+            ErrorCode::InvalidRequest,
+            "The queued account creation lost its password. Please enter it again.",
+        );
+        refuse(store, id, &reason).await?;
+        return Ok(Some(reason));
+    };
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?")
+        .bind(format_time(&Utc::now()))
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .map_err(db(store))?;
+    let req = UpgradeRequest { email: pending.email.clone(), password: password.expose_secret().to_owned(), name: pending.name.clone() };
+    match backend.upgrade(token, &req).await {
+        Ok(remote) => {
+            if let Some(new_token) = &remote.token {
+                vault.set(&user.id, Slot::Remote, new_token).await?;
+            }
+            apply_upgrade(store, backend, &user.id, &remote.user, Some(id)).await?;
+            vault.delete(&user.id, Slot::PendingPassword).await?;
+            Ok(None)
+        }
+        // Delivered before but the answer was lost (crash, timeout): the backend
+        // already has the full account. Adopt it instead of failing.
+        Err(BackendError::Refused(e)) if e.code == ErrorCode::UserNotAnonymous => {
+            match backend.get_session(token).await? {
+                Some(remote) if remote_matches(&remote, &pending.email) => {
+                    apply_upgrade(store, backend, &user.id, &remote, Some(id)).await?;
+                    vault.delete(&user.id, Slot::PendingPassword).await?;
+                    Ok(None)
+                }
+                _ => {
+                    refuse(store, id, &e).await?;
+                    vault.delete(&user.id, Slot::PendingPassword).await?;
+                    Ok(Some(e))
+                }
+            }
+        }
+        Err(BackendError::Refused(e)) => {
+            refuse(store, id, &e).await?;
+            vault.delete(&user.id, Slot::PendingPassword).await?;
+            Ok(Some(e))
+        }
+        Err(BackendError::Unauthorized) => {
+            forget_remote(store, vault, &user.id).await?;
+            Err(BackendError::Unauthorized.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn remote_matches(remote: &RemoteUser, email: &str) -> bool {
+    !remote.is_anonymous && remote.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email))
+}
+
+/// The in-place upgrade of the local user row: same id, every record untouched.
+async fn apply_upgrade(store: &Store, backend: &Backend, user_id: &str, remote: &RemoteUser, outbox_id: Option<i64>) -> Result<()> {
+    let now = Utc::now();
+    let mut tx = store.begin_write().await?;
+    sqlx::query("UPDATE users SET is_anonymous = 0, email = ?, name = COALESCE(?, name), email_verified = ?, updated_at = ? WHERE id = ?")
+        .bind(&remote.email)
+        .bind(&remote.name)
+        .bind(remote.email_verified)
+        .bind(format_time(&now))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(store))?;
+    if let Some(id) = outbox_id {
+        sqlx::query("DELETE FROM outbox WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db(store))?;
+    }
+    sqlx::query("UPDATE remote_account SET remote_user_id = ?, synced_at = ? WHERE user_id = ?")
+        .bind(&remote.id)
+        .bind(format_time(&now))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(store))?;
+    audit::record(&mut tx, AuditEventKind::UserUpdated, user_id, user_id, now, json!({ "upgrade": "email", "backend": backend.base_url() }))
+        .await
+        .map_err(db(store))?;
+    tx.commit().await.map_err(db(store))?;
+    Ok(())
+}
+
+async fn refuse(store: &Store, id: i64, reason: &ApiError) -> Result<()> {
+    sqlx::query("UPDATE outbox SET state = 'refused', last_error = ?, updated_at = ? WHERE id = ?")
+        .bind(serde_json::to_string(reason).unwrap_or_default())
+        .bind(format_time(&Utc::now()))
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .map_err(db(store))?;
+    Ok(())
+}
+
+/// The remote session is gone: drop what we knew so the next pass starts over.
+async fn forget_remote(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
+    vault.delete(user_id, Slot::Remote).await?;
+    sqlx::query("DELETE FROM remote_account WHERE user_id = ?").bind(user_id).execute(store.pool()).await.map_err(db(store))?;
+    Ok(())
+}
+
+/// Pulls profile changes made on the backend (e.g. `emailVerified` turning true).
+async fn pull(store: &Store, vault: &Vault, backend: &Backend, user_id: &str, token: &SecretString) -> Result<(), SyncError> {
+    match backend.get_session(token).await {
+        Ok(Some(remote)) => {
+            sqlx::query(
+                "UPDATE users SET email_verified = ?, updated_at = ?
+                 WHERE id = ? AND is_anonymous = 0 AND email_verified <> ?",
+            )
+            .bind(remote.email_verified)
+            .bind(format_time(&Utc::now()))
+            .bind(user_id)
+            .bind(remote.email_verified)
+            .execute(store.pool())
+            .await
+            .map_err(db(store))?;
+            sqlx::query("UPDATE remote_account SET synced_at = ? WHERE user_id = ?")
+                .bind(format_time(&Utc::now()))
+                .bind(user_id)
+                .execute(store.pool())
+                .await
+                .map_err(db(store))?;
+            Ok(())
+        }
+        Ok(None) | Err(BackendError::Unauthorized) => {
+            forget_remote(store, vault, user_id).await?;
+            Err(BackendError::Unauthorized.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn pending_upgrade(store: &Store, user_id: &str) -> Result<Option<(i64, PendingUpgrade)>> {
+    let row = sqlx::query("SELECT id, payload, state, last_error FROM outbox WHERE user_id = ? AND kind = 'upgrade'")
+        .bind(user_id)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(db(store))?;
+    let Some(row) = row else { return Ok(None) };
+    let id: i64 = row.try_get("id").map_err(db(store))?;
+    let payload: String = row.try_get("payload").map_err(db(store))?;
+    let state: String = row.try_get("state").map_err(db(store))?;
+    let last_error: Option<String> = row.try_get("last_error").map_err(db(store))?;
+    let p: serde_json::Value = serde_json::from_str(&payload).map_err(|e| Error::Database(e.to_string()))?;
+    let refused = (state == "refused").then(|| last_error.and_then(|s| serde_json::from_str(&s).ok())).flatten();
+    Ok(Some((
+        id,
+        PendingUpgrade {
+            email: p["email"].as_str().unwrap_or_default().to_owned(),
+            name: p["name"].as_str().map(str::to_owned),
+            refused,
+        },
+    )))
+}
+
+/// Queues an upgrade: the password into the keyring first, then the outbox row (which
+/// replaces any earlier one). Only the row makes it real.
+pub(crate) async fn enqueue_upgrade(store: &Store, vault: &Vault, user_id: &str, email: &str, password: &SecretString, name: Option<&str>) -> Result<()> {
+    vault.set(user_id, Slot::PendingPassword, password).await?;
+    let now = format_time(&Utc::now());
+    sqlx::query(
+        "INSERT INTO outbox (user_id, kind, payload, state, attempts, created_at, updated_at) VALUES (?, 'upgrade', ?, 'pending', 0, ?, ?)
+         ON CONFLICT(user_id, kind) DO UPDATE SET payload = excluded.payload, state = 'pending', attempts = 0,
+           last_error = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(user_id)
+    .bind(json!({ "email": email, "name": name }).to_string())
+    .bind(&now)
+    .bind(&now)
+    .execute(store.pool())
+    .await
+    .map_err(db(store))?;
+    Ok(())
+}
+
+/// Drops a queued or refused upgrade and erases its password.
+pub(crate) async fn dismiss_upgrade(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE user_id = ? AND kind = 'upgrade'").bind(user_id).execute(store.pool()).await.map_err(db(store))?;
+    vault.delete(user_id, Slot::PendingPassword).await
+}
+
+pub(crate) async fn last_synced(store: &Store, user_id: &str) -> Result<Option<String>> {
+    sqlx::query_scalar("SELECT synced_at FROM remote_account WHERE user_id = ?")
+        .bind(user_id)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(db(store))
+}

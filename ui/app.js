@@ -1,14 +1,14 @@
 // AppShell: the spec's flow. Check for an existing session first; only when there is
 // none, sign in anonymously. Then show the guest banner and the notes.
 
-import { authClient, notesApi } from "./auth-client.js";
+import { authClient, notesApi, syncApi, checkUpgradeInput } from "./auth-client.js";
 
 const $ = (id) => document.getElementById(id);
 
 // What to tell a person for each code that stops the app from starting.
 const FATAL_HINTS = {
   KEYRING_UNAVAILABLE:
-    "Guestpass keeps your session token only in the system keyring and never in a file. Start your desktop's keyring (GNOME Keyring or KWallet, or another Secret Service provider), then press Try again.",
+    "Guestpass keeps your session token only in the system keyring, never in a file, so it will not start a guest without one. Once the keyring runs, press Try again.",
   DATABASE_CORRUPT: "Your data file was not changed. Move it aside to start fresh, or restore it from a backup, then press Try again.",
   DATABASE_READ_ONLY: "Nothing was changed. Check that the disk has free space and the data folder can be written, then press Try again.",
 };
@@ -44,6 +44,8 @@ async function initSession() {
   if (error) return showFatal(error);
   user = data.user;
   renderAccount();
+  const sync = await syncApi.status();
+  if (sync.data) renderSync(sync.data);
   $("loading").hidden = true;
   $("fatal").hidden = true;
   $("shell").hidden = false;
@@ -51,10 +53,111 @@ async function initSession() {
   $("note-input").focus();
 }
 
+let formOpen = false;
+let queuedEmail = null;
+
 function renderAccount() {
-  $("guest-banner").hidden = !user.isAnonymous;
-  $("account-kind").textContent = user.isAnonymous ? "Guest" : user.email ?? "Account";
+  const guest = user.isAnonymous;
+  $("guest-banner").hidden = !guest || formOpen || !!queuedEmail;
+  $("upgrade-panel").hidden = !guest || !formOpen;
+  $("upgrade-queued").hidden = !guest || !queuedEmail;
+  $("queued-email").textContent = queuedEmail ?? "";
+  $("verify-note").hidden = guest || user.emailVerified;
+  $("verify-email").textContent = user.email ?? "";
+  $("account-kind").textContent = guest ? "Guest" : user.email ?? "Account";
   $("user-id").textContent = user.id;
+}
+
+const SYNC_LABELS = {
+  localOnly: "On this device only",
+  offline: "Offline",
+  syncing: "Syncing…",
+  upToDate: "Up to date",
+  needsAttention: "Needs attention",
+};
+
+async function renderSync(status) {
+  const pill = $("sync-status");
+  pill.dataset.state = status.state;
+  const reason = status.reason?.message;
+  pill.textContent = SYNC_LABELS[status.state] + (status.state === "needsAttention" && reason ? `: ${reason}` : "");
+  pill.title = reason ?? (status.lastSyncedAt ? `Last synced ${new Date(status.lastSyncedAt).toLocaleString()}` : "");
+  const wasQueued = queuedEmail;
+  queuedEmail = status.pendingUpgrade ?? null;
+  if (status.refusedUpgrade && user?.isAnonymous) {
+    // A queued upgrade the server refused: tell the person why and let them fix it.
+    queuedEmail = null;
+    openForm(status.refusedUpgrade.message);
+  }
+  if (wasQueued && !queuedEmail) {
+    // The queue drained: the local user may have just been upgraded.
+    const { data } = await authClient.getSession();
+    if (data) user = data.user;
+  }
+  if (user) renderAccount();
+}
+
+function openForm(errorText = "") {
+  formOpen = true;
+  const err = $("upgrade-error");
+  err.textContent = errorText;
+  err.hidden = !errorText;
+  renderAccount();
+  $("upgrade-email").focus();
+}
+
+function closeForm() {
+  formOpen = false;
+  $("upgrade-error").hidden = true;
+  renderAccount();
+  $("create-account").focus();
+}
+
+async function submitUpgrade(e) {
+  e.preventDefault();
+  const input = {
+    email: $("upgrade-email").value,
+    password: $("upgrade-password").value,
+    name: $("upgrade-name").value.trim(),
+  };
+  const err = $("upgrade-error");
+  const mistake = checkUpgradeInput(input);
+  if (mistake) {
+    err.textContent = mistake.message;
+    err.dataset.code = mistake.code;
+    err.hidden = false;
+    return;
+  }
+  err.hidden = true;
+  $("upgrade-submit").disabled = true;
+  $("upgrade-progress").hidden = false;
+  const { data, error } = await authClient.anonymous.upgrade(input);
+  $("upgrade-submit").disabled = false;
+  $("upgrade-progress").hidden = true;
+  if (error) {
+    err.textContent = error.message ?? "Upgrade failed";
+    err.dataset.code = error.code;
+    err.hidden = false;
+    return;
+  }
+  $("upgrade-password").value = "";
+  formOpen = false;
+  if (data.status === "upgraded") {
+    user = data.user;
+    queuedEmail = null;
+    setStatus("Your account is ready. Everything you made as a guest is still here.");
+  } else {
+    queuedEmail = data.email;
+    setStatus("You're offline. Your account will be created when the server is reachable.");
+  }
+  renderAccount();
+}
+
+async function cancelQueued() {
+  const { data, error } = await authClient.anonymous.dismissUpgrade();
+  if (error) return setStatus(error.message, true);
+  queuedEmail = null;
+  renderSync(data);
 }
 
 function noteItem(note) {
@@ -139,18 +242,21 @@ async function removeNote(note) {
   await refreshNotes();
 }
 
-function openUpgrade() {
-  const panel = $("upgrade-panel");
-  panel.textContent = "Account creation needs a connection to your Guestpass server; it is not configured in this build yet. Your guest data stays safe on this device.";
-  panel.hidden = false;
-}
-
 window.addEventListener("DOMContentLoaded", () => {
   $("note-form").addEventListener("submit", addNote);
   $("note-input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("note-form").requestSubmit();
   });
-  $("create-account").addEventListener("click", openUpgrade);
+  $("create-account").addEventListener("click", () => openForm());
+  $("upgrade-form").addEventListener("submit", submitUpgrade);
+  $("upgrade-later").addEventListener("click", async () => {
+    closeForm();
+    // "Later" also drops an upgrade the server refused, erasing its password.
+    await authClient.anonymous.dismissUpgrade();
+  });
+  $("upgrade-form").addEventListener("keydown", (e) => { if (e.key === "Escape") closeForm(); });
+  $("queued-cancel").addEventListener("click", cancelQueued);
+  syncApi.onChange(renderSync);
   $("fatal-retry").addEventListener("click", () => {
     $("fatal").hidden = true;
     $("loading").hidden = false;

@@ -23,7 +23,29 @@ export const authClient = {
   signIn: {
     anonymous: () => call("sign_in_anonymous"),
   },
+  anonymous: {
+    // {data: {status: "upgraded", user, session} | {status: "queued", email}, error}
+    upgrade: ({ email, password, name }) => call("upgrade", { email, password, name: name || null }),
+    dismissUpgrade: () => call("dismiss_upgrade"),
+  },
 };
+
+export const syncApi = {
+  status: () => call("sync_status"),
+  now: () => call("sync_now"),
+  onChange: (fn) => window.__TAURI__.event.listen("sync-status", (e) => fn(e.payload)),
+};
+
+// The obvious mistakes, caught before any request (the server checks them too).
+export function checkUpgradeInput({ email, password }) {
+  const e = (email ?? "").trim();
+  const domainOk = /^[^\s@]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/.test(e);
+  if (!domainOk) return { code: "INVALID_EMAIL", message: "Invalid email" };
+  const n = [...(password ?? "")].length;
+  if (n < 8) return { code: "PASSWORD_TOO_SHORT", message: "Password too short" };
+  if (n > 128) return { code: "PASSWORD_TOO_LONG", message: "Password too long" };
+  return null;
+}
 
 export const notesApi = {
   list: () => call("list_notes"),

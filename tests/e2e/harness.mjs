@@ -80,6 +80,8 @@ export async function launchApp(driver) {
 
 export async function screenshot(session, name) {
   mkdirSync(shotsDir, { recursive: true });
+  // Let WebKit paint what the DOM already shows (two animation frames).
+  await session.executeAsyncScript("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(done));");
   const file = path.join(shotsDir, `${name}.png`);
   writeFileSync(file, await session.takeScreenshot(), "base64");
   return file;

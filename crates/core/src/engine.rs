@@ -96,17 +96,19 @@ impl Guestpass {
             Err(SyncError::Backend(e)) => (SyncState::Offline, Some(ApiError::new(ErrorCode::BackendUnreachable, e.to_string()))),
             Err(SyncError::Local(e)) => (SyncState::NeedsAttention, Some(e.to_api())),
         };
-        let (pending, synced) = match self.current_user().await {
+        let user = sync::device_user_id(&self.store).await.ok().flatten();
+        let (pending, synced) = match &user {
             Some(id) => (
-                sync::pending_upgrade(&self.store, &id).await.ok().flatten().filter(|(_, p)| p.refused.is_none()).map(|(_, p)| p.email),
-                sync::last_synced(&self.store, &id).await.ok().flatten(),
+                sync::pending_upgrade(&self.store, id).await.ok().flatten().map(|(_, p)| p),
+                sync::last_synced(&self.store, id).await.ok().flatten(),
             ),
             None => (None, None),
         };
         self.publish(|s| {
             s.state = state;
             s.reason = reason;
-            s.pending_upgrade = pending;
+            s.refused_upgrade = pending.as_ref().and_then(|p| p.refused.clone());
+            s.pending_upgrade = pending.filter(|p| p.refused.is_none()).map(|p| p.email);
             s.last_synced_at = synced;
         });
         (self.sync_status(), hint)
@@ -155,6 +157,7 @@ impl Guestpass {
                         s.state = SyncState::UpToDate;
                         s.reason = None;
                         s.pending_upgrade = None;
+                        s.refused_upgrade = None;
                     });
                     Err(Error::Api(reason))
                 }

@@ -6,7 +6,7 @@ use guestpass_proto::{ApiError, ErrorCode};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No OS keyring to keep the session token in. We never fall back to a file.
-    #[error("The system keyring is not available ({0}). Guestpass keeps your session token only in the OS keyring: on Linux start a Secret Service provider (GNOME Keyring or KWallet) in your desktop session, then reopen the app.")]
+    #[error("The system keyring is not available ({0}). Start a Secret Service provider (GNOME Keyring or KWallet) in your desktop session.")]
     KeyringUnavailable(String),
     #[error("The local database at {path} is damaged or is not a Guestpass database. It was left as it is; move it aside to start fresh, or restore it from a backup.")]
     DatabaseCorrupt { path: String },

@@ -26,6 +26,8 @@ pub struct SyncStatus {
     pub reason: Option<ApiError>,
     /// An upgrade waiting for the backend (its email; the password waits in the keyring).
     pub pending_upgrade: Option<String>,
+    /// A queued upgrade the backend refused: the form opens again with this reason.
+    pub refused_upgrade: Option<ApiError>,
     pub backend_url: Option<String>,
     pub last_synced_at: Option<String>,
 }
@@ -43,7 +45,7 @@ pub enum SyncState {
 
 impl SyncStatus {
     pub fn new(state: SyncState, backend_url: Option<String>) -> Self {
-        Self { state, reason: None, pending_upgrade: None, backend_url, last_synced_at: None }
+        Self { state, reason: None, pending_upgrade: None, refused_upgrade: None, backend_url, last_synced_at: None }
     }
 }
 
@@ -362,6 +364,13 @@ pub(crate) async fn dismiss_upgrade(store: &Store, vault: &Vault, user_id: &str)
 pub(crate) async fn last_synced(store: &Store, user_id: &str) -> Result<Option<String>> {
     sqlx::query_scalar("SELECT synced_at FROM remote_account WHERE user_id = ?")
         .bind(user_id)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(db(store))
+}
+
+pub(crate) async fn device_user_id(store: &Store) -> Result<Option<String>> {
+    sqlx::query_scalar("SELECT user_id FROM device_account WHERE slot = 1")
         .fetch_optional(store.pool())
         .await
         .map_err(db(store))

@@ -42,4 +42,8 @@ if [ "$what" = test ]; then
     echo "==> installing the end-to-end test's Node packages"
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  if [ ! -d tests/peers/better-auth/node_modules ]; then
+    echo "==> installing the Better Auth test peer's Node packages"
+    (cd tests/peers/better-auth && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

@@ -29,7 +29,9 @@ impl FromRequestParts<SharedState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Failure> {
         let unauthorized = || Failure::new(ErrorCode::Unauthorized);
-        let Some(digest) = state.admin_key_digest.as_ref() else { return Err(unauthorized()) };
+        let Some(digest) = state.admin_key_digest.as_ref() else {
+            return Err(unauthorized());
+        };
         let presented = parts
             .headers
             .get(routes::API_KEY_HEADER)
@@ -56,7 +58,9 @@ pub struct ListUsersQuery {
 fn check_limit(limit: Option<i64>) -> ApiResult<i64> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Failure::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(Failure::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
     }
     Ok(limit)
 }
@@ -68,7 +72,9 @@ pub fn user_cursor(created_at: i64, id: &str) -> String {
 
 fn parse_user_cursor(raw: &str) -> ApiResult<(i64, String)> {
     let invalid = || Failure::bad_request("Invalid cursor");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (t, id) = text.split_once(':').ok_or_else(invalid)?;
     let id = parse_user_id(id).map_err(|_| invalid())?;
@@ -95,9 +101,15 @@ fn page_metadata<T>(
     let first = rows.first().map(&cursor_of);
     let last = rows.last().map(&cursor_of);
     if paging_back {
-        ListMetadata { before: if more { first } else { None }, after: last }
+        ListMetadata {
+            before: if more { first } else { None },
+            after: last,
+        }
     } else {
-        ListMetadata { before: if came_from_cursor { first } else { None }, after: if more { last } else { None } }
+        ListMetadata {
+            before: if came_from_cursor { first } else { None },
+            after: if more { last } else { None },
+        }
     }
 }
 
@@ -111,11 +123,20 @@ pub async fn list_users(
     let before = q.before.as_deref().map(parse_user_cursor).transpose()?;
     let paging_back = before.is_some() && after.is_none();
     let came_from_cursor = after.is_some();
-    let filter = UserFilter { is_anonymous: q.is_anonymous, after, before, limit: limit + 1 };
+    let filter = UserFilter {
+        is_anonymous: q.is_anonymous,
+        after,
+        before,
+        limit: limit + 1,
+    };
     let mut rows = state.db.list_users(&filter).await?;
-    let list_metadata =
-        page_metadata(&mut rows, limit, paging_back, came_from_cursor, |u| user_cursor(u.created_at, &u.id));
-    Ok(Json(ListResponse { data: rows.iter().map(|u| u.to_wire()).collect(), list_metadata }))
+    let list_metadata = page_metadata(&mut rows, limit, paging_back, came_from_cursor, |u| {
+        user_cursor(u.created_at, &u.id)
+    });
+    Ok(Json(ListResponse {
+        data: rows.iter().map(|u| u.to_wire()).collect(),
+        list_metadata,
+    }))
 }
 
 pub async fn remove_user(
@@ -171,8 +192,19 @@ pub async fn audit_log(
     let before = check_audit_cursor(q.before)?;
     let paging_back = before.is_some() && after.is_none();
     let came_from_cursor = after.is_some();
-    let filter = AuditFilter { user_id, event: q.event, after, before, limit: limit + 1 };
+    let filter = AuditFilter {
+        user_id,
+        event: q.event,
+        after,
+        before,
+        limit: limit + 1,
+    };
     let mut rows: Vec<AuditRow> = state.db.audit_log(&filter).await?;
-    let list_metadata = page_metadata(&mut rows, limit, paging_back, came_from_cursor, |a| a.id.clone());
-    Ok(Json(ListResponse { data: rows.iter().filter_map(AuditRow::to_wire).collect(), list_metadata }))
+    let list_metadata = page_metadata(&mut rows, limit, paging_back, came_from_cursor, |a| {
+        a.id.clone()
+    });
+    Ok(Json(ListResponse {
+        data: rows.iter().filter_map(AuditRow::to_wire).collect(),
+        list_metadata,
+    }))
 }

@@ -15,7 +15,7 @@ use guestpass_proto::{
 use crate::crypto::{keyed_hash, new_token, sha256_hex, verify_password};
 use crate::db::{AuditRow, SessionRow, UserRow};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{bearer, client_ip, JsonOrEmpty, Peer, ApiJson};
+use crate::extract::{bearer, client_ip, ApiJson, JsonOrEmpty, Peer};
 use crate::ratelimit::{self, Decision};
 use crate::state::{activity_granularity, session_slide_after, session_ttl, AppState, SharedState};
 
@@ -27,17 +27,28 @@ pub struct Authed {
 
 /// `Ok(None)` when there is no token or it is unknown or expired.
 pub async fn current_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Authed>> {
-    let Some(token) = bearer(headers) else { return Ok(None) };
-    let found = state.db.session_by_token(&sha256_hex(token), state.clock.now_ms()).await?;
+    let Some(token) = bearer(headers) else {
+        return Ok(None);
+    };
+    let found = state
+        .db
+        .session_by_token(&sha256_hex(token), state.clock.now_ms())
+        .await?;
     Ok(found.map(|(user, session)| Authed { user, session }))
 }
 
 pub async fn require_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Authed> {
-    current_session(state, headers).await?.ok_or_else(|| Failure::new(ErrorCode::Unauthorized))
+    current_session(state, headers)
+        .await?
+        .ok_or_else(|| Failure::new(ErrorCode::Unauthorized))
 }
 
 pub fn ip_of(state: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<IpAddr> {
-    client_ip(headers, peer.0, state.config.trusted_proxy_header.as_deref())
+    client_ip(
+        headers,
+        peer.0,
+        state.config.trusted_proxy_header.as_deref(),
+    )
 }
 
 pub fn ip_hash(state: &AppState, ip: Option<IpAddr>) -> Option<String> {
@@ -61,7 +72,11 @@ pub fn mint_session(user_id: &str, now: i64) -> (SessionRow, String) {
 /// `{user, session, token}` with the token repeated in `set-auth-token`.
 fn signed_in(user: &UserRow, session: &SessionRow, token: String) -> Response {
     let header = HeaderValue::from_str(&token).ok();
-    let body = SignInResponse { user: user.to_wire(), session: session.to_wire(), token };
+    let body = SignInResponse {
+        user: user.to_wire(),
+        session: session.to_wire(),
+        token,
+    };
     let mut res = Json(body).into_response();
     if let Some(h) = header {
         res.headers_mut().insert(routes::SET_AUTH_TOKEN, h);
@@ -76,8 +91,9 @@ pub async fn sign_in_anonymous(
     JsonOrEmpty(body): JsonOrEmpty<AnonymousSignInRequest>,
 ) -> ApiResult<Response> {
     if !state.config.auth_methods.anonymous.enabled() {
-        return Err(Failure::new(ErrorCode::NotFound)
-            .with_message("Anonymous authentication is disabled"));
+        return Err(
+            Failure::new(ErrorCode::NotFound).with_message("Anonymous authentication is disabled")
+        );
     }
     let ip = ip_of(&state, &headers, &peer);
     let now = state.clock.now_ms();
@@ -102,31 +118,57 @@ pub async fn sign_in_anonymous(
     let (session, token) = mint_session(&user.id, now);
     let ip_hash = ip_hash(&state, ip);
     let audits = [
-        AuditRow::new(AuditEventKind::UserCreated, &user.id, &user.id, now, ip_hash.clone())
-            .with_detail(serde_json::json!({ "isAnonymous": true })),
-        AuditRow::new(AuditEventKind::SessionCreated, &user.id, &user.id, now, ip_hash)
-            .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" })),
+        AuditRow::new(
+            AuditEventKind::UserCreated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash.clone(),
+        )
+        .with_detail(serde_json::json!({ "isAnonymous": true })),
+        AuditRow::new(
+            AuditEventKind::SessionCreated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash,
+        )
+        .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" })),
     ];
     state.db.create_guest(&user, &session, &audits).await?;
     tracing::info!(user_id = %user.id, "guest created");
     Ok(signed_in(&user, &session, token))
 }
 
-pub async fn get_session(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
-    let Some(Authed { mut user, mut session }) = current_session(&state, &headers).await? else {
+pub async fn get_session(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(Authed {
+        mut user,
+        mut session,
+    }) = current_session(&state, &headers).await?
+    else {
         return Ok(Json(serde_json::Value::Null).into_response());
     };
     let now = state.clock.now_ms();
     if now - session.updated_at >= session_slide_after().num_milliseconds() {
         session.expires_at = now + session_ttl().num_milliseconds();
         session.updated_at = now;
-        state.db.slide_session(&session.id, session.expires_at, now).await?;
+        state
+            .db
+            .slide_session(&session.id, session.expires_at, now)
+            .await?;
         user.last_active_at = now;
     } else if now - user.last_active_at >= activity_granularity().num_milliseconds() {
         state.db.touch_user(&user.id, now).await?;
         user.last_active_at = now;
     }
-    Ok(Json(SessionResponse { user: user.to_wire(), session: session.to_wire() }).into_response())
+    Ok(Json(SessionResponse {
+        user: user.to_wire(),
+        session: session.to_wire(),
+    })
+    .into_response())
 }
 
 pub async fn sign_in_email(
@@ -171,7 +213,10 @@ pub async fn sign_in_email(
     Ok(signed_in(&user, &session, token))
 }
 
-pub async fn sign_out(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Json<SuccessResponse>> {
+pub async fn sign_out(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<SuccessResponse>> {
     if let Some(token) = bearer(&headers) {
         state.db.delete_session(&sha256_hex(token)).await?;
     }
@@ -185,7 +230,8 @@ pub async fn delete_anonymous_user(
 ) -> ApiResult<Json<SuccessResponse>> {
     let Authed { user, .. } = require_session(&state, &headers).await?;
     // DESIGN.md §4: on this route USER_NOT_ANONYMOUS is 403 (it is 400 on upgrade).
-    let not_anonymous = || Failure::new(ErrorCode::UserNotAnonymous).with_status(StatusCode::FORBIDDEN);
+    let not_anonymous =
+        || Failure::new(ErrorCode::UserNotAnonymous).with_status(StatusCode::FORBIDDEN);
     if !user.is_anonymous {
         return Err(not_anonymous());
     }

@@ -34,7 +34,9 @@ pub async fn run_once(db: &Db, clock: &dyn Clock, max_age_secs: u64) -> DbResult
     let cutoff = cutoff(clock, max_age_secs);
     let mut report = CleanupReport::default();
     loop {
-        let ids = db.delete_stale_guests(cutoff, BATCH, clock.now_ms()).await?;
+        let ids = db
+            .delete_stale_guests(cutoff, BATCH, clock.now_ms())
+            .await?;
         report.guests_deleted += ids.len();
         if ids.len() < BATCH as usize {
             break;
@@ -58,7 +60,12 @@ pub async fn dry_run(db: &Db, clock: &dyn Clock, max_age_secs: u64) -> DbResult<
 
 /// The periodic task. A failed pass (database down) is logged and retried at
 /// the next tick.
-pub fn spawn(db: Db, clock: Arc<dyn Clock>, max_age_secs: Option<u64>, every: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    max_age_secs: Option<u64>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,14 +75,23 @@ pub fn spawn(db: Db, clock: Arc<dyn Clock>, max_age_secs: Option<u64>, every: Du
                 Some(max_age) => run_once(&db, clock.as_ref(), max_age).await,
                 None => prune(&db, clock.as_ref())
                     .await
-                    .map(|rows_pruned| CleanupReport { guests_deleted: 0, rows_pruned }),
+                    .map(|rows_pruned| CleanupReport {
+                        guests_deleted: 0,
+                        rows_pruned,
+                    }),
             };
             match outcome {
                 Ok(r) if r.guests_deleted > 0 => {
-                    tracing::info!(deleted = r.guests_deleted, pruned = r.rows_pruned, "cleanup of stale guests")
+                    tracing::info!(
+                        deleted = r.guests_deleted,
+                        pruned = r.rows_pruned,
+                        "cleanup of stale guests"
+                    )
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cleanup pass failed; retrying at the next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cleanup pass failed; retrying at the next interval")
+                }
             }
         }
     })

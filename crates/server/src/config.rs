@@ -34,9 +34,15 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: Box<toml::de::Error> },
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid value in {var}: {reason}")]
     Env { var: &'static str, reason: String },
 }
@@ -104,7 +110,10 @@ pub struct AuthMethods {
 
 impl Default for AuthMethods {
     fn default() -> Self {
-        Self { anonymous: AnonymousSetting::Enabled(true), email_password: true }
+        Self {
+            anonymous: AnonymousSetting::Enabled(true),
+            email_password: true,
+        }
     }
 }
 
@@ -154,7 +163,9 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { anonymous_per_minute: DEFAULT_ANONYMOUS_PER_MINUTE }
+        Self {
+            anonymous_per_minute: DEFAULT_ANONYMOUS_PER_MINUTE,
+        }
     }
 }
 
@@ -178,10 +189,14 @@ impl Config {
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-        Self::from_toml(&text)
-            .map_err(|source| ConfigError::Parse { path: shown, source: Box::new(source) })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: shown,
+            source: Box::new(source),
+        })
     }
 
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
@@ -195,7 +210,10 @@ impl Config {
         where
             T::Err: std::fmt::Display,
         {
-            raw.trim().parse().map_err(|e: T::Err| ConfigError::Env { var, reason: e.to_string() })
+            raw.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+                var,
+                reason: e.to_string(),
+            })
         }
         let get = |k: &str| get(k).filter(|v| !v.is_empty());
         if let Some(v) = get("GUESTPASS_APP_NAME") {
@@ -287,7 +305,17 @@ mod tests {
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.auth_methods.anonymous.max_age_secs(), Some(2_592_000));
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cr3t") && shown.contains("<redacted>"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+
+        let example = Config::from_toml(include_str!("../../../server.example.toml")).unwrap();
+        assert_eq!(
+            example.auth_methods.anonymous.max_age_secs(),
+            Some(2_592_000)
+        );
+        assert_eq!(example.rate_limit.anonymous_per_minute, 30);
 
         let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
         assert!(plain.auth_methods.anonymous.enabled());

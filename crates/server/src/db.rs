@@ -180,11 +180,11 @@ impl AuditRow {
 fn next_audit_id() -> String {
     static GEN: std::sync::OnceLock<std::sync::Mutex<ulid::Generator>> = std::sync::OnceLock::new();
     let gen = GEN.get_or_init(|| std::sync::Mutex::new(ulid::Generator::new()));
-    let id = gen
-        .lock()
-        .ok()
-        .and_then(|mut g| g.generate().ok())
-        .unwrap_or_else(ulid::Ulid::new);
+    let id = match gen.lock().ok().and_then(|mut g| g.generate().ok()) {
+        Some(id) => id,
+        // Poisoned lock or a (2^80 per ms) overflow: a plain ULID is still unique.
+        None => ulid::Ulid::new(),
+    };
     format!("aud_{id}")
 }
 
@@ -198,6 +198,20 @@ pub struct EmailUpgrade {
     pub now: i64,
     pub verification_token_hash: String,
     pub verification_expires_at: i64,
+    pub audit: AuditRow,
+}
+
+/// The in-place upgrade of a guest with a verified social identity.
+#[derive(Debug, Clone)]
+pub struct SocialLink {
+    pub user_id: String,
+    pub provider: String,
+    /// The ID token's `sub`.
+    pub provider_account_id: String,
+    /// Only an email the provider says it verified.
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub now: i64,
     pub audit: AuditRow,
 }
 
@@ -260,16 +274,7 @@ pub trait Database: Send + Sync + 'static {
     async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Option<UserRow>>;
 
     /// Links a social identity to a guest in place. `Ok(None)`: not a guest any more.
-    async fn upgrade_with_social(
-        &self,
-        user_id: &str,
-        provider: &str,
-        provider_account_id: &str,
-        email: Option<&str>,
-        name: Option<&str>,
-        now: i64,
-        audit: &AuditRow,
-    ) -> DbResult<Option<UserRow>>;
+    async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Option<UserRow>>;
 
     async fn user_by_email(&self, email: &str) -> DbResult<Option<UserRow>>;
 
@@ -283,8 +288,12 @@ pub trait Database: Send + Sync + 'static {
 
     /// Deletes a user with sessions and data and writes `audit`. With
     /// `only_anonymous` a full account is left alone. False when nothing matched.
-    async fn delete_user(&self, user_id: &str, only_anonymous: bool, audit: &AuditRow)
-        -> DbResult<bool>;
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        only_anonymous: bool,
+        audit: &AuditRow,
+    ) -> DbResult<bool>;
 
     async fn list_users(&self, filter: &UserFilter) -> DbResult<Vec<UserRow>>;
 

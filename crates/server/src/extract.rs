@@ -67,10 +67,18 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -85,7 +93,10 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
         // could carry a password.
         let text = e.to_string();
         let message = if text.starts_with("unknown field") || text.starts_with("missing field") {
-            format!("Invalid request body: {}", text.split(" at line").next().unwrap_or(&text))
+            format!(
+                "Invalid request body: {}",
+                text.split(" at line").next().unwrap_or(&text)
+            )
         } else {
             "Invalid JSON body".to_string()
         };
@@ -107,7 +118,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, Failure> {
     axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{query}").parse().map_err(|_| Failure::bad_request("Invalid query string"))?,
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| Failure::bad_request("Invalid query string"))?,
     )
     .map(|q| q.0)
     .map_err(|e| Failure::bad_request(format!("Invalid query string: {}", e.body_text())))
@@ -123,17 +136,23 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The client address: the socket peer, or the last entry of the configured proxy
 /// header (the one your own proxy appended; earlier entries are client-supplied).
-pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trusted: Option<&str>) -> Option<IpAddr> {
+pub fn client_ip(
+    parts_headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted: Option<&str>,
+) -> Option<IpAddr> {
     if let Some(name) = trusted {
-        let from_header = parts_headers
+        // Only the very last entry: if it is unusable, falling back to an earlier
+        // (client-written) one would let clients choose their address.
+        let last = parts_headers
             .get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .last();
-        if from_header.is_some() {
-            return from_header;
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        if last.is_some() {
+            return last;
         }
     }
     peer.map(|p| p.ip())
@@ -146,6 +165,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)))
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
     }
 }

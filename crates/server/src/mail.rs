@@ -27,8 +27,14 @@ impl Mailer {
             // The lettre error may echo the URL, which can hold a password.
             .map_err(|_| MailError::Url("cannot parse the SMTP URL".into()))?
             .build();
-        let from = from.parse().map_err(|_| MailError::From(from.to_string()))?;
-        Ok(Self { transport, from, app_name: app_name.to_string() })
+        let from = from
+            .parse()
+            .map_err(|_| MailError::From(from.to_string()))?;
+        Ok(Self {
+            transport,
+            from,
+            app_name: app_name.to_string(),
+        })
     }
 
     /// Sends the link; failures are logged (without the link) and not retried:

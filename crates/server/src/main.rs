@@ -14,7 +14,11 @@ use guestpass_server::db::{AuditFilter, AuditRow, Db, UserFilter};
 use guestpass_server::{cleanup, store, Config, Secret};
 
 #[derive(Parser)]
-#[command(name = "guestpass-server", version, about = "The Guestpass reference auth backend")]
+#[command(
+    name = "guestpass-server",
+    version,
+    about = "The Guestpass reference auth backend"
+)]
 struct Cli {
     /// TOML config file (see server.example.toml).
     #[arg(long, global = true, env = "GUESTPASS_CONFIG")]
@@ -146,7 +150,10 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
                 ..Default::default()
             };
             let users = db.list_users(&filter).await?;
-            println!("{:<30}  {:<9}  {:<24}  {:<8}  email", "id", "anonymous", "created", "verified");
+            println!(
+                "{:<30}  {:<9}  {:<24}  {:<8}  email",
+                "id", "anonymous", "created", "verified"
+            );
             for u in &users {
                 let w = u.to_wire();
                 println!(
@@ -162,8 +169,14 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
         }
         AdminCommand::RemoveUser { id } => {
             let id = parse_user_id(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let audit = AuditRow::new(AuditEventKind::UserDeleted, &id, "admin", clock.now_ms(), None)
-                .with_detail(serde_json::json!({ "reason": "admin", "via": "cli" }));
+            let audit = AuditRow::new(
+                AuditEventKind::UserDeleted,
+                &id,
+                "admin",
+                clock.now_ms(),
+                None,
+            )
+            .with_detail(serde_json::json!({ "reason": "admin", "via": "cli" }));
             if !db.delete_user(&id, false, &audit).await? {
                 bail!("user not found: {id}");
             }
@@ -175,7 +188,9 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
             };
             if dry_run {
                 let n = cleanup::dry_run(&db, clock.as_ref(), max_age).await?;
-                println!("{n} stale guest(s) would be deleted (inactive for more than {max_age} s)");
+                println!(
+                    "{n} stale guest(s) would be deleted (inactive for more than {max_age} s)"
+                );
             } else {
                 let report = cleanup::run_once(&db, clock.as_ref(), max_age).await?;
                 println!(
@@ -188,7 +203,11 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
             let user_id = user
                 .map(|u| parse_user_id(&u).map_err(|e| anyhow::anyhow!("{e}")))
                 .transpose()?;
-            let filter = AuditFilter { user_id, limit: limit.clamp(1, 10_000), ..Default::default() };
+            let filter = AuditFilter {
+                user_id,
+                limit: limit.clamp(1, 10_000),
+                ..Default::default()
+            };
             for row in db.audit_log(&filter).await? {
                 if let Some(e) = row.to_wire() {
                     println!("{}", serde_json::to_string(&e)?);

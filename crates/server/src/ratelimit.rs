@@ -46,7 +46,9 @@ pub async fn check_anonymous(
     if limit_per_minute == 0 {
         return Ok(Decision::Allowed);
     }
-    let who = ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into());
+    let who = ip
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".into());
     let bucket = format!("anon:{}", keyed_hash(secret, &who));
     let window_start = now_ms - now_ms.rem_euclid(WINDOW_MS);
     let hits = db.hit_rate_window(&bucket, window_start).await?;

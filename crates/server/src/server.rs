@@ -34,7 +34,10 @@ pub enum ServerError {
     #[error("email: {0}")]
     Mail(#[from] MailError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,7 +68,9 @@ impl ServerHandle {
     /// Runs one cleanup pass now, exactly as the periodic task does.
     pub async fn run_cleanup(&self) -> Result<cleanup::CleanupReport, DbError> {
         match self.state.config.auth_methods.anonymous.max_age_secs() {
-            Some(max_age) => cleanup::run_once(&self.state.db, self.state.clock.as_ref(), max_age).await,
+            Some(max_age) => {
+                cleanup::run_once(&self.state.db, self.state.clock.as_ref(), max_age).await
+            }
             None => Ok(cleanup::CleanupReport::default()),
         }
     }
@@ -100,11 +105,16 @@ impl ServerHandle {
 /// Binds `config.listen` and serves.
 pub async fn launch(config: Config) -> Result<ServerHandle, ServerError> {
     let addr = config.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
     launch_with_listener(config, listener).await
 }
 
-pub async fn launch_with_listener(config: Config, listener: TcpListener) -> Result<ServerHandle, ServerError> {
+pub async fn launch_with_listener(
+    config: Config,
+    listener: TcpListener,
+) -> Result<ServerHandle, ServerError> {
     launch_with_clock(config, listener, Arc::new(SystemClock)).await
 }
 
@@ -119,11 +129,14 @@ pub async fn launch_with_clock(
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
     });
     let anon = &state.config.auth_methods.anonymous;
     let cleanup = (state.config.cleanup_interval_secs > 0).then(|| {
@@ -143,31 +156,59 @@ pub async fn launch_with_clock(
         admin_api = state.admin_key_digest.is_some(),
         "guestpass-server listening on http://{addr}"
     );
-    Ok(ServerHandle { addr, state, shutdown: Some(tx), serve, cleanup })
+    Ok(ServerHandle {
+        addr,
+        state,
+        shutdown: Some(tx),
+        serve,
+        cleanup,
+    })
 }
 
 /// Connects the database (running migrations) and resolves secrets.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
-    let db = store::connect(config.database_url.expose(), Duration::from_secs(config.database_timeout_secs.max(1))).await?;
+    let db = store::connect(
+        config.database_url.expose(),
+        Duration::from_secs(config.database_timeout_secs.max(1)),
+    )
+    .await?;
     let secret = match &config.secret {
         Some(s) => s.expose().as_bytes().to_vec(),
         None => {
             // Kept in the database so every instance on it agrees; never printed.
             let secret = db.secret_or_init(&new_token(), clock.now_ms()).await?;
-            tracing::warn!("no secret configured: using the one generated and stored in the database");
+            tracing::warn!(
+                "no secret configured: using the one generated and stored in the database"
+            );
             secret.into_bytes()
         }
     };
     let admin_key_digest = config.admin_api_key.as_ref().map(|k| digest(k.expose()));
     if admin_key_digest.is_none() {
-        tracing::warn!("no adminApiKey configured: the admin HTTP API is closed (the admin CLI still works)");
+        tracing::warn!(
+            "no adminApiKey configured: the admin HTTP API is closed (the admin CLI still works)"
+        );
     }
     let mailer = match &config.smtp_url {
-        Some(url) => Some(Mailer::new(url.expose(), &config.email_from, &config.app_name)?),
+        Some(url) => Some(Mailer::new(
+            url.expose(),
+            &config.email_from,
+            &config.app_name,
+        )?),
         None => None,
     };
-    let decoy_hash = tokio::task::spawn_blocking(decoy_hash).await.unwrap_or_default();
-    Ok(AppState { config, db, clock, secret, admin_key_digest, mailer, decoy_hash })
+    let decoy_hash = tokio::task::spawn_blocking(decoy_hash)
+        .await
+        .unwrap_or_default();
+    Ok(AppState {
+        config,
+        db,
+        clock,
+        secret,
+        admin_key_digest,
+        mailer,
+        decoy_hash,
+    })
 }
 
 pub fn router(state: SharedState) -> Router {
@@ -179,7 +220,10 @@ pub fn router(state: SharedState) -> Router {
         .route(routes::SIGN_IN_EMAIL, post(auth::sign_in_email))
         .route(routes::VERIFY_EMAIL, get(upgrade::verify_email))
         .route(routes::SIGN_OUT, post(auth::sign_out))
-        .route(routes::DELETE_ANONYMOUS_USER, post(auth::delete_anonymous_user))
+        .route(
+            routes::DELETE_ANONYMOUS_USER,
+            post(auth::delete_anonymous_user),
+        )
         .route(routes::ADMIN_LIST_USERS, get(admin::list_users))
         .route(routes::ADMIN_REMOVE_USER, post(admin::remove_user))
         .route(routes::ADMIN_AUDIT_LOG, get(admin::audit_log));

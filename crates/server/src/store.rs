@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::db::*;
 
@@ -38,7 +40,9 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .acquire_timeout(timeout)
             .connect(url)
             .await?;
-        sqlx::migrate!("../../migrations/server/postgres").run(&pool).await?;
+        sqlx::migrate!("../../migrations/server/postgres")
+            .run(&pool)
+            .await?;
         Ok(Arc::new(PostgresStore { pool }))
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
@@ -52,7 +56,9 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .acquire_timeout(timeout)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../../migrations/server/sqlite").run(&pool).await?;
+        sqlx::migrate!("../../migrations/server/sqlite")
+            .run(&pool)
+            .await?;
         Ok(Arc::new(SqliteStore { pool }))
     } else {
         Err(DbError::Unavailable(
@@ -261,26 +267,17 @@ macro_rules! sql_store {
                 Ok(Some(user))
             }
 
-            async fn upgrade_with_social(
-                &self,
-                user_id: &str,
-                provider: &str,
-                provider_account_id: &str,
-                email: Option<&str>,
-                name: Option<&str>,
-                now: i64,
-                audit: &AuditRow,
-            ) -> DbResult<Option<UserRow>> {
+            async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Option<UserRow>> {
                 let mut tx = self.pool.begin().await?;
                 let user: Option<UserRow> = sqlx::query_as(&format!(
                     "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
                      is_anonymous = FALSE, email_verified = ($2 IS NOT NULL), updated_at = $4, \
                      last_active_at = $4 WHERE id = $1 AND is_anonymous = TRUE RETURNING {USER_COLUMNS}"
                 ))
-                .bind(user_id)
-                .bind(email)
-                .bind(name)
-                .bind(now)
+                .bind(&link.user_id)
+                .bind(&link.email)
+                .bind(&link.name)
+                .bind(link.now)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(user) = user else { return Ok(None) };
@@ -289,13 +286,13 @@ macro_rules! sql_store {
                      VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(format!("acc_{}", ulid::Ulid::new()))
-                .bind(user_id)
-                .bind(provider)
-                .bind(provider_account_id)
-                .bind(now)
+                .bind(&link.user_id)
+                .bind(&link.provider)
+                .bind(&link.provider_account_id)
+                .bind(link.now)
                 .execute(&mut *tx)
                 .await?;
-                Self::insert_audit(&mut *tx, audit).await?;
+                Self::insert_audit(&mut *tx, &link.audit).await?;
                 tx.commit().await?;
                 Ok(Some(user))
             }

@@ -36,7 +36,10 @@ pub async fn upgrade(
     validate_password(&body.password)?;
     // Stored lower-cased: uniqueness is case-insensitive.
     let email = body.email.trim().to_lowercase();
-    let name = body.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let name = body
+        .name
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
     if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
         return Err(Failure::bad_request("Name too long"));
     }
@@ -91,7 +94,10 @@ pub async fn upgrade(
     } else {
         tracing::warn!(user_id = %upgraded.id, "no smtpUrl configured: verification email not sent");
     }
-    Ok(Json(SessionResponse { user: upgraded.to_wire(), session: session.to_wire() }))
+    Ok(Json(SessionResponse {
+        user: upgraded.to_wire(),
+        session: session.to_wire(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -105,8 +111,14 @@ pub async fn verify_email(
     ApiQuery(q): ApiQuery<VerifyQuery>,
 ) -> ApiResult<Json<SuccessResponse>> {
     let token = q.token.filter(|t| !t.is_empty() && t.len() <= 256);
-    let Some(token) = token else { return Err(ErrorCode::InvalidToken.into()) };
-    match state.db.consume_verification(&sha256_hex(&token), state.clock.now_ms()).await? {
+    let Some(token) = token else {
+        return Err(ErrorCode::InvalidToken.into());
+    };
+    match state
+        .db
+        .consume_verification(&sha256_hex(&token), state.clock.now_ms())
+        .await?
+    {
         Some(user_id) => {
             tracing::info!(%user_id, "email verified");
             Ok(Json(SuccessResponse::OK))

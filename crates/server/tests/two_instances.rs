@@ -14,7 +14,7 @@ use guestpass_server::{Clock, ManualClock};
 use serde_json::json;
 
 async fn pair(tweak: fn(&mut guestpass_server::Config)) -> Option<(TestServer, TestServer)> {
-    let Some(backend) = Backend::postgres() else { return None };
+    let backend = Backend::postgres()?;
     let db = Arc::new(TestDb::new(&backend).await);
     let clock = ManualClock::new(t0());
     // No secret configured: both instances must agree on the one stored in the database.
@@ -33,21 +33,47 @@ async fn pair(tweak: fn(&mut guestpass_server::Config)) -> Option<(TestServer, T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_rate_limit() {
-    let Some((a, b)) = pair(|_| {}).await else { return report_skip("two_instances_share_the_rate_limit") };
+    let Some((a, b)) = pair(|_| {}).await else {
+        return report_skip("two_instances_share_the_rate_limit");
+    };
     // Alternate instances: the 31st request overall is refused, whichever serves it.
     for i in 1..=30 {
         let s = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(s.post("/sign-in/anonymous", None, json!({})).await.0, 200, "request {i}");
+        assert_eq!(
+            s.post("/sign-in/anonymous", None, json!({})).await.0,
+            200,
+            "request {i}"
+        );
     }
-    assert_error(&a.post("/sign-in/anonymous", None, json!({})).await, 429, "RATE_LIMITED");
-    assert_error(&b.post("/sign-in/anonymous", None, json!({})).await, 429, "RATE_LIMITED");
+    assert_error(
+        &a.post("/sign-in/anonymous", None, json!({})).await,
+        429,
+        "RATE_LIMITED",
+    );
+    assert_error(
+        &b.post("/sign-in/anonymous", None, json!({})).await,
+        429,
+        "RATE_LIMITED",
+    );
 
     // Concurrent bursts on both in a fresh window: exactly 30 get through.
     a.clock.advance(Duration::seconds(60));
     let mut tasks = Vec::new();
     for i in 0..50 {
-        let (http, url) = if i % 2 == 0 { (a.http.clone(), a.url("/sign-in/anonymous")) } else { (b.http.clone(), b.url("/sign-in/anonymous")) };
-        tasks.push(tokio::spawn(async move { http.post(url).json(&json!({})).send().await.unwrap().status().as_u16() }));
+        let (http, url) = if i % 2 == 0 {
+            (a.http.clone(), a.url("/sign-in/anonymous"))
+        } else {
+            (b.http.clone(), b.url("/sign-in/anonymous"))
+        };
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
     }
     let mut ok = 0;
     let mut limited = 0;
@@ -69,7 +95,8 @@ async fn two_instances_share_the_rate_limit() {
 async fn concurrent_cleanup_deletes_each_guest_once() {
     let Some((a, b)) = pair(|c| {
         c.rate_limit.anonymous_per_minute = 0;
-        c.auth_methods.anonymous = serde_json::from_value(json!({"enabled": true, "maxAge": 3600})).unwrap();
+        c.auth_methods.anonymous =
+            serde_json::from_value(json!({"enabled": true, "maxAge": 3600})).unwrap();
     })
     .await
     else {
@@ -88,21 +115,41 @@ async fn concurrent_cleanup_deletes_each_guest_once() {
         stale.insert(id);
     }
     a.clock.advance(Duration::minutes(90));
-    assert_eq!(b.get("/get-session", Some(&kept_token)).await.1["user"]["id"], kept);
+    assert_eq!(
+        b.get("/get-session", Some(&kept_token)).await.1["user"]["id"],
+        kept
+    );
     a.clock.advance(Duration::minutes(40));
 
     let (ra, rb) = tokio::join!(a.handle.run_cleanup(), b.handle.run_cleanup());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.guests_deleted + rb.guests_deleted, 2_500, "{ra:?} {rb:?}");
+    assert_eq!(
+        ra.guests_deleted + rb.guests_deleted,
+        2_500,
+        "{ra:?} {rb:?}"
+    );
 
-    let mut conn = sqlx::PgConnection::connect_with(&a.db.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap()).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(
+        &a.db
+            .url
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT user_id, actor FROM audit_log WHERE event = 'user.deleted'").fetch_all(&mut conn).await.unwrap();
+        sqlx::query_as("SELECT user_id, actor FROM audit_log WHERE event = 'user.deleted'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 2_500, "one audit row per deleted guest");
     assert!(rows.iter().all(|(_, actor)| actor == "system"));
     let audited: HashSet<String> = rows.into_iter().map(|(u, _)| u).collect();
     assert_eq!(audited, stale);
-    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY id").fetch_all(&mut conn).await.unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
     let mut want = vec![kept, full];
     want.sort();
     assert_eq!(left, want);

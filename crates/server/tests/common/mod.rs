@@ -28,7 +28,10 @@ pub enum Backend {
 
 impl Backend {
     pub fn postgres() -> Option<Self> {
-        std::env::var(PG_ENV).ok().filter(|v| !v.is_empty()).map(Backend::Postgres)
+        std::env::var(PG_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Backend::Postgres)
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -38,7 +41,10 @@ impl Backend {
 
 /// Written straight to stderr so it shows even though the harness captures output.
 pub fn report_skip(test: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {PG_ENV} is not set (PostgreSQL tests skipped)");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {PG_ENV} is not set (PostgreSQL tests skipped)"
+    );
 }
 
 /// Generates `sqlite::NAME` and `postgres::NAME` tests for each `async fn NAME(Backend)`.
@@ -80,16 +86,27 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("server.db").display());
-                TestDb { url, _dir: Some(dir), pg: None }
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
             }
             Backend::Postgres(admin_url) => {
                 let name = format!("gp_test_{}", ulid::Ulid::new().to_string().to_lowercase());
                 let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 conn.close().await.ok();
                 let mut url = url::Url::parse(admin_url).unwrap();
                 url.set_path(&name);
-                TestDb { url: url.to_string(), _dir: None, pg: Some((admin_url.clone(), name)) }
+                TestDb {
+                    url: url.to_string(),
+                    _dir: None,
+                    pg: Some((admin_url.clone(), name)),
+                }
             }
         }
     }
@@ -120,14 +137,15 @@ pub fn t0() -> chrono::DateTime<Utc> {
 }
 
 pub fn base_config(db_url: &str) -> Config {
-    let mut config = Config::default();
-    config.database_url = Secret::new(db_url);
-    config.secret = Some(Secret::new("test-secret"));
-    config.admin_api_key = Some(Secret::new(ADMIN_KEY));
-    // The periodic task is driven by hand in tests (ServerHandle::run_cleanup).
-    config.cleanup_interval_secs = 0;
-    config.database_timeout_secs = 2;
-    config
+    Config {
+        database_url: Secret::new(db_url),
+        secret: Some(Secret::new("test-secret")),
+        admin_api_key: Some(Secret::new(ADMIN_KEY)),
+        // The periodic task is driven by hand in tests (ServerHandle::run_cleanup).
+        cleanup_interval_secs: 0,
+        database_timeout_secs: 2,
+        ..Config::default()
+    }
 }
 
 pub struct TestServer {
@@ -150,14 +168,26 @@ impl TestServer {
     }
 
     /// Another instance on an existing database (sharing the clock).
-    pub async fn start_on(db: Arc<TestDb>, clock: ManualClock, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start_on(
+        db: Arc<TestDb>,
+        clock: ManualClock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut config = base_config(&db.url);
         config.site_url = format!("http://{addr}");
         tweak(&mut config);
-        let handle = launch_with_clock(config, listener, Arc::new(clock.clone())).await.unwrap();
-        TestServer { base: handle.base_url(), handle, http: Client::new(), clock, db }
+        let handle = launch_with_clock(config, listener, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        TestServer {
+            base: handle.base_url(),
+            handle,
+            http: Client::new(),
+            clock,
+            db,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -168,7 +198,13 @@ impl TestServer {
         }
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -188,12 +224,25 @@ impl TestServer {
     }
 
     pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
-        let res = self.http.get(self.url(path)).header("x-api-key", ADMIN_KEY).send().await.unwrap();
+        let res = self
+            .http
+            .get(self.url(path))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
         into_json(res).await
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self.http.post(self.url(path)).header("x-api-key", ADMIN_KEY).json(&body).send().await.unwrap();
+        let res = self
+            .http
+            .post(self.url(path))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         into_json(res).await
     }
 
@@ -201,14 +250,22 @@ impl TestServer {
     pub async fn guest(&self) -> (String, String) {
         let (status, body) = self.post("/sign-in/anonymous", None, json!({})).await;
         assert_eq!(status, 200, "{body}");
-        (body["user"]["id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
+        (
+            body["user"]["id"].as_str().unwrap().to_string(),
+            body["token"].as_str().unwrap().to_string(),
+        )
     }
 
     /// A guest upgraded to `email` / `password123`: (user id, token).
     pub async fn full_user(&self, email: &str) -> (String, String) {
         let (id, token) = self.guest().await;
-        let (status, body) =
-            self.post("/anonymous/upgrade", Some(&token), json!({"email": email, "password": "password123"})).await;
+        let (status, body) = self
+            .post(
+                "/anonymous/upgrade",
+                Some(&token),
+                json!({"email": email, "password": "password123"}),
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
         (id, token)
     }
@@ -243,7 +300,8 @@ impl TestServer {
 pub async fn into_json(res: Response) -> (StatusCode, Value) {
     let status = res.status();
     let text = res.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
     (status, value)
 }
 
@@ -252,7 +310,11 @@ pub async fn into_json(res: Response) -> (StatusCode, Value) {
 pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     assert_eq!(got.0.as_u16(), status, "{}", got.1);
     assert_eq!(got.1["code"], code, "{}", got.1);
-    assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
+    assert!(
+        got.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
 }
 
 /// One message received by [`SmtpSink`].
@@ -297,7 +359,10 @@ impl SmtpSink {
     }
 }
 
-async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Mail>) -> std::io::Result<()> {
+async fn smtp_session(
+    stream: tokio::net::TcpStream,
+    tx: mpsc::UnboundedSender<Mail>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 localhost test SMTP\r\n").await?;
@@ -310,7 +375,9 @@ async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<M
         }
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            write.write_all(b"250-localhost\r\n250 8BITMIME\r\n").await?;
+            write
+                .write_all(b"250-localhost\r\n250 8BITMIME\r\n")
+                .await?;
         } else if upper.starts_with("MAIL FROM:") {
             from = line[10..].trim().to_string();
             to.clear();
@@ -331,7 +398,11 @@ async fn smtp_session(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<M
                 }
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
-            let _ = tx.send(Mail { from: from.clone(), to: to.clone(), data });
+            let _ = tx.send(Mail {
+                from: from.clone(),
+                to: to.clone(),
+                data,
+            });
             write.write_all(b"250 OK queued\r\n").await?;
         } else if upper.starts_with("QUIT") {
             write.write_all(b"221 bye\r\n").await?;
@@ -365,7 +436,11 @@ pub fn decode_qp(data: &str) -> String {
 
 /// The verification link in a message (headers + quoted-printable body).
 pub fn find_link(data: &str) -> String {
-    let body = if data.contains("Content-Transfer-Encoding: quoted-printable") { decode_qp(data) } else { data.to_string() };
+    let body = if data.contains("Content-Transfer-Encoding: quoted-printable") {
+        decode_qp(data)
+    } else {
+        data.to_string()
+    };
     body.split_whitespace()
         .find(|w| w.starts_with("http://") && w.contains("/verify-email?token="))
         .unwrap_or_else(|| panic!("no link in {data}"))

@@ -1,1 +1,173 @@
-//! Shared helpers for the end-to-end tests.
+//! Test support for the workspace-level tests: a device (real SQLite file, real OS
+//! keyring under its own service name) and the reference server on a port-0 listener
+//! with its own SQLite file, plus a real SMTP listener to catch verification mail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub use guestpass_testkit::{find_link, SmtpSink};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use guestpass_core::{Config, Dialect, Guestpass};
+use guestpass_server::{launch_with_listener, Secret, ServerHandle};
+use tokio::net::TcpListener;
+
+pub const ADMIN_KEY: &str = "e2e-admin-key-0123456789";
+
+/// A device: one data dir and one keyring service, launched as many times as a test likes.
+pub struct Device {
+    pub dir: tempfile::TempDir,
+    pub service: String,
+    pub backend: Option<(String, Dialect)>,
+}
+
+impl Device {
+    pub fn new(backend_url: &str, dialect: Dialect) -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            service: format!("guestpass-e2e-{}", guestpass_proto::new_session_id()),
+            backend: Some((backend_url.to_owned(), dialect)),
+        }
+    }
+
+    pub async fn launch(&self) -> Guestpass {
+        let config = Config { data_dir: self.dir.path().to_path_buf(), keyring_service: self.service.clone(), backend: self.backend.clone() };
+        Guestpass::open(config).await.expect("open the device store")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join(guestpass_core::store::DB_FILE)
+    }
+
+    fn entry(&self, user_id: &str, slot: &str) -> keyring::Entry {
+        keyring::Entry::new(&self.service, &format!("{user_id}:{slot}")).expect("keyring entry")
+    }
+
+    /// What the OS keyring holds in a slot (`session`, `remote-session`, `pending-password`).
+    pub fn keyring(&self, user_id: &str, slot: &str) -> Option<String> {
+        match self.entry(user_id, slot).get_password() {
+            Ok(v) => Some(v),
+            Err(keyring::Error::NoEntry) => None,
+            Err(e) => panic!("keyring: {e}"),
+        }
+    }
+
+    pub fn forget_keyring(&self, user_id: &str) {
+        for slot in ["session", "remote-session", "pending-password"] {
+            let _ = self.entry(user_id, slot).delete_credential();
+        }
+    }
+
+    /// Every byte of the database and its WAL/SHM files.
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.db_path().into_os_string();
+            p.push(suffix);
+            if let Ok(b) = std::fs::read(&p) {
+                all.extend(b);
+            }
+        }
+        all
+    }
+}
+
+pub async fn count(g: &Guestpass, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(g.store().pool()).await.expect("count")
+}
+
+/// The reference server with its own SQLite file, restartable on the same port.
+pub struct RefServer {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub smtp_url: Option<String>,
+    handle: Option<ServerHandle>,
+}
+
+impl RefServer {
+    /// A port that nothing listens on yet: the backend a device knows before it runs.
+    pub async fn reserve() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        Self { dir: tempfile::tempdir().expect("temp dir"), addr, smtp_url: None, handle: None }
+    }
+
+    pub async fn start() -> Self {
+        let mut s = Self::reserve().await;
+        s.up().await;
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config(&self) -> guestpass_server::Config {
+        guestpass_server::Config {
+            database_url: Secret::new(format!("sqlite://{}", self.dir.path().join("server.db").display())),
+            secret: Some(Secret::new("e2e-secret")),
+            admin_api_key: Some(Secret::new(ADMIN_KEY)),
+            site_url: self.url(),
+            smtp_url: self.smtp_url.clone().map(Secret::new),
+            cleanup_interval_secs: 0,
+            ..guestpass_server::Config::default()
+        }
+    }
+
+    /// Starts (or restarts) the server on its port with its database.
+    pub async fn up(&mut self) {
+        let listener = TcpListener::bind(self.addr).await.expect("re-bind the server port");
+        self.handle = Some(launch_with_listener(self.config(), listener).await.expect("launch server"));
+    }
+
+    pub async fn down(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await.expect("server shutdown");
+        }
+    }
+
+    /// A raw call, for setting up other users and checking the server's view.
+    pub async fn post(&self, route: &str, token: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().post(format!("{}/api/auth{route}", self.url())).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, route: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().get(format!("{}/api/auth{route}", self.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The server's record of a user, through the admin API.
+    pub async fn admin_user(&self, user_id: &str) -> Option<serde_json::Value> {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/auth/admin/list-users?limit=200", self.url()))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .expect("admin list");
+        let body: serde_json::Value = resp.json().await.expect("admin json");
+        body["data"].as_array()?.iter().find(|u| u["id"] == user_id).cloned()
+    }
+
+    /// Makes a full account with `email` directly on the server.
+    pub async fn full_account(&self, email: &str) {
+        let (s, guest) = self.post("/sign-in/anonymous", None, serde_json::json!({})).await;
+        assert_eq!(s, 200, "{guest}");
+        let token = guest["token"].as_str().expect("token").to_owned();
+        let (s, body) = self
+            .post("/anonymous/upgrade", Some(&token), serde_json::json!({"email": email, "password": "another-password"}))
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+}

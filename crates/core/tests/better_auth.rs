@@ -115,8 +115,22 @@ async fn upgrade_links_to_a_new_remote_user_and_retires_the_guest() {
     // The anonymous user is deleted with its sessions: its token now answers `null`.
     assert_eq!(b.get_session(&anon_token).await.expect("get-session"), None);
 
-    // Delivering the upgrade again with the dead guest token does not make a second,
-    // unlinked account: the session is reported gone.
+    // The same upgrade delivered again with the dead guest token (its first answer was
+    // lost): it lands once — the account made the first time, with a fresh token.
+    let redelivered = b
+        .upgrade(&anon_token, &req)
+        .await
+        .expect("redelivered upgrade");
+    assert_eq!(redelivered.user.id, up.user.id);
+    let again_token = redelivered.token.expect("a token");
+    let s = b
+        .get_session(&again_token)
+        .await
+        .expect("get-session")
+        .expect("session");
+    assert_eq!(s.id, up.user.id);
+    // With another email (or a wrong password) the dead guest token is just a session that
+    // ended, and no second, unlinked account is made.
     let again = b
         .upgrade(
             &anon_token,
@@ -126,6 +140,27 @@ async fn upgrade_links_to_a_new_remote_user_and_retires_the_guest() {
     assert!(
         matches!(again, Err(BackendError::Unauthorized)),
         "{again:?}"
+    );
+    let wrong = b
+        .upgrade(
+            &anon_token,
+            &upgrade_req("ada@example.com", "not the password"),
+        )
+        .await;
+    assert!(
+        matches!(wrong, Err(BackendError::Unauthorized)),
+        "{wrong:?}"
+    );
+    let (_, probe) = guest(&b).await;
+    let other = b
+        .upgrade(
+            &probe,
+            &upgrade_req("other@example.com", "correct horse battery"),
+        )
+        .await;
+    assert!(
+        other.is_ok(),
+        "other@example.com must still be free: {other:?}"
     );
     // And a full account cannot upgrade.
     let full = b

@@ -18,10 +18,14 @@
 //! - Its rate limiter answers 429 with `X-Retry-After` (not `Retry-After`) and a body
 //!   without a code.
 //!
+//! - `POST /sign-in/email` `{email, password}` → 200 `{"redirect", "token", "url",
+//!   "user"}`; wrong password or unknown email → 401 `INVALID_EMAIL_OR_PASSWORD`.
+//!
 //! Sign-up does not need a session at all: with a dead or non-anonymous token it simply
 //! creates an unlinked account and leaves the guest behind. So [`upgrade`] first asks
 //! `get-session` whether the token still belongs to an anonymous user, and says
-//! `Unauthorized` / `User is not anonymous` instead of creating a stray account.
+//! `User is not anonymous` for a full account; for a dead session see
+//! [`already_upgraded`].
 //!
 //! Nothing here puts a token or a password into an error or a log line: errors carry
 //! only HTTP statuses, Better Auth's error codes and field names.
@@ -82,7 +86,7 @@ pub(crate) async fn upgrade(
     // Sign-up would succeed without a live anonymous session, but without linking: make
     // sure there is one, so a revoked session or an already upgraded user is reported.
     match get_session(b, token).await? {
-        None => return Err(BackendError::Unauthorized),
+        None => return already_upgraded(b, req).await,
         Some(u) if !u.is_anonymous => {
             return Err(BackendError::Refused(ErrorCode::UserNotAnonymous.into()))
         }
@@ -106,6 +110,32 @@ pub(crate) async fn upgrade(
         .await
         .map_err(transport)?;
     signed_in(resp).await
+}
+
+/// The guest's session is gone. Either it was revoked or expired — then it is
+/// `Unauthorized` — or this very upgrade was delivered before and its answer lost (a
+/// crash, a timeout): Better Auth deleted the guest when it linked, so its token died
+/// with it. Signing in with the queued email and password tells the two apart, and in
+/// the second case yields the account we made, so a retried delivery lands once.
+async fn already_upgraded(b: &Backend, req: &UpgradeRequest) -> Result<Remote, BackendError> {
+    let body = serde_json::json!({ "email": req.email, "password": req.password });
+    let resp = b
+        .http()
+        .post(b.url(routes::SIGN_IN_EMAIL))
+        .json(&body)
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = resp.status();
+    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        // Wrong password, no such user, …: not ours, so the session simply ended.
+        return Err(BackendError::Unauthorized);
+    }
+    let found = signed_in(resp).await?;
+    if found.user.is_anonymous || found.token.is_none() {
+        return Err(BackendError::Unauthorized);
+    }
+    Ok(found)
 }
 
 /// A `{"token", "user"}` answer (anonymous sign-in and sign-up share it). The token in

@@ -32,7 +32,7 @@ function freePort() {
 async function waitForPort(port, child, ms = 20000) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`tauri-driver exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}`);
     const ok = await new Promise((resolve) => {
       const s = net.connect(port, "127.0.0.1", () => { s.end(); resolve(true); });
       s.once("error", () => resolve(false));
@@ -40,7 +40,37 @@ async function waitForPort(port, child, ms = 20000) {
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`tauri-driver did not listen on ${port} within ${ms} ms`);
+  throw new Error(`nothing listened on ${port} within ${ms} ms`);
+}
+
+export const serverBinary = process.env.GUESTPASS_SERVER_BIN ?? path.join(repo, "target/debug/guestpass-server");
+
+/** The reference server on a free loopback port with its own SQLite file. */
+export async function startServer() {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "guestpass-e2e-server-"));
+  const child = spawn(serverBinary, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${dir}/server.db`], {
+    env: { ...process.env, GUESTPASS_ADMIN_API_KEY: "e2e-admin-key-0123456789", GUESTPASS_SECRET: "e2e-secret" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  await waitForPort(port, child);
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    async post(route, body, token) {
+      const res = await fetch(`${url}/api/auth${route}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    }),
+  };
 }
 
 /** A device: its own data dir and keyring service name. */

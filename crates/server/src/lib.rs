@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod mail;
+pub mod oidc;
 pub mod ratelimit;
 pub mod server;
 pub mod state;

@@ -207,6 +207,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         secret,
         admin_key_digest,
         mailer,
+        oidc: crate::oidc::OidcVerifier::new(),
         decoy_hash,
     })
 }

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::oidc::OidcVerifier;
 
 pub struct AppState {
     pub config: Config,
@@ -18,6 +19,7 @@ pub struct AppState {
     /// SHA-256 of the admin API key; `None` closes the admin HTTP API.
     pub admin_key_digest: Option<[u8; 32]>,
     pub mailer: Option<Mailer>,
+    pub oidc: OidcVerifier,
     /// Verified against when a sign-in names an unknown email (equal timing).
     pub decoy_hash: String,
 }

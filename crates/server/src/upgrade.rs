@@ -11,9 +11,10 @@ use serde::Deserialize;
 
 use crate::auth::{ip_hash, ip_of, require_session, Authed};
 use crate::crypto::{hash_password, new_token, sha256_hex};
-use crate::db::{AuditRow, EmailUpgrade};
+use crate::db::{AuditRow, EmailUpgrade, SocialLink};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery, Peer};
+use crate::oidc::OidcError;
 use crate::state::{verification_ttl, SharedState};
 
 const NAME_MAX: usize = 256;
@@ -127,25 +128,78 @@ pub async fn verify_email(
     }
 }
 
-/// Social upgrade. The provider must be configured under `socialProviders`.
-///
-/// TODO(social upgrade, later issue): verify the ID token against the
-/// provider's published keys (JWKS from `{issuer}/.well-known/openid-configuration`),
-/// checking issuer, audience (= clientId), expiry and nonce, then call
-/// `Database::upgrade_with_social` with the `sub` claim. Until then a configured
-/// provider answers 401 INVALID_ID_TOKEN: no token is ever accepted unverified.
+/// Social upgrade: the app sends the ID token it got from the provider (native
+/// flow, DESIGN.md §5); it is verified here and linked to the guest in place.
 pub async fn upgrade_social(
     State(state): State<SharedState>,
+    peer: Peer,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SocialUpgradeRequest>,
 ) -> ApiResult<Json<SessionResponse>> {
-    let Authed { user, .. } = require_session(&state, &headers).await?;
-    if !state.config.social_providers.contains_key(&body.provider) {
+    let Authed { user, session } = require_session(&state, &headers).await?;
+    let Some(provider) = state.config.social_providers.get(&body.provider) else {
         return Err(ErrorCode::UnknownProvider.into());
-    }
+    };
     if !user.is_anonymous {
         return Err(ErrorCode::UserNotAnonymous.into());
     }
-    Err(Failure::new(ErrorCode::InvalidIdToken)
-        .with_message("ID token verification is not available on this server yet"))
+    let now = state.clock.now_ms();
+    let claims = match state
+        .oidc
+        .verify(
+            provider,
+            &body.id_token,
+            body.nonce.as_deref(),
+            now.div_euclid(1000),
+        )
+        .await
+    {
+        Ok(claims) => claims,
+        Err(OidcError::Invalid(why)) => {
+            tracing::info!(provider = %body.provider, %why, "ID token refused");
+            return Err(ErrorCode::InvalidIdToken.into());
+        }
+        Err(OidcError::Unreachable(why)) => {
+            tracing::warn!(provider = %body.provider, %why, "identity provider unreachable");
+            return Err(
+                Failure::unavailable().with_message("The identity provider cannot be reached")
+            );
+        }
+    };
+    // Only an address the provider vouches for becomes the account's (verified) email.
+    let email = claims
+        .email
+        .filter(|_| claims.email_verified == Some(true))
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| validate_email(e).is_ok());
+    let name = claims
+        .name
+        .map(|n| n.trim().chars().take(NAME_MAX).collect::<String>())
+        .filter(|n| !n.is_empty());
+    let link = SocialLink {
+        user_id: user.id.clone(),
+        provider: body.provider.clone(),
+        provider_account_id: claims.sub,
+        email,
+        name,
+        now,
+        audit: AuditRow::new(
+            AuditEventKind::UserUpdated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash(&state, ip_of(&state, &headers, &peer)),
+        )
+        .with_detail(serde_json::json!({ "upgrade": "social", "provider": body.provider, "isAnonymous": false })),
+    };
+    let upgraded = state
+        .db
+        .upgrade_with_social(&link)
+        .await?
+        .ok_or_else(|| Failure::new(ErrorCode::UserNotAnonymous))?;
+    tracing::info!(user_id = %upgraded.id, provider = %link.provider, "guest upgraded with a social account");
+    Ok(Json(SessionResponse {
+        user: upgraded.to_wire(),
+        session: session.to_wire(),
+    }))
 }

@@ -28,7 +28,7 @@ both_backends!(
     rate_limit_can_be_turned_off,
     cleanup_deletes_exactly_the_stale_guests,
     bad_input_gets_json_4xx,
-    social_upgrade_rejects_unknown_providers,
+    social_upgrade_verifies_the_id_token_and_links_in_place,
     database_outage_is_503_and_recovers,
 );
 
@@ -1087,48 +1087,119 @@ async fn bad_input_gets_json_4xx(backend: Backend) {
     s.stop().await;
 }
 
-async fn social_upgrade_rejects_unknown_providers(backend: Backend) {
+async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backend) {
+    let idp = MockIdp::start().await;
+    let issuer = idp.issuer.clone();
     let s = TestServer::start_with(&backend, |c| {
         c.social_providers.insert(
             "google".into(),
             guestpass_server::config::SocialProvider {
-                client_id: "cid".into(),
-                issuer: "https://accounts.google.com".into(),
+                client_id: "guestpass-app".into(),
+                issuer,
             },
         );
     })
     .await;
-    let body = json!({"provider": "myspace", "idToken": "x.y.z"});
+    let exp = (t0() + Duration::hours(1)).timestamp();
+    let claims = |sub: &str, nonce: &str| {
+        json!({
+            "iss": idp.issuer, "aud": "guestpass-app", "sub": sub, "exp": exp,
+            "iat": t0().timestamp(), "nonce": nonce,
+            "email": "Social.User@Example.com", "email_verified": true, "name": "Social User"
+        })
+    };
+    let good = idp.sign(&claims("google-sub-1", "n-1"));
+    let body = |provider: &str, token: &str, nonce: Option<&str>| {
+        let mut b = json!({"provider": provider, "idToken": token});
+        if let Some(n) = nonce {
+            b["nonce"] = json!(n);
+        }
+        b
+    };
     assert_error(
-        &s.post("/anonymous/upgrade-social", None, body.clone())
-            .await,
+        &s.post(
+            "/anonymous/upgrade-social",
+            None,
+            body("google", &good, Some("n-1")),
+        )
+        .await,
         401,
         "UNAUTHORIZED",
     );
-    let (_, token) = s.guest().await;
+    let (id, token) = s.guest().await;
+    let (_, before) = s.get("/get-session", Some(&token)).await;
+    let up = "/anonymous/upgrade-social";
     assert_error(
-        &s.post("/anonymous/upgrade-social", Some(&token), body)
+        &s.post(up, Some(&token), body("myspace", &good, Some("n-1")))
             .await,
         404,
         "UNKNOWN_PROVIDER",
     );
-    let forged = s
-        .post(
-            "/anonymous/upgrade-social",
-            Some(&token),
-            json!({"provider": "google", "idToken": "x.y.z"}),
-        )
+
+    let mut tampered = good.clone();
+    tampered.insert(tampered.len() - 5, 'A');
+    tampered.truncate(tampered.len() - 1);
+    let mut wrong_aud = claims("google-sub-1", "n-1");
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = claims("google-sub-1", "n-1");
+    wrong_iss["iss"] = json!("https://evil.example");
+    let mut expired = claims("google-sub-1", "n-1");
+    expired["exp"] = json!((t0() - Duration::hours(1)).timestamp());
+    let refused = [
+        body("google", "x.y.z", Some("n-1")),
+        body("google", &tampered, Some("n-1")),
+        body("google", &idp.sign(&wrong_aud), Some("n-1")),
+        body("google", &idp.sign(&wrong_iss), Some("n-1")),
+        body("google", &idp.sign(&expired), Some("n-1")),
+        body("google", &good, Some("n-2")),
+        body("google", &good, None),
+    ];
+    for b in refused {
+        assert_error(
+            &s.post(up, Some(&token), b.clone()).await,
+            401,
+            "INVALID_ID_TOKEN",
+        );
+    }
+    let (_, still) = s.get("/get-session", Some(&token)).await;
+    assert_eq!(
+        still["user"]["isAnonymous"], true,
+        "refusals leave the guest untouched"
+    );
+
+    let (status, got) = s
+        .post(up, Some(&token), body("google", &good, Some("n-1")))
         .await;
-    assert_error(&forged, 401, "INVALID_ID_TOKEN");
-    let (_, full) = s.full_user("social@example.com").await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["user"]["id"], id);
+    assert_eq!(got["user"]["isAnonymous"], false);
+    assert_eq!(got["user"]["email"], "social.user@example.com");
+    assert_eq!(got["user"]["emailVerified"], true);
+    assert_eq!(got["user"]["name"], "Social User");
+    assert_eq!(got["session"], before["session"]);
+    let events = s.audit_events().await;
+    let last = events.iter().rev().find(|e| e["userId"] == id).unwrap();
+    assert_eq!(last["event"], "user.updated");
+    assert_eq!(last["detail"]["provider"], "google");
+
+    // Already upgraded; and the same Google account cannot be linked twice.
+    assert_error(
+        &s.post(up, Some(&token), body("google", &good, Some("n-1")))
+            .await,
+        400,
+        "USER_NOT_ANONYMOUS",
+    );
+    let (_, other) = s.guest().await;
+    let mut same_sub = claims("google-sub-1", "n-3");
+    same_sub["email_verified"] = json!(false);
     let got = s
         .post(
-            "/anonymous/upgrade-social",
-            Some(&full),
-            json!({"provider": "google", "idToken": "x.y.z"}),
+            up,
+            Some(&other),
+            body("google", &idp.sign(&same_sub), Some("n-3")),
         )
         .await;
-    assert_error(&got, 400, "USER_NOT_ANONYMOUS");
+    assert_error(&got, 409, "PROVIDER_ACCOUNT_IN_USE");
     s.stop().await;
 }
 

@@ -446,3 +446,38 @@ pub fn find_link(data: &str) -> String {
         .unwrap_or_else(|| panic!("no link in {data}"))
         .to_string()
 }
+
+/// A test-only RSA key (generated for these tests; it protects nothing).
+const IDP_TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDYjwgapjqObuyR\n2SEXzD4cOFx3/xwi8pnqk9m0GIWlaXkYoC1M//82uGcE9EbRL20MhfCsgDzoPhBu\nl0KS3CGbe/GXF4Q13uqVCfK/IZd8fJftt6y17no1v2NHI6/2aK7XEGOGMDigzytt\nDm16S1n9smsmdd6yWbaT526OcLcF7y6YaEoRy+9MpgMQK7muJaA07sqF11MYQmDP\nbSQN8CprPPAg6yRp2yeKDnNIBuH5K1Vw4tJqJ4fY6sSXRUHWpqgGcQ0eGqomtnB0\ni/bjEB146YsQgtABkr9FLn/jprnC4CTUBfbf4i6h4mXCRnP/venilR3y81aA0cFt\nAM4a6oU3AgMBAAECggEAX6FV7lK+o/xG2qccDoLCYLrg1pqgxawFHQoaRoXXqrJ3\nZ9EAADNB89udnpnyldiQGsog/EQK4XHa1sNUAj9UVfF3P4YCe7mLNLJ2cEG4wB/T\nBYYpLhP4ArkX8afIQhN7NfyGPpEXyKeDoT6QSMNyo24BFDRT2cV1Mz4tW5hZsjPb\niQojILHa5W97KvPZsyXZoP7xT/UDcggQJ9oFQBBxAfsyyaH0IQ+INRThgr3d4VPO\nIiW106aOzmP/HBUMra5i8rMsoynYw8B9VWBKivBbWP9RtxzPQeHn2oAIhUqPDt/J\nQyN0ki1RXTrrX3ZFKJQhGH8rcuTkbkhrywR8U6/kmQKBgQDw+9vuMq6309w8M8/H\nNe6iDmwhCpiIBpaS3t42yULHzHSB3BeDycnEAVxYBMf0zP2h6Ac9sLJdf9SyJa9A\n+a3msEtm3OZsZ/ct7n6DJby+yDUy8T+voldS1NILvIuYevmaSipwCJU4WZPbpcO5\nE383BJNcytCkhW+0k2bfhkuPKQKBgQDmDYvtqfyejZOmGec4znSz3YTpGdDDEnQx\nr1iSxE1Gk1WwuVPJXBiK6gdsPEbFg/LdP0D2T9PNSXG8aMz8dLlg+Yf4oc3W1BpW\n1sy7ph/K04PwQG3X+g/fuwrSF3LFPLZKeDHxeseXEQgeIMuPenSLqo2kNoUlOP/R\nUHfDIzrdXwKBgFe0knrC32vwI3uVr81lB5DbhucPoCwBmdOiYWW3IiLteom4vKYu\nTsyTYjR2qP+ji7vdYqVFJeV5nMOpi3suY+hNyWOKiiJyRDfnUQwSM/uLijEcNH2L\nrBRteHTlDjlUqHtK+t8DgKudjn6mefFl8yrm82sWNZFrLxidfRdlHSLhAoGBAIg6\nDVo3Brh87am2PQ2Oc9zul/3Qo6ZgDx48zx5Zz8izBlMX612Zg47+9lZJez8K243Y\nHwe8TZeKnicLiBcWp4+dM78vUUydXNt/ZszXmovopIBoJqN2GGBLyiSObhAN24RN\nmIV+RyJVm5D7qo7T3J+35xgOkNlx30p7c+/BtOHRAoGATeQ5gBOUlIaok2lq7osS\nyx8Frs2imqmUGQ9qvcN3pdd86DnvlKosDlsjr8ffLRxE7zQSGO0bBfK6zipEm1ul\nDhTemLv7VkqI1CtXXJ2MZEd6a2hAwa1UxYypwr/mjq0wNq3fm6TtPI/87fZJXaCw\nv8clKZaRiX8iLvYwi2Hjw2g=\n-----END PRIVATE KEY-----";
+const IDP_TEST_KEY_N: &str = "2I8IGqY6jm7skdkhF8w-HDhcd_8cIvKZ6pPZtBiFpWl5GKAtTP__NrhnBPRG0S9tDIXwrIA86D4QbpdCktwhm3vxlxeENd7qlQnyvyGXfHyX7beste56Nb9jRyOv9miu1xBjhjA4oM8rbQ5tektZ_bJrJnXeslm2k-dujnC3Be8umGhKEcvvTKYDECu5riWgNO7KhddTGEJgz20kDfAqazzwIOskadsnig5zSAbh-StVcOLSaieH2OrEl0VB1qaoBnENHhqqJrZwdIv24xAdeOmLEILQAZK_RS5_46a5wuAk1AX23-IuoeJlwkZz_73p4pUd8vNWgNHBbQDOGuqFNw";
+
+/// A minimal OpenID provider: discovery document and JWKS over real HTTP, and
+/// RS256 ID tokens signed with [`IDP_TEST_KEY_PEM`].
+pub struct MockIdp {
+    pub issuer: String,
+}
+
+impl MockIdp {
+    pub async fn start() -> Self {
+        use axum::routing::get;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let discovery = json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks") });
+        let jwks = json!({ "keys": [{ "kty": "RSA", "kid": "test-key", "use": "sig", "alg": "RS256", "n": IDP_TEST_KEY_N, "e": "AQAB" }] });
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { axum::Json(discovery) }),
+            )
+            .route("/jwks", get(move || async move { axum::Json(jwks) }));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        MockIdp { issuer }
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("test-key".into());
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(IDP_TEST_KEY_PEM.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+}

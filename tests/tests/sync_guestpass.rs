@@ -21,9 +21,15 @@ async fn first_sync_registers_the_guest_under_its_own_id() {
     let status = app.sync_now().await;
     assert_eq!(status.state, SyncState::UpToDate, "{status:?}");
     assert!(status.last_synced_at.is_some());
-    let remote = server.admin_user(&me.user.id).await.expect("the server knows the guest");
+    let remote = server
+        .admin_user(&me.user.id)
+        .await
+        .expect("the server knows the guest");
     assert_eq!(remote["isAnonymous"], true);
-    let mapped: String = sqlx::query_scalar("SELECT remote_user_id FROM remote_account").fetch_one(app.store().pool()).await.unwrap();
+    let mapped: String = sqlx::query_scalar("SELECT remote_user_id FROM remote_account")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
     assert_eq!(mapped, me.user.id, "same id on both sides");
     assert!(device.keyring(&me.user.id, "remote-session").is_some());
 
@@ -41,22 +47,46 @@ async fn online_upgrade_keeps_the_id_the_session_and_every_note() {
     let device = Device::new(&server.url(), Dialect::Guestpass);
     let app = device.launch().await;
     let guest = app.ensure_session().await.unwrap();
-    let notes = [app.create_note("one").await.unwrap(), app.create_note("two").await.unwrap()];
+    let notes = [
+        app.create_note("one").await.unwrap(),
+        app.create_note("two").await.unwrap(),
+    ];
 
-    let out = app.upgrade("Jane@Example.com", pw("securePassword123"), Some("Jane Doe")).await.unwrap();
-    let UpgradeOutcome::Upgraded(s) = out else { panic!("expected an online upgrade, got {out:?}") };
+    let out = app
+        .upgrade(
+            "Jane@Example.com",
+            pw("securePassword123"),
+            Some("Jane Doe"),
+        )
+        .await
+        .unwrap();
+    let UpgradeOutcome::Upgraded(s) = out else {
+        panic!("expected an online upgrade, got {out:?}")
+    };
     assert_eq!(s.user.id, guest.user.id);
     assert_eq!(s.session.id, guest.session.id, "same local session");
     assert!(!s.user.is_anonymous);
     assert_eq!(s.user.email.as_deref(), Some("jane@example.com"));
     assert_eq!(s.user.name.as_deref(), Some("Jane Doe"));
     assert!(!s.user.email_verified);
-    let kept: Vec<String> = app.list_notes().await.unwrap().into_iter().map(|n| n.id).collect();
+    let kept: Vec<String> = app
+        .list_notes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
     assert_eq!(kept, [notes[1].id.clone(), notes[0].id.clone()]);
-    assert!(device.keyring(&guest.user.id, "pending-password").is_none(), "password erased once delivered");
+    assert!(
+        device.keyring(&guest.user.id, "pending-password").is_none(),
+        "password erased once delivered"
+    );
 
     let remote = server.admin_user(&guest.user.id).await.unwrap();
-    assert_eq!((remote["isAnonymous"].as_bool(), remote["email"].as_str()), (Some(false), Some("jane@example.com")));
+    assert_eq!(
+        (remote["isAnonymous"].as_bool(), remote["email"].as_str()),
+        (Some(false), Some("jane@example.com"))
+    );
 
     // The verification email's link flips emailVerified; the next sync pulls it.
     let mail = smtp.next().await;
@@ -68,8 +98,14 @@ async fn online_upgrade_keeps_the_id_the_session_and_every_note() {
     assert!(after.user.email_verified);
 
     // Upgrading again is refused with the spec's words.
-    let again = app.upgrade("other@example.com", pw("securePassword123"), None).await.unwrap_err();
-    assert_eq!((again.code(), again.to_string()), (ErrorCode::UserNotAnonymous, "User is not anonymous".into()));
+    let again = app
+        .upgrade("other@example.com", pw("securePassword123"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (again.code(), again.to_string()),
+        (ErrorCode::UserNotAnonymous, "User is not anonymous".into())
+    );
     device.forget_keyring(&guest.user.id);
 }
 
@@ -83,48 +119,100 @@ async fn the_documented_errors_reach_the_app_with_their_codes_and_the_guest_is_u
     app.create_note("mine").await.unwrap();
 
     let cases = [
-        ("taken@example.com", "securePassword123", ErrorCode::EmailAlreadyInUse, "Email already in use"),
-        ("not-an-email", "securePassword123", ErrorCode::InvalidEmail, "Invalid email"),
-        ("fresh@example.com", "short", ErrorCode::PasswordTooShort, "Password too short"),
+        (
+            "taken@example.com",
+            "securePassword123",
+            ErrorCode::EmailAlreadyInUse,
+            "Email already in use",
+        ),
+        (
+            "not-an-email",
+            "securePassword123",
+            ErrorCode::InvalidEmail,
+            "Invalid email",
+        ),
+        (
+            "fresh@example.com",
+            "short",
+            ErrorCode::PasswordTooShort,
+            "Password too short",
+        ),
     ];
     for (email, password, code, message) in cases {
         let err = app.upgrade(email, pw(password), None).await.unwrap_err();
-        assert_eq!((err.code(), err.to_string()), (code, message.to_owned()), "{email}");
+        assert_eq!(
+            (err.code(), err.to_string()),
+            (code, message.to_owned()),
+            "{email}"
+        );
     }
     let long = "x".repeat(129);
-    assert_eq!(app.upgrade("fresh@example.com", pw(&long), None).await.unwrap_err().code(), ErrorCode::PasswordTooLong);
+    assert_eq!(
+        app.upgrade("fresh@example.com", pw(&long), None)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::PasswordTooLong
+    );
 
     let me = app.get_session().await.unwrap().unwrap();
     assert!(me.user.is_anonymous && me.user.email.is_none());
     assert_eq!(app.list_notes().await.unwrap().len(), 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox").await, 0, "a refused online upgrade leaves no queue");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM outbox").await,
+        0,
+        "a refused online upgrade leaves no queue"
+    );
     assert!(device.keyring(&guest.user.id, "pending-password").is_none());
     device.forget_keyring(&guest.user.id);
 }
 
 #[tokio::test]
-async fn an_offline_upgrade_is_queued_survives_a_restart_and_is_delivered_once_the_server_answers() {
+async fn an_offline_upgrade_is_queued_survives_a_restart_and_is_delivered_once_the_server_answers()
+{
     let mut server = RefServer::reserve().await;
     let device = Device::new(&server.url(), Dialect::Guestpass);
     let app = device.launch().await;
     let guest = app.ensure_session().await.unwrap();
     app.create_note("written offline").await.unwrap();
 
-    let out = app.upgrade("offline@example.com", pw("securePassword123"), None).await.unwrap();
-    assert_eq!(out, UpgradeOutcome::Queued { email: "offline@example.com".into() });
+    let out = app
+        .upgrade("offline@example.com", pw("securePassword123"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        UpgradeOutcome::Queued {
+            email: "offline@example.com".into()
+        }
+    );
     let status = app.sync_status();
     assert_eq!(status.state, SyncState::Offline);
-    assert_eq!(status.pending_upgrade.as_deref(), Some("offline@example.com"));
-    assert_eq!(device.keyring(&guest.user.id, "pending-password").as_deref(), Some("securePassword123"));
+    assert_eq!(
+        status.pending_upgrade.as_deref(),
+        Some("offline@example.com")
+    );
+    assert_eq!(
+        device
+            .keyring(&guest.user.id, "pending-password")
+            .as_deref(),
+        Some("securePassword123")
+    );
     let db = device.db_bytes();
-    assert!(!db.windows(17).any(|w| w == b"securePassword123"), "the password never touches SQLite");
+    assert!(
+        !db.windows(17).any(|w| w == b"securePassword123"),
+        "the password never touches SQLite"
+    );
     app.store().close().await;
     drop(app);
 
     // The app restarts, then the server comes up.
     server.up().await;
     let app = device.launch().await;
-    assert!(app.get_session().await.unwrap().unwrap().user.is_anonymous, "not upgraded until delivered");
+    assert!(
+        app.get_session().await.unwrap().unwrap().user.is_anonymous,
+        "not upgraded until delivered"
+    );
     let status = app.sync_now().await;
     assert_eq!(status.state, SyncState::UpToDate, "{status:?}");
     assert_eq!(status.pending_upgrade, None);
@@ -139,7 +227,14 @@ async fn an_offline_upgrade_is_queued_survives_a_restart_and_is_delivered_once_t
     assert_eq!(remote["email"], "offline@example.com");
     // Delivered exactly once in effect: another pass changes nothing.
     assert_eq!(app.sync_now().await.state, SyncState::UpToDate);
-    let events: Vec<String> = app.audit_log().await.unwrap().into_iter().map(|e| e.event).filter(|e| e == "user.updated").collect();
+    let events: Vec<String> = app
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e == "user.updated")
+        .collect();
     assert_eq!(events.len(), 1);
     device.forget_keyring(&guest.user.id);
 }
@@ -151,22 +246,39 @@ async fn a_queued_upgrade_refused_later_tells_the_person_and_keeps_the_guest() {
     let app = device.launch().await;
     let guest = app.ensure_session().await.unwrap();
     app.create_note("precious").await.unwrap();
-    assert!(matches!(app.upgrade("taken@example.com", pw("securePassword123"), None).await.unwrap(), UpgradeOutcome::Queued { .. }));
+    assert!(matches!(
+        app.upgrade("taken@example.com", pw("securePassword123"), None)
+            .await
+            .unwrap(),
+        UpgradeOutcome::Queued { .. }
+    ));
 
     server.up().await;
     server.full_account("taken@example.com").await;
     let status = app.sync_now().await;
     assert_eq!(status.state, SyncState::NeedsAttention);
     let refused = status.refused_upgrade.expect("the refusal is shown");
-    assert_eq!((refused.code, refused.message.as_str()), (ErrorCode::EmailAlreadyInUse, "Email already in use"));
-    assert!(device.keyring(&guest.user.id, "pending-password").is_none(), "password erased once abandoned");
+    assert_eq!(
+        (refused.code, refused.message.as_str()),
+        (ErrorCode::EmailAlreadyInUse, "Email already in use")
+    );
+    assert!(
+        device.keyring(&guest.user.id, "pending-password").is_none(),
+        "password erased once abandoned"
+    );
     let me = app.get_session().await.unwrap().unwrap();
     assert!(me.user.is_anonymous);
     assert_eq!(app.list_notes().await.unwrap()[0].body, "precious");
 
     // The person fixes it: a fresh email goes through.
-    let out = app.upgrade("mine@example.com", pw("securePassword123"), None).await.unwrap();
-    assert!(matches!(out, UpgradeOutcome::Upgraded(ref s) if s.user.id == guest.user.id), "{out:?}");
+    let out = app
+        .upgrade("mine@example.com", pw("securePassword123"), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, UpgradeOutcome::Upgraded(ref s) if s.user.id == guest.user.id),
+        "{out:?}"
+    );
     assert_eq!(app.sync_status().refused_upgrade, None);
     device.forget_keyring(&guest.user.id);
 }
@@ -187,7 +299,10 @@ async fn a_server_restart_mid_sync_ends_offline_then_recovers() {
 
     server.up().await;
     assert_eq!(app.sync_now().await.state, SyncState::UpToDate);
-    let out = app.upgrade("back@example.com", pw("securePassword123"), None).await.unwrap();
+    let out = app
+        .upgrade("back@example.com", pw("securePassword123"), None)
+        .await
+        .unwrap();
     assert!(matches!(out, UpgradeOutcome::Upgraded(_)));
     assert_eq!(app.list_notes().await.unwrap().len(), 1);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);

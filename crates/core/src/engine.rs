@@ -26,8 +26,17 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn new(backend: Option<Backend>) -> Self {
         let url = backend.as_ref().map(|b| b.base_url().to_owned());
-        let state = if backend.is_some() { SyncState::Syncing } else { SyncState::LocalOnly };
-        Self { backend, status: watch::channel(SyncStatus::new(state, url)).0, pass: Mutex::new(()), wake: Notify::new() }
+        let state = if backend.is_some() {
+            SyncState::Syncing
+        } else {
+            SyncState::LocalOnly
+        };
+        Self {
+            backend,
+            status: watch::channel(SyncStatus::new(state, url)).0,
+            pass: Mutex::new(()),
+            wake: Notify::new(),
+        }
     }
 }
 
@@ -36,7 +45,7 @@ impl Engine {
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum UpgradeOutcome {
     /// Done: the same user and session, now a full account.
-    Upgraded(SessionResponse),
+    Upgraded(Box<SessionResponse>),
     /// The backend is unreachable; it will finish when it answers.
     #[serde(rename_all = "camelCase")]
     Queued { email: String },
@@ -87,19 +96,35 @@ impl Guestpass {
             Ok(Outcome::NeedsAttention(r)) => (SyncState::NeedsAttention, Some(r)),
             Err(SyncError::Backend(BackendError::RateLimited { retry_after })) => {
                 hint = retry_after;
-                (SyncState::Offline, Some(ApiError::new(ErrorCode::RateLimited, "The server is busy; retrying shortly.")))
+                (
+                    SyncState::Offline,
+                    Some(ApiError::new(
+                        ErrorCode::RateLimited,
+                        "The server is busy; retrying shortly.",
+                    )),
+                )
             }
             Err(SyncError::Backend(BackendError::Unauthorized)) => (
                 SyncState::Offline,
-                Some(ApiError::new(ErrorCode::Unauthorized, "The server session ended; reconnecting.")),
+                Some(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "The server session ended; reconnecting.",
+                )),
             ),
-            Err(SyncError::Backend(e)) => (SyncState::Offline, Some(ApiError::new(ErrorCode::BackendUnreachable, e.to_string()))),
+            Err(SyncError::Backend(e)) => (
+                SyncState::Offline,
+                Some(ApiError::new(ErrorCode::BackendUnreachable, e.to_string())),
+            ),
             Err(SyncError::Local(e)) => (SyncState::NeedsAttention, Some(e.to_api())),
         };
         let user = sync::device_user_id(&self.store).await.ok().flatten();
         let (pending, synced) = match &user {
             Some(id) => (
-                sync::pending_upgrade(&self.store, id).await.ok().flatten().map(|(_, p)| p),
+                sync::pending_upgrade(&self.store, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|(_, p)| p),
                 sync::last_synced(&self.store, id).await.ok().flatten(),
             ),
             None => (None, None),
@@ -126,9 +151,20 @@ impl Guestpass {
     /// caught here before any request. Online, the backend's answer is the answer;
     /// offline, the upgrade is queued (password in the keyring only) and finishes when
     /// the backend is reachable.
-    pub async fn upgrade(&self, email: &str, password: SecretString, name: Option<&str>) -> Result<UpgradeOutcome> {
-        let user_id = self.current_user().await.ok_or(Error::from(ErrorCode::NoSession))?;
-        let session = self.get_session().await?.ok_or(Error::from(ErrorCode::NoSession))?;
+    pub async fn upgrade(
+        &self,
+        email: &str,
+        password: SecretString,
+        name: Option<&str>,
+    ) -> Result<UpgradeOutcome> {
+        let user_id = self
+            .current_user()
+            .await
+            .ok_or(Error::from(ErrorCode::NoSession))?;
+        let session = self
+            .get_session()
+            .await?
+            .ok_or(Error::from(ErrorCode::NoSession))?;
         if !session.user.is_anonymous {
             return Err(ErrorCode::UserNotAnonymous.into());
         }
@@ -146,8 +182,11 @@ impl Guestpass {
         self.pass().await;
         match sync::pending_upgrade(&self.store, &user_id).await? {
             None => {
-                let s = self.get_session().await?.ok_or(Error::from(ErrorCode::NoSession))?;
-                Ok(UpgradeOutcome::Upgraded(s))
+                let s = self
+                    .get_session()
+                    .await?
+                    .ok_or(Error::from(ErrorCode::NoSession))?;
+                Ok(UpgradeOutcome::Upgraded(Box::new(s)))
             }
             Some((_, p)) => match p.refused {
                 // Shown in the form right away; nothing stays queued.
@@ -171,7 +210,10 @@ impl Guestpass {
 
     /// Drops a queued or refused upgrade and erases its password ("Later").
     pub async fn dismiss_upgrade(&self) -> Result<SyncStatus> {
-        let user_id = self.current_user().await.ok_or(Error::from(ErrorCode::NoSession))?;
+        let user_id = self
+            .current_user()
+            .await
+            .ok_or(Error::from(ErrorCode::NoSession))?;
         sync::dismiss_upgrade(&self.store, &self.vault, &user_id).await?;
         Ok(self.sync_now().await)
     }
@@ -209,7 +251,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_caps_and_honours_retry_after() {
-        assert!(backoff(1, None) >= Duration::from_millis(1600) && backoff(1, None) <= Duration::from_millis(2400));
+        assert!(
+            backoff(1, None) >= Duration::from_millis(1600)
+                && backoff(1, None) <= Duration::from_millis(2400)
+        );
         assert!(backoff(20, None) <= Duration::from_secs(72));
         assert!(backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(24));
     }

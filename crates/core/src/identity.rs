@@ -40,7 +40,12 @@ pub(crate) async fn device_user(conn: &mut SqliteConnection) -> Result<Option<Us
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM device_account d JOIN users u ON u.id = d.user_id WHERE d.slot = 1"
     );
-    sqlx::query(&sql).fetch_optional(conn).await?.as_ref().map(rows::user).transpose()
+    sqlx::query(&sql)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(rows::user)
+        .transpose()
 }
 
 /// `getSession()`: resumes the device's session, renewing it for the same user when it
@@ -51,21 +56,24 @@ pub(crate) async fn resume(store: &Store, vault: &Vault) -> Result<Option<Sessio
         return Ok(None);
     };
     let now = Utc::now();
-    let latest = sqlx::query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC LIMIT 1")
-        .bind(&user.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| store.err(e))?
-        .as_ref()
-        .map(rows::session)
-        .transpose()
-        .map_err(|e| store.err(e))?;
+    let latest =
+        sqlx::query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC LIMIT 1")
+            .bind(&user.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| store.err(e))?
+            .as_ref()
+            .map(rows::session)
+            .transpose()
+            .map_err(|e| store.err(e))?;
     let held = vault.get(&user.id, Slot::Session).await?;
 
     let reason = match (&latest, &held) {
         (Some(s), Some(t)) if token::matches(t, &s.token_hash) => {
             if s.session.expires_at > now {
-                let session = slide(&mut tx, &s.session, now).await.map_err(|e| store.err(e))?;
+                let session = slide(&mut tx, &s.session, now)
+                    .await
+                    .map_err(|e| store.err(e))?;
                 tx.commit().await.map_err(|e| store.err(e))?;
                 return Ok(Some(SessionResponse { user, session }));
             }
@@ -81,10 +89,12 @@ pub(crate) async fn resume(store: &Store, vault: &Vault) -> Result<Option<Sessio
         .execute(&mut *tx)
         .await
         .map_err(|e| store.err(e))?;
-    let session = start_session(&mut tx, vault, &user.id, now, reason).await.map_err(|e| match e {
-        StartError::Db(e) => store.err(e),
-        StartError::Vault(e) => e,
-    })?;
+    let session = start_session(&mut tx, vault, &user.id, now, reason)
+        .await
+        .map_err(|e| match e {
+            StartError::Db(e) => store.err(e),
+            StartError::Vault(e) => e,
+        })?;
     commit_or_forget(store, vault, tx, &user.id).await?;
     Ok(Some(SessionResponse { user, session }))
 }
@@ -115,7 +125,9 @@ pub(crate) async fn create_guest(store: &Store, vault: &Vault) -> Result<Session
         updated_at: now,
         metadata: json!({}),
     };
-    insert_user(&mut tx, &user).await.map_err(|e| store.err(e))?;
+    insert_user(&mut tx, &user)
+        .await
+        .map_err(|e| store.err(e))?;
     let session = start_session(&mut tx, vault, &user.id, now, Reason::FirstLaunch)
         .await
         .map_err(|e| match e {
@@ -143,7 +155,15 @@ async fn insert_user(conn: &mut SqliteConnection, user: &User) -> Result<(), sql
         .bind(&user.id)
         .execute(&mut *conn)
         .await?;
-    audit::record(conn, AuditEventKind::UserCreated, &user.id, &user.id, user.created_at, json!({})).await
+    audit::record(
+        conn,
+        AuditEventKind::UserCreated,
+        &user.id,
+        &user.id,
+        user.created_at,
+        json!({}),
+    )
+    .await
 }
 
 enum StartError {
@@ -191,7 +211,10 @@ async fn start_session(
     .await
     .map_err(StartError::Db)?;
     // Last step before commit: a keyring failure rolls the whole creation back.
-    vault.set(user_id, Slot::Session, &secret).await.map_err(StartError::Vault)?;
+    vault
+        .set(user_id, Slot::Session, &secret)
+        .await
+        .map_err(StartError::Vault)?;
     Ok(session)
 }
 
@@ -211,7 +234,11 @@ async fn commit_or_forget(
 }
 
 /// Sliding expiry, at most once per day of use.
-async fn slide(conn: &mut SqliteConnection, s: &Session, now: DateTime<Utc>) -> Result<Session, sqlx::Error> {
+async fn slide(
+    conn: &mut SqliteConnection,
+    s: &Session,
+    now: DateTime<Utc>,
+) -> Result<Session, sqlx::Error> {
     if now - s.updated_at < Duration::hours(SESSION_SLIDE_AFTER_HOURS) {
         return Ok(s.clone());
     }
@@ -222,5 +249,9 @@ async fn slide(conn: &mut SqliteConnection, s: &Session, now: DateTime<Utc>) -> 
         .bind(&s.id)
         .execute(conn)
         .await?;
-    Ok(Session { expires_at, updated_at: now, ..s.clone() })
+    Ok(Session {
+        expires_at,
+        updated_at: now,
+        ..s.clone()
+    })
 }

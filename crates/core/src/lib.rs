@@ -25,10 +25,10 @@ use tokio::sync::RwLock;
 pub use audit::LocalAuditEvent;
 pub use backend::{Backend, Dialect};
 pub use engine::UpgradeOutcome;
-pub use sync::{SyncState, SyncStatus};
 pub use error::{Error, Result};
 pub use notes::{Note, NOTE_MAX_CHARS};
 pub use store::Store;
+pub use sync::{SyncState, SyncStatus};
 pub use vault::Vault;
 
 /// Where the device keeps its data and under which name its secrets sit in the keyring.
@@ -54,7 +54,10 @@ impl Guestpass {
     pub async fn open(config: Config) -> Result<Self> {
         let backend = match config.backend {
             Some((url, dialect)) => Some(Backend::new(&url, dialect).map_err(|e| {
-                Error::Api(guestpass_proto::ApiError::new(ErrorCode::BackendError, e.to_string()))
+                Error::Api(guestpass_proto::ApiError::new(
+                    ErrorCode::BackendError,
+                    e.to_string(),
+                ))
             })?),
             None => None,
         };
@@ -98,15 +101,20 @@ impl Guestpass {
             return Ok(s);
         }
         match self.sign_in_anonymous().await {
-            Err(e) if e.code() == ErrorCode::AnonymousUsersCannotSignInAgainAnonymously => {
-                self.get_session().await?.ok_or_else(|| ErrorCode::NoSession.into())
-            }
+            Err(e) if e.code() == ErrorCode::AnonymousUsersCannotSignInAgainAnonymously => self
+                .get_session()
+                .await?
+                .ok_or_else(|| ErrorCode::NoSession.into()),
             other => other,
         }
     }
 
     async fn user_id(&self) -> Result<String> {
-        self.current.read().await.clone().ok_or_else(|| ErrorCode::NoSession.into())
+        self.current
+            .read()
+            .await
+            .clone()
+            .ok_or_else(|| ErrorCode::NoSession.into())
     }
 
     pub async fn list_notes(&self) -> Result<Vec<Note>> {
@@ -140,7 +148,12 @@ impl Guestpass {
                 .map_err(|e| self.store.err(e))?;
         Ok(rows
             .into_iter()
-            .map(|(event, user_id, actor, at)| LocalAuditEvent { event, user_id, actor, at })
+            .map(|(event, user_id, actor, at)| LocalAuditEvent {
+                event,
+                user_id,
+                actor,
+                at,
+            })
             .collect())
     }
 }

@@ -25,7 +25,10 @@ pub struct Note {
 
 fn check_body(body: &str) -> Result<()> {
     if body.trim().is_empty() {
-        return Err(Error::Api(ApiError::new(ErrorCode::InvalidRequest, "A note cannot be empty")));
+        return Err(Error::Api(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "A note cannot be empty",
+        )));
     }
     if body.chars().count() > NOTE_MAX_CHARS {
         return Err(Error::Api(ApiError::new(
@@ -51,12 +54,16 @@ fn note(row: &sqlx::sqlite::SqliteRow) -> Result<Note, sqlx::Error> {
 
 /// Newest first.
 pub(crate) async fn list(store: &Store, user_id: &str) -> Result<Vec<Note>> {
-    let rows = sqlx::query("SELECT * FROM notes WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
-        .bind(user_id)
-        .fetch_all(store.pool())
-        .await
-        .map_err(|e| store.err(e))?;
-    rows.iter().map(note).collect::<Result<_, _>>().map_err(|e| store.err(e))
+    let rows =
+        sqlx::query("SELECT * FROM notes WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
+            .bind(user_id)
+            .fetch_all(store.pool())
+            .await
+            .map_err(|e| store.err(e))?;
+    rows.iter()
+        .map(note)
+        .collect::<Result<_, _>>()
+        .map_err(|e| store.err(e))
 }
 
 pub(crate) async fn create(store: &Store, user_id: &str, body: &str) -> Result<Note> {
@@ -69,29 +76,33 @@ pub(crate) async fn create(store: &Store, user_id: &str, body: &str) -> Result<N
         created_at: now.clone(),
         updated_at: now,
     };
-    sqlx::query("INSERT INTO notes (id, user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(&n.id)
-        .bind(&n.user_id)
-        .bind(&n.body)
-        .bind(&n.created_at)
-        .bind(&n.updated_at)
-        .execute(store.pool())
-        .await
-        .map_err(|e| store.err(e))?;
+    sqlx::query(
+        "INSERT INTO notes (id, user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&n.id)
+    .bind(&n.user_id)
+    .bind(&n.body)
+    .bind(&n.created_at)
+    .bind(&n.updated_at)
+    .execute(store.pool())
+    .await
+    .map_err(|e| store.err(e))?;
     Ok(n)
 }
 
 pub(crate) async fn update(store: &Store, user_id: &str, id: &str, body: &str) -> Result<Note> {
     check_body(body)?;
     let now = format_time(&Utc::now());
-    let row = sqlx::query("UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *")
-        .bind(body)
-        .bind(&now)
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(store.pool())
-        .await
-        .map_err(|e| store.err(e))?;
+    let row = sqlx::query(
+        "UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *",
+    )
+    .bind(body)
+    .bind(&now)
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(store.pool())
+    .await
+    .map_err(|e| store.err(e))?;
     match row {
         Some(r) => note(&r).map_err(|e| store.err(e)),
         None => Err(ErrorCode::NoteNotFound.into()),

@@ -18,16 +18,31 @@ fn invalid(msg: &str) -> Error {
 }
 
 pub(crate) async fn set(store: &Store, key: &str, value: Value) -> Result<User> {
-    if key.is_empty() || key.len() > KEY_MAX || !key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(invalid("A preference name is 1 to 64 letters, digits, '-', '_' or '.'"));
+    if key.is_empty()
+        || key.len() > KEY_MAX
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(invalid(
+            "A preference name is 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
     }
     if value.to_string().len() > VALUE_MAX_BYTES {
         return Err(invalid("A preference value can be at most 4 KiB"));
     }
     let mut tx = store.begin_write().await?;
-    let mut user = device_user(&mut tx).await.map_err(|e| store.err(e))?.ok_or(Error::from(ErrorCode::NoSession))?;
-    let meta = user.metadata.as_object_mut().ok_or_else(|| invalid("User metadata is not an object"))?;
-    let prefs = meta.entry("preferences").or_insert_with(|| Value::Object(Map::new()));
+    let mut user = device_user(&mut tx)
+        .await
+        .map_err(|e| store.err(e))?
+        .ok_or(Error::from(ErrorCode::NoSession))?;
+    let meta = user
+        .metadata
+        .as_object_mut()
+        .ok_or_else(|| invalid("User metadata is not an object"))?;
+    let prefs = meta
+        .entry("preferences")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !prefs.is_object() {
         *prefs = Value::Object(Map::new());
     }
@@ -43,9 +58,16 @@ pub(crate) async fn set(store: &Store, key: &str, value: Value) -> Result<User> 
         .execute(&mut *tx)
         .await
         .map_err(|e| store.err(e))?;
-    audit::record(&mut tx, AuditEventKind::UserUpdated, &user.id, &user.id, now, json!({ "preference": key }))
-        .await
-        .map_err(|e| store.err(e))?;
+    audit::record(
+        &mut tx,
+        AuditEventKind::UserUpdated,
+        &user.id,
+        &user.id,
+        now,
+        json!({ "preference": key }),
+    )
+    .await
+    .map_err(|e| store.err(e))?;
     tx.commit().await.map_err(|e| store.err(e))?;
     Ok(user)
 }

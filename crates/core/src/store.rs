@@ -27,7 +27,9 @@ impl Store {
         let path = data_dir.join(DB_FILE);
         let shown = path.display().to_string();
         if let Err(e) = std::fs::create_dir_all(data_dir) {
-            return Err(Error::DatabaseReadOnly { path: format!("{shown} ({e})") });
+            return Err(Error::DatabaseReadOnly {
+                path: format!("{shown} ({e})"),
+            });
         }
         check_header(&path)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
@@ -71,7 +73,10 @@ impl Store {
     /// A write transaction that takes SQLite's write lock up front, so a
     /// read-then-write (e.g. "is there a guest yet?") cannot race another instance.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err(e))
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))
     }
 
     pub async fn close(&self) {
@@ -83,13 +88,19 @@ impl Store {
 async fn lock_file(path: PathBuf) -> Result<std::fs::File> {
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
         f.lock()?;
         Ok::<_, std::io::Error>(f)
     })
     .await
     .map_err(|e| Error::Database(e.to_string()))?
-    .map_err(|e| Error::DatabaseReadOnly { path: format!("{shown} ({e})") })
+    .map_err(|e| Error::DatabaseReadOnly {
+        path: format!("{shown} ({e})"),
+    })
 }
 
 /// Refuses a non-empty file that is not SQLite before SQLite touches it: opening
@@ -103,10 +114,14 @@ fn check_header(path: &Path) -> Result<()> {
             if n == 0 || (n == header.len() && &header == b"SQLite format 3\0") {
                 Ok(())
             } else {
-                Err(Error::DatabaseCorrupt { path: path.display().to_string() })
+                Err(Error::DatabaseCorrupt {
+                    path: path.display().to_string(),
+                })
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::DatabaseReadOnly { path: format!("{} ({e})", path.display()) }),
+        Err(e) => Err(Error::DatabaseReadOnly {
+            path: format!("{} ({e})", path.display()),
+        }),
     }
 }

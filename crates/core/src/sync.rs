@@ -45,7 +45,14 @@ pub enum SyncState {
 
 impl SyncStatus {
     pub fn new(state: SyncState, backend_url: Option<String>) -> Self {
-        Self { state, reason: None, pending_upgrade: None, refused_upgrade: None, backend_url, last_synced_at: None }
+        Self {
+            state,
+            reason: None,
+            pending_upgrade: None,
+            refused_upgrade: None,
+            backend_url,
+            last_synced_at: None,
+        }
     }
 }
 
@@ -71,17 +78,25 @@ fn db(store: &Store) -> impl Fn(sqlx::Error) -> Error + '_ {
 }
 
 /// One sync pass. `Err(BackendError)` with a transient error means "try again later".
-pub(crate) async fn sync_once(store: &Store, vault: &Vault, backend: &Backend) -> Result<Outcome, SyncError> {
-    let Some(user) = device_user(&mut *store.pool().acquire().await.map_err(db(store))?).await.map_err(db(store))? else {
+pub(crate) async fn sync_once(
+    store: &Store,
+    vault: &Vault,
+    backend: &Backend,
+) -> Result<Outcome, SyncError> {
+    let Some(user) = device_user(&mut *store.pool().acquire().await.map_err(db(store))?)
+        .await
+        .map_err(db(store))?
+    else {
         return Ok(Outcome::UpToDate);
     };
     let token = match ensure_registered(store, vault, backend, &user).await? {
         Registered::Token(t) => t,
         Registered::Lost(reason) => return Ok(Outcome::NeedsAttention(reason)),
     };
-    if let Some(reason) = deliver_upgrade(store, vault, backend, &user, &token).await? {
-        return Ok(Outcome::NeedsAttention(reason));
-    }
+    let token = match deliver_upgrade(store, vault, backend, &user, token).await? {
+        Delivery::Refused(reason) => return Ok(Outcome::NeedsAttention(reason)),
+        Delivery::Token(t) => t,
+    };
     pull(store, vault, backend, &user.id, &token).await?;
     Ok(Outcome::UpToDate)
 }
@@ -100,12 +115,18 @@ enum Registered {
 }
 
 /// Registers the device's guest with the id it minted offline, once.
-async fn ensure_registered(store: &Store, vault: &Vault, backend: &Backend, user: &User) -> Result<Registered, SyncError> {
-    let known: Option<String> = sqlx::query_scalar("SELECT remote_user_id FROM remote_account WHERE user_id = ?")
-        .bind(&user.id)
-        .fetch_optional(store.pool())
-        .await
-        .map_err(db(store))?;
+async fn ensure_registered(
+    store: &Store,
+    vault: &Vault,
+    backend: &Backend,
+    user: &User,
+) -> Result<Registered, SyncError> {
+    let known: Option<String> =
+        sqlx::query_scalar("SELECT remote_user_id FROM remote_account WHERE user_id = ?")
+            .bind(&user.id)
+            .fetch_optional(store.pool())
+            .await
+            .map_err(db(store))?;
     let held = vault.get(&user.id, Slot::Remote).await?;
     if let (Some(_), Some(token)) = (&known, &held) {
         return Ok(Registered::Token(token.clone()));
@@ -118,7 +139,9 @@ async fn ensure_registered(store: &Store, vault: &Vault, backend: &Backend, user
                 save_remote(store, backend, &user.id, &remote.id).await?;
                 return Ok(Registered::Token(token));
             }
-            Ok(None) | Err(BackendError::Unauthorized) => vault.delete(&user.id, Slot::Remote).await?,
+            Ok(None) | Err(BackendError::Unauthorized) => {
+                vault.delete(&user.id, Slot::Remote).await?
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -145,7 +168,12 @@ async fn ensure_registered(store: &Store, vault: &Vault, backend: &Backend, user
     }
 }
 
-async fn save_remote(store: &Store, backend: &Backend, user_id: &str, remote_id: &str) -> Result<()> {
+async fn save_remote(
+    store: &Store,
+    backend: &Backend,
+    user_id: &str,
+    remote_id: &str,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO remote_account (user_id, backend_url, dialect, remote_user_id, synced_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(user_id) DO UPDATE SET backend_url = excluded.backend_url, dialect = excluded.dialect,
@@ -162,19 +190,28 @@ async fn save_remote(store: &Store, backend: &Backend, user_id: &str, remote_id:
     Ok(())
 }
 
-/// Delivers a pending upgrade. `Some(reason)` when the backend refused it.
+/// What delivering the outbox left us with.
+enum Delivery {
+    /// The token to go on with (a new one when the upgrade rotated it).
+    Token(SecretString),
+    /// The backend refused the upgrade; the person must act.
+    Refused(ApiError),
+}
+
+/// Delivers a pending upgrade, if any.
 async fn deliver_upgrade(
     store: &Store,
     vault: &Vault,
     backend: &Backend,
     user: &User,
-    token: &SecretString,
-) -> Result<Option<ApiError>, SyncError> {
+    held: SecretString,
+) -> Result<Delivery, SyncError> {
+    let token = &held;
     let Some((id, pending)) = pending_upgrade(store, &user.id).await? else {
-        return Ok(None);
+        return Ok(Delivery::Token(held));
     };
     if let Some(refused) = pending.refused {
-        return Ok(Some(refused));
+        return Ok(Delivery::Refused(refused));
     }
     let Some(password) = vault.get(&user.id, Slot::PendingPassword).await? else {
         let reason = ApiError::new(
@@ -182,7 +219,7 @@ async fn deliver_upgrade(
             "The queued account creation lost its password. Please enter it again.",
         );
         refuse(store, id, &reason).await?;
-        return Ok(Some(reason));
+        return Ok(Delivery::Refused(reason));
     };
     sqlx::query("UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?")
         .bind(format_time(&Utc::now()))
@@ -190,7 +227,11 @@ async fn deliver_upgrade(
         .execute(store.pool())
         .await
         .map_err(db(store))?;
-    let req = UpgradeRequest { email: pending.email.clone(), password: password.expose_secret().to_owned(), name: pending.name.clone() };
+    let req = UpgradeRequest {
+        email: pending.email.clone(),
+        password: password.expose_secret().to_owned(),
+        name: pending.name.clone(),
+    };
     match backend.upgrade(token, &req).await {
         Ok(remote) => {
             if let Some(new_token) = &remote.token {
@@ -198,7 +239,8 @@ async fn deliver_upgrade(
             }
             apply_upgrade(store, backend, &user.id, &remote.user, Some(id)).await?;
             vault.delete(&user.id, Slot::PendingPassword).await?;
-            Ok(None)
+            // Better Auth's link rotates the session: go on with the new token.
+            Ok(Delivery::Token(remote.token.unwrap_or(held)))
         }
         // Delivered before but the answer was lost (crash, timeout): the backend
         // already has the full account. Adopt it instead of failing.
@@ -207,19 +249,19 @@ async fn deliver_upgrade(
                 Some(remote) if remote_matches(&remote, &pending.email) => {
                     apply_upgrade(store, backend, &user.id, &remote, Some(id)).await?;
                     vault.delete(&user.id, Slot::PendingPassword).await?;
-                    Ok(None)
+                    Ok(Delivery::Token(held))
                 }
                 _ => {
                     refuse(store, id, &e).await?;
                     vault.delete(&user.id, Slot::PendingPassword).await?;
-                    Ok(Some(e))
+                    Ok(Delivery::Refused(e))
                 }
             }
         }
         Err(BackendError::Refused(e)) => {
             refuse(store, id, &e).await?;
             vault.delete(&user.id, Slot::PendingPassword).await?;
-            Ok(Some(e))
+            Ok(Delivery::Refused(e))
         }
         Err(BackendError::Unauthorized) => {
             forget_remote(store, vault, &user.id).await?;
@@ -230,11 +272,21 @@ async fn deliver_upgrade(
 }
 
 fn remote_matches(remote: &RemoteUser, email: &str) -> bool {
-    !remote.is_anonymous && remote.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email))
+    !remote.is_anonymous
+        && remote
+            .email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(email))
 }
 
 /// The in-place upgrade of the local user row: same id, every record untouched.
-async fn apply_upgrade(store: &Store, backend: &Backend, user_id: &str, remote: &RemoteUser, outbox_id: Option<i64>) -> Result<()> {
+async fn apply_upgrade(
+    store: &Store,
+    backend: &Backend,
+    user_id: &str,
+    remote: &RemoteUser,
+    outbox_id: Option<i64>,
+) -> Result<()> {
     let now = Utc::now();
     let mut tx = store.begin_write().await?;
     sqlx::query("UPDATE users SET is_anonymous = 0, email = ?, name = COALESCE(?, name), email_verified = ?, updated_at = ? WHERE id = ?")
@@ -247,7 +299,11 @@ async fn apply_upgrade(store: &Store, backend: &Backend, user_id: &str, remote: 
         .await
         .map_err(db(store))?;
     if let Some(id) = outbox_id {
-        sqlx::query("DELETE FROM outbox WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db(store))?;
+        sqlx::query("DELETE FROM outbox WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(store))?;
     }
     sqlx::query("UPDATE remote_account SET remote_user_id = ?, synced_at = ? WHERE user_id = ?")
         .bind(&remote.id)
@@ -256,9 +312,16 @@ async fn apply_upgrade(store: &Store, backend: &Backend, user_id: &str, remote: 
         .execute(&mut *tx)
         .await
         .map_err(db(store))?;
-    audit::record(&mut tx, AuditEventKind::UserUpdated, user_id, user_id, now, json!({ "upgrade": "email", "backend": backend.base_url() }))
-        .await
-        .map_err(db(store))?;
+    audit::record(
+        &mut tx,
+        AuditEventKind::UserUpdated,
+        user_id,
+        user_id,
+        now,
+        json!({ "upgrade": "email", "backend": backend.base_url() }),
+    )
+    .await
+    .map_err(db(store))?;
     tx.commit().await.map_err(db(store))?;
     Ok(())
 }
@@ -277,12 +340,22 @@ async fn refuse(store: &Store, id: i64, reason: &ApiError) -> Result<()> {
 /// The remote session is gone: drop what we knew so the next pass starts over.
 async fn forget_remote(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
     vault.delete(user_id, Slot::Remote).await?;
-    sqlx::query("DELETE FROM remote_account WHERE user_id = ?").bind(user_id).execute(store.pool()).await.map_err(db(store))?;
+    sqlx::query("DELETE FROM remote_account WHERE user_id = ?")
+        .bind(user_id)
+        .execute(store.pool())
+        .await
+        .map_err(db(store))?;
     Ok(())
 }
 
 /// Pulls profile changes made on the backend (e.g. `emailVerified` turning true).
-async fn pull(store: &Store, vault: &Vault, backend: &Backend, user_id: &str, token: &SecretString) -> Result<(), SyncError> {
+async fn pull(
+    store: &Store,
+    vault: &Vault,
+    backend: &Backend,
+    user_id: &str,
+    token: &SecretString,
+) -> Result<(), SyncError> {
     match backend.get_session(token).await {
         Ok(Some(remote)) => {
             sqlx::query(
@@ -312,19 +385,27 @@ async fn pull(store: &Store, vault: &Vault, backend: &Backend, user_id: &str, to
     }
 }
 
-pub(crate) async fn pending_upgrade(store: &Store, user_id: &str) -> Result<Option<(i64, PendingUpgrade)>> {
-    let row = sqlx::query("SELECT id, payload, state, last_error FROM outbox WHERE user_id = ? AND kind = 'upgrade'")
-        .bind(user_id)
-        .fetch_optional(store.pool())
-        .await
-        .map_err(db(store))?;
+pub(crate) async fn pending_upgrade(
+    store: &Store,
+    user_id: &str,
+) -> Result<Option<(i64, PendingUpgrade)>> {
+    let row = sqlx::query(
+        "SELECT id, payload, state, last_error FROM outbox WHERE user_id = ? AND kind = 'upgrade'",
+    )
+    .bind(user_id)
+    .fetch_optional(store.pool())
+    .await
+    .map_err(db(store))?;
     let Some(row) = row else { return Ok(None) };
     let id: i64 = row.try_get("id").map_err(db(store))?;
     let payload: String = row.try_get("payload").map_err(db(store))?;
     let state: String = row.try_get("state").map_err(db(store))?;
     let last_error: Option<String> = row.try_get("last_error").map_err(db(store))?;
-    let p: serde_json::Value = serde_json::from_str(&payload).map_err(|e| Error::Database(e.to_string()))?;
-    let refused = (state == "refused").then(|| last_error.and_then(|s| serde_json::from_str(&s).ok())).flatten();
+    let p: serde_json::Value =
+        serde_json::from_str(&payload).map_err(|e| Error::Database(e.to_string()))?;
+    let refused = (state == "refused")
+        .then(|| last_error.and_then(|s| serde_json::from_str(&s).ok()))
+        .flatten();
     Ok(Some((
         id,
         PendingUpgrade {
@@ -337,7 +418,14 @@ pub(crate) async fn pending_upgrade(store: &Store, user_id: &str) -> Result<Opti
 
 /// Queues an upgrade: the password into the keyring first, then the outbox row (which
 /// replaces any earlier one). Only the row makes it real.
-pub(crate) async fn enqueue_upgrade(store: &Store, vault: &Vault, user_id: &str, email: &str, password: &SecretString, name: Option<&str>) -> Result<()> {
+pub(crate) async fn enqueue_upgrade(
+    store: &Store,
+    vault: &Vault,
+    user_id: &str,
+    email: &str,
+    password: &SecretString,
+    name: Option<&str>,
+) -> Result<()> {
     vault.set(user_id, Slot::PendingPassword, password).await?;
     let now = format_time(&Utc::now());
     sqlx::query(
@@ -357,7 +445,11 @@ pub(crate) async fn enqueue_upgrade(store: &Store, vault: &Vault, user_id: &str,
 
 /// Drops a queued or refused upgrade and erases its password.
 pub(crate) async fn dismiss_upgrade(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM outbox WHERE user_id = ? AND kind = 'upgrade'").bind(user_id).execute(store.pool()).await.map_err(db(store))?;
+    sqlx::query("DELETE FROM outbox WHERE user_id = ? AND kind = 'upgrade'")
+        .bind(user_id)
+        .execute(store.pool())
+        .await
+        .map_err(db(store))?;
     vault.delete(user_id, Slot::PendingPassword).await
 }
 

@@ -35,7 +35,9 @@ pub struct Vault {
 impl Vault {
     /// `service` is the app id (e.g. `dev.guestpass.app`); tests use their own.
     pub fn new(service: impl Into<String>) -> Self {
-        Self { service: service.into() }
+        Self {
+            service: service.into(),
+        }
     }
 
     pub fn service(&self) -> &str {
@@ -49,10 +51,12 @@ impl Vault {
     /// Fails with `KeyringUnavailable` when no keyring service answers.
     pub async fn probe(&self) -> Result<()> {
         let v = self.clone();
-        blocking(move || match v.entry("probe", Slot::Session)?.get_password() {
-            Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(map_err(e)),
-        })
+        blocking(
+            move || match v.entry("probe", Slot::Session)?.get_password() {
+                Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+                Err(e) => Err(map_err(e)),
+            },
+        )
         .await
     }
 
@@ -69,8 +73,12 @@ impl Vault {
     pub async fn set(&self, user_id: &str, slot: Slot, secret: &SecretString) -> Result<()> {
         let (v, user) = (self.clone(), user_id.to_owned());
         let secret = secret.clone();
-        blocking(move || v.entry(&user, slot)?.set_password(secret.expose_secret()).map_err(map_err))
-            .await
+        blocking(move || {
+            v.entry(&user, slot)?
+                .set_password(secret.expose_secret())
+                .map_err(map_err)
+        })
+        .await
     }
 
     pub async fn delete(&self, user_id: &str, slot: Slot) -> Result<()> {

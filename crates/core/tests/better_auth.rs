@@ -4,14 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 // Only the peer helper: these tests need no device store or keyring.
-#[path = "common/better_auth.rs"]
-mod peer;
 
 use std::time::Duration;
 
 use guestpass_core::backend::{Backend, BackendError, Dialect, Remote};
 use guestpass_proto::{ErrorCode, UpgradeRequest};
-use peer::BetterAuthPeer;
+use guestpass_testkit::better_auth::BetterAuthPeer;
 use secrecy::{ExposeSecret, SecretString};
 
 fn backend(peer: &BetterAuthPeer) -> Backend {

@@ -11,14 +11,21 @@ use guestpass_proto::ErrorCode;
 #[tokio::test]
 async fn without_a_keyring_the_guest_is_refused_with_a_clear_error() {
     // SAFETY of the environment change: this binary has one test, so no other thread reads it.
-    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/guestpass-no-bus");
+    std::env::set_var(
+        "DBUS_SESSION_BUS_ADDRESS",
+        "unix:path=/nonexistent/guestpass-no-bus",
+    );
     let device = Device::new();
     let app = device.launch().await;
     assert!(app.get_session().await.unwrap().is_none());
     let err = app.sign_in_anonymous().await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::KeyringUnavailable);
     assert!(err.to_string().contains("Secret Service"), "{err}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 0, "nothing half-made");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM users").await,
+        0,
+        "nothing half-made"
+    );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM sessions").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, 0);
     let files: Vec<String> = std::fs::read_dir(device.dir.path())

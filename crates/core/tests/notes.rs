@@ -33,15 +33,33 @@ async fn notes_survive_restart_and_belong_to_the_guest() {
 async fn bad_note_input_is_a_typed_error_and_changes_nothing() {
     let device = Device::new();
     let app = device.launch().await;
-    assert_eq!(app.create_note("before sign-in").await.unwrap_err().code(), ErrorCode::NoSession);
+    assert_eq!(
+        app.create_note("before sign-in").await.unwrap_err().code(),
+        ErrorCode::NoSession
+    );
     let s = app.ensure_session().await.unwrap();
     let kept = app.create_note("kept").await.unwrap();
     for bad in ["", "   \n", &"x".repeat(guestpass_core::NOTE_MAX_CHARS + 1)] {
-        assert_eq!(app.create_note(bad).await.unwrap_err().code(), ErrorCode::InvalidRequest);
-        assert_eq!(app.update_note(&kept.id, bad).await.unwrap_err().code(), ErrorCode::InvalidRequest);
+        assert_eq!(
+            app.create_note(bad).await.unwrap_err().code(),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            app.update_note(&kept.id, bad).await.unwrap_err().code(),
+            ErrorCode::InvalidRequest
+        );
     }
-    assert_eq!(app.update_note("note_nope", "x").await.unwrap_err().code(), ErrorCode::NoteNotFound);
-    assert_eq!(app.delete_note("'; DROP TABLE notes; --").await.unwrap_err().code(), ErrorCode::NoteNotFound);
+    assert_eq!(
+        app.update_note("note_nope", "x").await.unwrap_err().code(),
+        ErrorCode::NoteNotFound
+    );
+    assert_eq!(
+        app.delete_note("'; DROP TABLE notes; --")
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NoteNotFound
+    );
     let notes = app.list_notes().await.unwrap();
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].body, "kept");
@@ -57,14 +75,20 @@ async fn preferences_live_in_metadata_and_survive_restart() {
     assert_eq!(u.metadata["preferences"]["theme"], "dark");
     app.set_preference("fontSize", json!(14)).await.unwrap();
     assert_eq!(
-        app.set_preference("bad key!", json!(1)).await.unwrap_err().code(),
+        app.set_preference("bad key!", json!(1))
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::InvalidRequest
     );
     app.store().close().await;
 
     let app = device.launch().await;
     let again = app.ensure_session().await.unwrap();
-    assert_eq!(again.user.metadata, json!({"preferences": {"theme": "dark", "fontSize": 14}}));
+    assert_eq!(
+        again.user.metadata,
+        json!({"preferences": {"theme": "dark", "fontSize": 14}})
+    );
     assert_eq!(again.user.id, s.user.id);
     device.forget_keyring(&s.user.id);
 }

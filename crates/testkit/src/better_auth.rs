@@ -4,7 +4,6 @@
 //! Ready when it prints its one line `{"port":N}` (no sleeps). The child is killed when
 //! the [`BetterAuthPeer`] is dropped, and it also exits by itself when its stdin closes,
 //! so even a test process that dies hard leaves nothing behind.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::PathBuf;
@@ -45,8 +44,13 @@ impl BetterAuthPeer {
         );
         let mut stderr = tempfile::NamedTempFile::new().expect("temp file for the peer's stderr");
         let mut cmd = Command::new("node");
+        // `("PORT", "N")` in `env` picks the port (e.g. one a device already points at).
+        let port = env
+            .iter()
+            .find(|(k, _)| *k == "PORT")
+            .map_or("0", |(_, v)| *v);
         cmd.arg("server.mjs")
-            .arg("0")
+            .arg(port)
             .current_dir(&dir)
             .env_remove("NODE_ENV") // "production" would turn Better Auth's rate limiter on
             .env_remove("PORT")

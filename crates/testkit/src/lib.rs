@@ -1,7 +1,9 @@
 //! Test-only helpers shared by the server's tests and the workspace tests: a minimal
 //! real SMTP server on loopback that lettre can deliver to, and the bits to read the
-//! verification link out of what it received.
+//! verification link out of what it received; and a stock Better Auth server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod better_auth;
 
 use std::net::SocketAddr;
 use std::time::Duration;

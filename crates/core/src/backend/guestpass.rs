@@ -1,6 +1,9 @@
 //! The `guestpass` dialect: the reference server of DESIGN.md §4.
 
-use guestpass_proto::{routes, AnonymousSignInRequest, ApiError, ErrorCode, SessionResponse, SignInResponse, UpgradeRequest, User};
+use guestpass_proto::{
+    routes, AnonymousSignInRequest, ApiError, ErrorCode, SessionResponse, SignInResponse,
+    UpgradeRequest, User,
+};
 use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -20,7 +23,9 @@ fn remote(u: &User) -> RemoteUser {
 async fn failure(resp: Response) -> BackendError {
     let status = resp.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return BackendError::RateLimited { retry_after: retry_after(&resp) };
+        return BackendError::RateLimited {
+            retry_after: retry_after(&resp),
+        };
     }
     if status == StatusCode::UNAUTHORIZED {
         return BackendError::Unauthorized;
@@ -36,22 +41,38 @@ async fn failure(resp: Response) -> BackendError {
 }
 
 async fn body<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, BackendError> {
-    resp.json::<T>().await.map_err(|e| BackendError::Protocol(format!("unreadable answer: {}", e.without_url())))
+    resp.json::<T>()
+        .await
+        .map_err(|e| BackendError::Protocol(format!("unreadable answer: {}", e.without_url())))
 }
 
 pub(crate) async fn register(b: &Backend, local_user_id: &str) -> Result<Remote, BackendError> {
-    let req = AnonymousSignInRequest { id: Some(local_user_id.to_owned()) };
-    let resp = b.http().post(b.url(routes::SIGN_IN_ANONYMOUS)).json(&req).send().await.map_err(transport)?;
+    let req = AnonymousSignInRequest {
+        id: Some(local_user_id.to_owned()),
+    };
+    let resp = b
+        .http()
+        .post(b.url(routes::SIGN_IN_ANONYMOUS))
+        .json(&req)
+        .send()
+        .await
+        .map_err(transport)?;
     if !resp.status().is_success() {
         return Err(failure(resp).await);
     }
     let header = header_token(&resp);
     let signed: SignInResponse = body(resp).await?;
     let token = header.unwrap_or_else(|| SecretString::from(signed.token.clone()));
-    Ok(Remote { user: remote(&signed.user), token: Some(token) })
+    Ok(Remote {
+        user: remote(&signed.user),
+        token: Some(token),
+    })
 }
 
-pub(crate) async fn get_session(b: &Backend, token: &SecretString) -> Result<Option<RemoteUser>, BackendError> {
+pub(crate) async fn get_session(
+    b: &Backend,
+    token: &SecretString,
+) -> Result<Option<RemoteUser>, BackendError> {
     let resp = b
         .http()
         .get(b.url(routes::GET_SESSION))
@@ -66,7 +87,11 @@ pub(crate) async fn get_session(b: &Backend, token: &SecretString) -> Result<Opt
     Ok(found.map(|s| remote(&s.user)))
 }
 
-pub(crate) async fn upgrade(b: &Backend, token: &SecretString, req: &UpgradeRequest) -> Result<Remote, BackendError> {
+pub(crate) async fn upgrade(
+    b: &Backend,
+    token: &SecretString,
+    req: &UpgradeRequest,
+) -> Result<Remote, BackendError> {
     let resp = b
         .http()
         .post(b.url(routes::UPGRADE))
@@ -81,5 +106,8 @@ pub(crate) async fn upgrade(b: &Backend, token: &SecretString, req: &UpgradeRequ
     let header = header_token(&resp);
     let upgraded: SessionResponse = body(resp).await?;
     // Same session on the reference server: a token only if it chose to rotate one.
-    Ok(Remote { user: remote(&upgraded.user), token: header })
+    Ok(Remote {
+        user: remote(&upgraded.user),
+        token: header,
+    })
 }

@@ -28,7 +28,9 @@ impl std::str::FromStr for Dialect {
         match s.trim().to_ascii_lowercase().as_str() {
             "guestpass" => Ok(Self::Guestpass),
             "better-auth" | "betterauth" | "better_auth" => Ok(Self::BetterAuth),
-            other => Err(format!("unknown backend dialect {other:?} (expected guestpass or better-auth)")),
+            other => Err(format!(
+                "unknown backend dialect {other:?} (expected guestpass or better-auth)"
+            )),
         }
     }
 }
@@ -72,7 +74,10 @@ pub enum BackendError {
 impl BackendError {
     /// Worth trying again later without the person doing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unreachable(_) | Self::RateLimited { .. } | Self::Protocol(_))
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::RateLimited { .. } | Self::Protocol(_)
+        )
     }
 }
 
@@ -96,7 +101,11 @@ impl Backend {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| BackendError::Protocol(e.to_string()))?;
-        Ok(Self { http, base: base_url.trim_end_matches('/').to_owned(), dialect })
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            dialect,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -121,7 +130,10 @@ impl Backend {
     }
 
     /// The remote user behind `token`, or `None` if the session is gone.
-    pub async fn get_session(&self, token: &SecretString) -> Result<Option<RemoteUser>, BackendError> {
+    pub async fn get_session(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<RemoteUser>, BackendError> {
         match self.dialect {
             Dialect::Guestpass => guestpass::get_session(self, token).await,
             Dialect::BetterAuth => better_auth::get_session(self, token).await,
@@ -129,7 +141,11 @@ impl Backend {
     }
 
     /// Links email and password to the guest behind `token`.
-    pub async fn upgrade(&self, token: &SecretString, req: &UpgradeRequest) -> Result<Remote, BackendError> {
+    pub async fn upgrade(
+        &self,
+        token: &SecretString,
+        req: &UpgradeRequest,
+    ) -> Result<Remote, BackendError> {
         match self.dialect {
             Dialect::Guestpass => guestpass::upgrade(self, token, req).await,
             Dialect::BetterAuth => better_auth::upgrade(self, token, req).await,

@@ -2,8 +2,6 @@
 //! under a service name of its own, cleaned up afterwards.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod better_auth;
-
 use std::path::PathBuf;
 
 use guestpass_core::{Config, Guestpass};
@@ -22,7 +20,11 @@ impl Device {
     }
 
     pub fn config(&self) -> Config {
-        Config { data_dir: self.dir.path().to_path_buf(), keyring_service: self.service.clone(), backend: None }
+        Config {
+            data_dir: self.dir.path().to_path_buf(),
+            keyring_service: self.service.clone(),
+            backend: None,
+        }
     }
 
     /// One launch of the app on this device.
@@ -49,7 +51,8 @@ impl Device {
 
     /// The session token as the OS keyring holds it.
     pub fn keyring_token(&self, user_id: &str) -> Option<String> {
-        let entry = keyring::Entry::new(&self.service, &format!("{user_id}:session")).expect("entry");
+        let entry =
+            keyring::Entry::new(&self.service, &format!("{user_id}:session")).expect("entry");
         match entry.get_password() {
             Ok(t) => Some(t),
             Err(keyring::Error::NoEntry) => None,
@@ -58,7 +61,8 @@ impl Device {
     }
 
     pub fn forget_keyring(&self, user_id: &str) {
-        let entry = keyring::Entry::new(&self.service, &format!("{user_id}:session")).expect("entry");
+        let entry =
+            keyring::Entry::new(&self.service, &format!("{user_id}:session")).expect("entry");
         let _ = entry.delete_credential();
     }
 }
@@ -68,5 +72,8 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 pub async fn count(g: &Guestpass, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(g.store().pool()).await.expect("count")
+    sqlx::query_scalar(sql)
+        .fetch_one(g.store().pool())
+        .await
+        .expect("count")
 }

@@ -2,8 +2,8 @@
 //! `{code, message}` for the UI to branch on.
 
 use guestpass_core::{Note, SyncStatus, UpgradeOutcome};
-use secrecy::SecretString;
 use guestpass_proto::{ApiError, SessionResponse, User};
+use secrecy::SecretString;
 use tauri::State;
 
 use crate::state::AppState;
@@ -35,7 +35,11 @@ pub(crate) async fn create_note(state: State<'_, AppState>, body: String) -> Rep
 }
 
 #[tauri::command]
-pub(crate) async fn update_note(state: State<'_, AppState>, id: String, body: String) -> Reply<Note> {
+pub(crate) async fn update_note(
+    state: State<'_, AppState>,
+    id: String,
+    body: String,
+) -> Reply<Note> {
     state.core()?.update_note(&id, &body).await.map_err(api)
 }
 
@@ -60,7 +64,11 @@ pub(crate) async fn upgrade(
     password: String,
     name: Option<String>,
 ) -> Reply<UpgradeOutcome> {
-    state.core()?.upgrade(&email, SecretString::from(password), name.as_deref()).await.map_err(api)
+    state
+        .core()?
+        .upgrade(&email, SecretString::from(password), name.as_deref())
+        .await
+        .map_err(api)
 }
 
 #[tauri::command]

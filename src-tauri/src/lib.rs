@@ -46,7 +46,11 @@ pub fn run() {
 
 /// GTK panics without a display; say what is missing instead.
 fn missing_display() -> Option<&'static str> {
-    let linux_like = cfg!(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"));
+    let linux_like = cfg!(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd"
+    ));
     let has = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
     (linux_like && !has("DISPLAY") && !has("WAYLAND_DISPLAY")).then_some(
         "no graphical display found (neither DISPLAY nor WAYLAND_DISPLAY is set). Run it from a desktop session, or headless under Xvfb: xvfb-run -a guestpass",

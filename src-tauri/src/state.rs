@@ -12,12 +12,17 @@ pub(crate) struct AppState(Result<Arc<Guestpass>, ApiError>);
 impl AppState {
     pub(crate) async fn open(app: &AppHandle) -> Self {
         let opened = match config(app) {
-            Ok(config) => Guestpass::open(config).await.map(Arc::new).map_err(|e| e.to_api()),
+            Ok(config) => Guestpass::open(config)
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_api()),
             Err(e) => Err(e),
         };
         match &opened {
             Ok(core) => start_sync(app, core.clone()),
-            Err(e) => tracing::error!(code = %e.code, "the local store could not be opened: {}", e.message),
+            Err(e) => {
+                tracing::error!(code = %e.code, "the local store could not be opened: {}", e.message)
+            }
         }
         Self(opened)
     }
@@ -59,7 +64,10 @@ fn read_settings(data_dir: &Path) -> Result<Settings, ApiError> {
     let path = data_dir.join("settings.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidRequest, format!("{} is not valid: {e}", path.display()))
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("{} is not valid: {e}", path.display()),
+            )
         }),
         Err(_) => Ok(Settings::default()),
     }
@@ -71,16 +79,31 @@ fn config(app: &AppHandle) -> Result<Config, ApiError> {
     let data_dir = match env("GUESTPASS_DATA_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => app.path().app_data_dir().map_err(|e| {
-            ApiError::new(ErrorCode::DatabaseError, format!("No data folder for the app: {e}"))
+            ApiError::new(
+                ErrorCode::DatabaseError,
+                format!("No data folder for the app: {e}"),
+            )
         })?,
     };
     let settings = read_settings(&data_dir)?;
-    let keyring_service = env("GUESTPASS_KEYRING_SERVICE").unwrap_or_else(|| app.config().identifier.clone());
+    let keyring_service =
+        env("GUESTPASS_KEYRING_SERVICE").unwrap_or_else(|| app.config().identifier.clone());
     let url = env("GUESTPASS_BACKEND_URL").or(settings.backend_url);
-    let dialect = env("GUESTPASS_BACKEND_DIALECT").or(settings.backend_dialect).unwrap_or_else(|| "guestpass".into());
+    let dialect = env("GUESTPASS_BACKEND_DIALECT")
+        .or(settings.backend_dialect)
+        .unwrap_or_else(|| "guestpass".into());
     let backend = match url {
-        Some(url) => Some((url, dialect.parse::<Dialect>().map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?)),
+        Some(url) => Some((
+            url,
+            dialect
+                .parse::<Dialect>()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?,
+        )),
         None => None,
     };
-    Ok(Config { data_dir, keyring_service, backend })
+    Ok(Config {
+        data_dir,
+        keyring_service,
+        backend,
+    })
 }

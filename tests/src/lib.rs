@@ -31,8 +31,14 @@ impl Device {
     }
 
     pub async fn launch(&self) -> Guestpass {
-        let config = Config { data_dir: self.dir.path().to_path_buf(), keyring_service: self.service.clone(), backend: self.backend.clone() };
-        Guestpass::open(config).await.expect("open the device store")
+        let config = Config {
+            data_dir: self.dir.path().to_path_buf(),
+            keyring_service: self.service.clone(),
+            backend: self.backend.clone(),
+        };
+        Guestpass::open(config)
+            .await
+            .expect("open the device store")
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -73,7 +79,10 @@ impl Device {
 }
 
 pub async fn count(g: &Guestpass, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(g.store().pool()).await.expect("count")
+    sqlx::query_scalar(sql)
+        .fetch_one(g.store().pool())
+        .await
+        .expect("count")
 }
 
 /// The reference server with its own SQLite file, restartable on the same port.
@@ -90,7 +99,12 @@ impl RefServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         drop(listener);
-        Self { dir: tempfile::tempdir().expect("temp dir"), addr, smtp_url: None, handle: None }
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            addr,
+            smtp_url: None,
+            handle: None,
+        }
     }
 
     pub async fn start() -> Self {
@@ -105,7 +119,10 @@ impl RefServer {
 
     pub fn config(&self) -> guestpass_server::Config {
         guestpass_server::Config {
-            database_url: Secret::new(format!("sqlite://{}", self.dir.path().join("server.db").display())),
+            database_url: Secret::new(format!(
+                "sqlite://{}",
+                self.dir.path().join("server.db").display()
+            )),
             secret: Some(Secret::new("e2e-secret")),
             admin_api_key: Some(Secret::new(ADMIN_KEY)),
             site_url: self.url(),
@@ -117,8 +134,14 @@ impl RefServer {
 
     /// Starts (or restarts) the server on its port with its database.
     pub async fn up(&mut self) {
-        let listener = TcpListener::bind(self.addr).await.expect("re-bind the server port");
-        self.handle = Some(launch_with_listener(self.config(), listener).await.expect("launch server"));
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("re-bind the server port");
+        self.handle = Some(
+            launch_with_listener(self.config(), listener)
+                .await
+                .expect("launch server"),
+        );
     }
 
     pub async fn down(&mut self) {
@@ -128,8 +151,15 @@ impl RefServer {
     }
 
     /// A raw call, for setting up other users and checking the server's view.
-    pub async fn post(&self, route: &str, token: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let mut req = reqwest::Client::new().post(format!("{}/api/auth{route}", self.url())).json(&body);
+    pub async fn post(
+        &self,
+        route: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/api/auth{route}", self.url()))
+            .json(&body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -151,22 +181,35 @@ impl RefServer {
     /// The server's record of a user, through the admin API.
     pub async fn admin_user(&self, user_id: &str) -> Option<serde_json::Value> {
         let resp = reqwest::Client::new()
-            .get(format!("{}/api/auth/admin/list-users?limit=200", self.url()))
+            .get(format!(
+                "{}/api/auth/admin/list-users?limit=200",
+                self.url()
+            ))
             .header("x-api-key", ADMIN_KEY)
             .send()
             .await
             .expect("admin list");
         let body: serde_json::Value = resp.json().await.expect("admin json");
-        body["data"].as_array()?.iter().find(|u| u["id"] == user_id).cloned()
+        body["data"]
+            .as_array()?
+            .iter()
+            .find(|u| u["id"] == user_id)
+            .cloned()
     }
 
     /// Makes a full account with `email` directly on the server.
     pub async fn full_account(&self, email: &str) {
-        let (s, guest) = self.post("/sign-in/anonymous", None, serde_json::json!({})).await;
+        let (s, guest) = self
+            .post("/sign-in/anonymous", None, serde_json::json!({}))
+            .await;
         assert_eq!(s, 200, "{guest}");
         let token = guest["token"].as_str().expect("token").to_owned();
         let (s, body) = self
-            .post("/anonymous/upgrade", Some(&token), serde_json::json!({"email": email, "password": "another-password"}))
+            .post(
+                "/anonymous/upgrade",
+                Some(&token),
+                serde_json::json!({"email": email, "password": "another-password"}),
+            )
             .await;
         assert_eq!(s, 200, "{body}");
     }

@@ -131,8 +131,11 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            AnonymousUsersCannotSignInAgainAnonymously | UserNotAnonymous | InvalidToken
-            | InvalidRequest | InvalidUserId => 400,
+            AnonymousUsersCannotSignInAgainAnonymously
+            | UserNotAnonymous
+            | InvalidToken
+            | InvalidRequest
+            | InvalidUserId => 400,
             Unauthorized | InvalidIdToken | InvalidEmailOrPassword => 401,
             UnknownProvider | UserNotFound | NotFound | NoteNotFound => 404,
             MethodNotAllowed => 405,
@@ -162,7 +165,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -178,11 +184,16 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_upper_snake_and_match_as_str() {
-        for code in [ErrorCode::EmailAlreadyInUse, ErrorCode::AnonymousUsersCannotSignInAgainAnonymously, ErrorCode::KeyringUnavailable] {
+        for code in [
+            ErrorCode::EmailAlreadyInUse,
+            ErrorCode::AnonymousUsersCannotSignInAgainAnonymously,
+            ErrorCode::KeyringUnavailable,
+        ] {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
-        let unknown: ErrorCode = serde_json::from_str("\"SOMETHING_NEW\"").unwrap_or(ErrorCode::InternalError);
+        let unknown: ErrorCode =
+            serde_json::from_str("\"SOMETHING_NEW\"").unwrap_or(ErrorCode::InternalError);
         assert_eq!(unknown, ErrorCode::Unknown);
     }
 

@@ -46,7 +46,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "usr_", "ses_01HXYZ", "usr_01HXYZ", "usr_' OR 1=1 --", "usr_UUUUUUUUUUUUUUUUUUUUUUUUUU"] {
+        for bad in [
+            "",
+            "usr_",
+            "ses_01HXYZ",
+            "usr_01HXYZ",
+            "usr_' OR 1=1 --",
+            "usr_UUUUUUUUUUUUUUUUUUUUUUUUUU",
+        ] {
             assert_eq!(parse_user_id(bad), Err(IdError), "{bad}");
         }
     }

@@ -190,9 +190,14 @@ impl AuditEventKind {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::UserCreated, Self::SessionCreated, Self::UserUpdated, Self::UserDeleted]
-            .into_iter()
-            .find(|k| k.as_str() == raw)
+        [
+            Self::UserCreated,
+            Self::SessionCreated,
+            Self::UserUpdated,
+            Self::UserDeleted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == raw)
     }
 }
 

@@ -51,10 +51,23 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["user@example.com", "a.b+c@sub.example.co", "jane@xn--bcher-kva.example"] {
+        for ok in [
+            "user@example.com",
+            "a.b+c@sub.example.co",
+            "jane@xn--bcher-kva.example",
+        ] {
             assert_eq!(validate_email(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "user", "user@", "@example.com", "user@example", "a b@example.com", "user@ex_ample.com", "user@@example.com"] {
+        for bad in [
+            "",
+            "user",
+            "user@",
+            "@example.com",
+            "user@example",
+            "a b@example.com",
+            "user@ex_ample.com",
+            "user@@example.com",
+        ] {
             assert_eq!(validate_email(bad), Err(ErrorCode::InvalidEmail), "{bad}");
         }
     }
@@ -63,6 +76,9 @@ mod tests {
     fn passwords() {
         assert_eq!(validate_password("short"), Err(ErrorCode::PasswordTooShort));
         assert_eq!(validate_password("12345678"), Ok(()));
-        assert_eq!(validate_password(&"x".repeat(129)), Err(ErrorCode::PasswordTooLong));
+        assert_eq!(
+            validate_password(&"x".repeat(129)),
+            Err(ErrorCode::PasswordTooLong)
+        );
     }
 }

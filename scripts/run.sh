@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh app
 
 echo "==> building the app and the reference server (first build takes several minutes)"
-cargo build --release -p guestpass-app -p guestpass-server
+cargo build -p guestpass-app -p guestpass-server
 
 data_home=${XDG_DATA_HOME:-$HOME/.local/share}
 server_dir="$data_home/dev.guestpass.app/server"
@@ -17,7 +17,7 @@ port=${GUESTPASS_PORT:-8787}
 echo "==> starting the reference backend on 127.0.0.1:$port (log: $log)"
 GUESTPASS_LISTEN="127.0.0.1:$port" \
 GUESTPASS_DATABASE_URL="sqlite://$server_dir/guestpass-server.db" \
-  target/release/guestpass-server serve >"$log" 2>&1 &
+  target/debug/guestpass-server serve >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 
@@ -29,4 +29,4 @@ if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   exit 2
 fi
 echo "==> opening Guestpass"
-target/release/guestpass
+target/debug/guestpass

@@ -134,11 +134,16 @@ impl RefServer {
 
     /// Starts (or restarts) the server on its port with its database.
     pub async fn up(&mut self) {
+        self.up_with(self.config()).await;
+    }
+
+    /// The same, with a config the test adjusted (start from [`Self::config`]).
+    pub async fn up_with(&mut self, config: guestpass_server::Config) {
         let listener = TcpListener::bind(self.addr)
             .await
             .expect("re-bind the server port");
         self.handle = Some(
-            launch_with_listener(self.config(), listener)
+            launch_with_listener(config, listener)
                 .await
                 .expect("launch server"),
         );

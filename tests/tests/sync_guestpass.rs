@@ -308,3 +308,60 @@ async fn a_server_restart_mid_sync_ends_offline_then_recovers() {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 1);
     device.forget_keyring(&guest.user.id);
 }
+
+#[tokio::test]
+async fn a_rate_limited_registration_waits_offline_and_loses_nothing() {
+    let mut server = RefServer::reserve().await;
+    let mut config = server.config();
+    config.rate_limit.anonymous_per_minute = 1;
+    server.up_with(config).await;
+    let first = Device::new(&server.url(), Dialect::Guestpass);
+    let a = first.launch().await;
+    let ga = a.ensure_session().await.unwrap();
+    assert_eq!(a.sync_now().await.state, SyncState::UpToDate);
+
+    let second = Device::new(&server.url(), Dialect::Guestpass);
+    let b = second.launch().await;
+    let gb = b.ensure_session().await.unwrap();
+    b.create_note("made while rate limited").await.unwrap();
+    let status = b.sync_now().await;
+    assert_eq!(status.state, SyncState::Offline, "{status:?}");
+    assert_eq!(status.reason.unwrap().code, ErrorCode::RateLimited);
+    assert!(server.admin_user(&gb.user.id).await.is_none());
+    assert_eq!(b.list_notes().await.unwrap().len(), 1);
+    first.forget_keyring(&ga.user.id);
+    second.forget_keyring(&gb.user.id);
+}
+
+#[tokio::test]
+async fn a_backend_answering_garbage_leaves_the_device_offline_and_intact() {
+    // A real socket that speaks broken HTTP-ish nonsense.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"user\": 42}").await;
+        }
+    });
+    let device = Device::new(&format!("http://{addr}"), Dialect::Guestpass);
+    let app = device.launch().await;
+    let guest = app.ensure_session().await.unwrap();
+    app.create_note("safe").await.unwrap();
+    let status = app.sync_now().await;
+    assert_eq!(status.state, SyncState::Offline, "{status:?}");
+    let out = app
+        .upgrade("g@example.com", pw("securePassword123"), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, UpgradeOutcome::Queued { .. }),
+        "garbage is not a refusal: {out:?}"
+    );
+    let me = app.get_session().await.unwrap().unwrap();
+    assert!(me.user.is_anonymous);
+    assert_eq!(app.list_notes().await.unwrap().len(), 1);
+    device.forget_keyring(&guest.user.id);
+}

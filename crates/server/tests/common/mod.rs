@@ -4,18 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use guestpass_server::{launch_with_clock, Config, ManualClock, Secret, ServerHandle};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const PG_ENV: &str = "GUESTPASS_TEST_POSTGRES_URL";
@@ -317,135 +313,9 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     );
 }
 
-/// One message received by [`SmtpSink`].
-#[derive(Debug, Clone)]
-pub struct Mail {
-    pub from: String,
-    pub to: Vec<String>,
-    pub data: String,
-}
-
-/// A minimal real SMTP server on loopback: speaks enough of RFC 5321 for lettre.
-pub struct SmtpSink {
-    pub addr: SocketAddr,
-    rx: mpsc::UnboundedReceiver<Mail>,
-}
-
-impl SmtpSink {
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _ = smtp_session(stream, tx).await;
-                });
-            }
-        });
-        SmtpSink { addr, rx }
-    }
-
-    pub fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
-    }
-
-    pub async fn next(&mut self) -> Mail {
-        tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
-            .await
-            .expect("no email within 20 s")
-            .expect("SMTP sink closed")
-    }
-}
-
-async fn smtp_session(
-    stream: tokio::net::TcpStream,
-    tx: mpsc::UnboundedSender<Mail>,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    write.write_all(b"220 localhost test SMTP\r\n").await?;
-    let (mut from, mut to) = (String::new(), Vec::new());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let upper = line.to_ascii_uppercase();
-        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            write
-                .write_all(b"250-localhost\r\n250 8BITMIME\r\n")
-                .await?;
-        } else if upper.starts_with("MAIL FROM:") {
-            from = line[10..].trim().to_string();
-            to.clear();
-            write.write_all(b"250 OK\r\n").await?;
-        } else if upper.starts_with("RCPT TO:") {
-            to.push(line[8..].trim().trim_matches(['<', '>']).to_string());
-            write.write_all(b"250 OK\r\n").await?;
-        } else if upper.starts_with("DATA") {
-            write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
-            let mut data = String::new();
-            loop {
-                line.clear();
-                if lines.read_line(&mut line).await? == 0 {
-                    return Ok(());
-                }
-                if line == ".\r\n" || line == ".\n" {
-                    break;
-                }
-                data.push_str(line.strip_prefix('.').unwrap_or(&line));
-            }
-            let _ = tx.send(Mail {
-                from: from.clone(),
-                to: to.clone(),
-                data,
-            });
-            write.write_all(b"250 OK queued\r\n").await?;
-        } else if upper.starts_with("QUIT") {
-            write.write_all(b"221 bye\r\n").await?;
-            return Ok(());
-        } else {
-            // RSET, NOOP, …
-            write.write_all(b"250 OK\r\n").await?;
-        }
-    }
-}
-
-/// Decodes a quoted-printable body (soft line breaks and `=XX` escapes).
-pub fn decode_qp(data: &str) -> String {
-    let joined = data.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// The verification link in a message (headers + quoted-printable body).
-pub fn find_link(data: &str) -> String {
-    let body = if data.contains("Content-Transfer-Encoding: quoted-printable") {
-        decode_qp(data)
-    } else {
-        data.to_string()
-    };
-    body.split_whitespace()
-        .find(|w| w.starts_with("http://") && w.contains("/verify-email?token="))
-        .unwrap_or_else(|| panic!("no link in {data}"))
-        .to_string()
-}
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use guestpass_testkit::{decode_qp, find_link, Mail, SmtpSink};
 
 /// A test-only RSA key (generated for these tests; it protects nothing).
 const IDP_TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDYjwgapjqObuyR\n2SEXzD4cOFx3/xwi8pnqk9m0GIWlaXkYoC1M//82uGcE9EbRL20MhfCsgDzoPhBu\nl0KS3CGbe/GXF4Q13uqVCfK/IZd8fJftt6y17no1v2NHI6/2aK7XEGOGMDigzytt\nDm16S1n9smsmdd6yWbaT526OcLcF7y6YaEoRy+9MpgMQK7muJaA07sqF11MYQmDP\nbSQN8CprPPAg6yRp2yeKDnNIBuH5K1Vw4tJqJ4fY6sSXRUHWpqgGcQ0eGqomtnB0\ni/bjEB146YsQgtABkr9FLn/jprnC4CTUBfbf4i6h4mXCRnP/venilR3y81aA0cFt\nAM4a6oU3AgMBAAECggEAX6FV7lK+o/xG2qccDoLCYLrg1pqgxawFHQoaRoXXqrJ3\nZ9EAADNB89udnpnyldiQGsog/EQK4XHa1sNUAj9UVfF3P4YCe7mLNLJ2cEG4wB/T\nBYYpLhP4ArkX8afIQhN7NfyGPpEXyKeDoT6QSMNyo24BFDRT2cV1Mz4tW5hZsjPb\niQojILHa5W97KvPZsyXZoP7xT/UDcggQJ9oFQBBxAfsyyaH0IQ+INRThgr3d4VPO\nIiW106aOzmP/HBUMra5i8rMsoynYw8B9VWBKivBbWP9RtxzPQeHn2oAIhUqPDt/J\nQyN0ki1RXTrrX3ZFKJQhGH8rcuTkbkhrywR8U6/kmQKBgQDw+9vuMq6309w8M8/H\nNe6iDmwhCpiIBpaS3t42yULHzHSB3BeDycnEAVxYBMf0zP2h6Ac9sLJdf9SyJa9A\n+a3msEtm3OZsZ/ct7n6DJby+yDUy8T+voldS1NILvIuYevmaSipwCJU4WZPbpcO5\nE383BJNcytCkhW+0k2bfhkuPKQKBgQDmDYvtqfyejZOmGec4znSz3YTpGdDDEnQx\nr1iSxE1Gk1WwuVPJXBiK6gdsPEbFg/LdP0D2T9PNSXG8aMz8dLlg+Yf4oc3W1BpW\n1sy7ph/K04PwQG3X+g/fuwrSF3LFPLZKeDHxeseXEQgeIMuPenSLqo2kNoUlOP/R\nUHfDIzrdXwKBgFe0knrC32vwI3uVr81lB5DbhucPoCwBmdOiYWW3IiLteom4vKYu\nTsyTYjR2qP+ji7vdYqVFJeV5nMOpi3suY+hNyWOKiiJyRDfnUQwSM/uLijEcNH2L\nrBRteHTlDjlUqHtK+t8DgKudjn6mefFl8yrm82sWNZFrLxidfRdlHSLhAoGBAIg6\nDVo3Brh87am2PQ2Oc9zul/3Qo6ZgDx48zx5Zz8izBlMX612Zg47+9lZJez8K243Y\nHwe8TZeKnicLiBcWp4+dM78vUUydXNt/ZszXmovopIBoJqN2GGBLyiSObhAN24RN\nmIV+RyJVm5D7qo7T3J+35xgOkNlx30p7c+/BtOHRAoGATeQ5gBOUlIaok2lq7osS\nyx8Frs2imqmUGQ9qvcN3pdd86DnvlKosDlsjr8ffLRxE7zQSGO0bBfK6zipEm1ul\nDhTemLv7VkqI1CtXXJ2MZEd6a2hAwa1UxYypwr/mjq0wNq3fm6TtPI/87fZJXaCw\nv8clKZaRiX8iLvYwi2Hjw2g=\n-----END PRIVATE KEY-----";

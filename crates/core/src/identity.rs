@@ -89,12 +89,7 @@ pub(crate) async fn resume(store: &Store, vault: &Vault) -> Result<Option<Sessio
         .execute(&mut *tx)
         .await
         .map_err(|e| store.err(e))?;
-    let session = start_session(&mut tx, vault, &user.id, now, reason)
-        .await
-        .map_err(|e| match e {
-            StartError::Db(e) => store.err(e),
-            StartError::Vault(e) => e,
-        })?;
+    let session = start_session(store, &mut tx, vault, &user.id, now, reason).await?;
     commit_or_forget(store, vault, tx, &user.id).await?;
     Ok(Some(SessionResponse { user, session }))
 }
@@ -128,12 +123,7 @@ pub(crate) async fn create_guest(store: &Store, vault: &Vault) -> Result<Session
     insert_user(&mut tx, &user)
         .await
         .map_err(|e| store.err(e))?;
-    let session = start_session(&mut tx, vault, &user.id, now, Reason::FirstLaunch)
-        .await
-        .map_err(|e| match e {
-            StartError::Db(e) => store.err(e),
-            StartError::Vault(e) => e,
-        })?;
+    let session = start_session(store, &mut tx, vault, &user.id, now, Reason::FirstLaunch).await?;
     commit_or_forget(store, vault, tx, &user.id).await?;
     Ok(SessionResponse { user, session })
 }
@@ -166,20 +156,16 @@ async fn insert_user(conn: &mut SqliteConnection, user: &User) -> Result<(), sql
     .await
 }
 
-enum StartError {
-    Db(sqlx::Error),
-    Vault(Error),
-}
-
 /// Inserts a session row and puts its token in the keyring. Called inside a write
 /// transaction; the caller commits.
 async fn start_session(
+    store: &Store,
     conn: &mut SqliteConnection,
     vault: &Vault,
     user_id: &str,
     now: DateTime<Utc>,
     reason: Reason,
-) -> Result<Session, StartError> {
+) -> Result<Session> {
     let session = Session {
         id: new_session_id(),
         user_id: user_id.to_owned(),
@@ -199,7 +185,7 @@ async fn start_session(
     .bind(format_time(&now))
     .execute(&mut *conn)
     .await
-    .map_err(StartError::Db)?;
+    .map_err(|e| store.err(e))?;
     audit::record(
         conn,
         AuditEventKind::SessionCreated,
@@ -209,12 +195,9 @@ async fn start_session(
         json!({ "sessionId": session.id, "reason": reason.as_str() }),
     )
     .await
-    .map_err(StartError::Db)?;
+    .map_err(|e| store.err(e))?;
     // Last step before commit: a keyring failure rolls the whole creation back.
-    vault
-        .set(user_id, Slot::Session, &secret)
-        .await
-        .map_err(StartError::Vault)?;
+    vault.set(user_id, Slot::Session, &secret).await?;
     Ok(session)
 }
 

@@ -46,4 +46,8 @@ if [ "$what" = test ]; then
     echo "==> installing the Better Auth test peer's Node packages"
     (cd tests/peers/better-auth && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  if [ ! -d tests/peers/oidc/node_modules ]; then
+    echo "==> installing the OpenID Connect test peer's Node packages"
+    (cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

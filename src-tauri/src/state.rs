@@ -105,5 +105,6 @@ fn config(app: &AppHandle) -> Result<Config, ApiError> {
         data_dir,
         keyring_service,
         backend,
+        social: Vec::new(),
     })
 }

@@ -8,7 +8,7 @@ pub use guestpass_testkit::{find_link, SmtpSink};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use guestpass_core::{Config, Dialect, Guestpass};
+use guestpass_core::{Config, Dialect, Guestpass, SocialProvider};
 use guestpass_server::{launch_with_listener, Secret, ServerHandle};
 use tokio::net::TcpListener;
 
@@ -19,6 +19,8 @@ pub struct Device {
     pub dir: tempfile::TempDir,
     pub service: String,
     pub backend: Option<(String, Dialect)>,
+    /// The social providers the app offers (empty unless a test sets them).
+    pub social: Vec<SocialProvider>,
 }
 
 impl Device {
@@ -27,6 +29,7 @@ impl Device {
             dir: tempfile::tempdir().expect("temp dir"),
             service: format!("guestpass-e2e-{}", guestpass_proto::new_session_id()),
             backend: Some((backend_url.to_owned(), dialect)),
+            social: Vec::new(),
         }
     }
 
@@ -35,6 +38,7 @@ impl Device {
             data_dir: self.dir.path().to_path_buf(),
             keyring_service: self.service.clone(),
             backend: self.backend.clone(),
+            social: self.social.clone(),
         };
         Guestpass::open(config)
             .await
@@ -147,6 +151,21 @@ impl RefServer {
                 .await
                 .expect("launch server"),
         );
+    }
+
+    /// Starts it with social providers `(name, client id, issuer)` configured.
+    pub async fn up_with_social(&mut self, providers: &[(&str, &str, &str)]) {
+        let mut config = self.config();
+        for (name, client_id, issuer) in providers {
+            config.social_providers.insert(
+                (*name).to_owned(),
+                guestpass_server::config::SocialProvider {
+                    client_id: (*client_id).to_owned(),
+                    issuer: (*issuer).to_owned(),
+                },
+            );
+        }
+        self.up_with(config).await;
     }
 
     pub async fn down(&mut self) {

@@ -16,7 +16,7 @@ use crate::sync::{self, Outcome, SyncError, SyncState, SyncStatus};
 use crate::Guestpass;
 
 pub(crate) struct Engine {
-    backend: Option<Backend>,
+    pub(crate) backend: Option<Backend>,
     status: watch::Sender<SyncStatus>,
     /// One pass at a time: the loop and an upgrade never deliver the same work twice.
     pass: Mutex<()>,

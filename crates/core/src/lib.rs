@@ -12,6 +12,7 @@ mod identity;
 mod notes;
 mod prefs;
 mod rows;
+mod social;
 pub mod store;
 mod sync;
 mod token;
@@ -27,6 +28,7 @@ pub use backend::{Backend, Dialect};
 pub use engine::UpgradeOutcome;
 pub use error::{Error, Result};
 pub use notes::{Note, NOTE_MAX_CHARS};
+pub use social::{Opener, SocialProvider, SOCIAL_TIMEOUT, SOCIAL_TIMEOUT_ENV};
 pub use store::Store;
 pub use sync::{SyncState, SyncStatus};
 pub use vault::Vault;
@@ -39,6 +41,8 @@ pub struct Config {
     pub keyring_service: String,
     /// The backend to sync with, if any: its origin URL and dialect.
     pub backend: Option<(String, Dialect)>,
+    /// The social providers offered for the upgrade (public client ids only).
+    pub social: Vec<SocialProvider>,
 }
 
 pub struct Guestpass {
@@ -47,6 +51,7 @@ pub struct Guestpass {
     /// The signed-in user, once `get_session` or `sign_in_anonymous` succeeded.
     current: RwLock<Option<String>>,
     sync: engine::Engine,
+    social: social::Social,
 }
 
 impl Guestpass {
@@ -66,6 +71,7 @@ impl Guestpass {
             vault: Vault::new(config.keyring_service),
             current: RwLock::new(None),
             sync: engine::Engine::new(backend),
+            social: social::Social::new(config.social),
         })
     }
 

@@ -237,7 +237,7 @@ async fn deliver_upgrade(
             if let Some(new_token) = &remote.token {
                 vault.set(&user.id, Slot::Remote, new_token).await?;
             }
-            apply_upgrade(store, backend, &user.id, &remote.user, Some(id)).await?;
+            apply_upgrade(store, backend, &user.id, &remote.user, Some(id), "email").await?;
             vault.delete(&user.id, Slot::PendingPassword).await?;
             // Better Auth's link rotates the session: go on with the new token.
             Ok(Delivery::Token(remote.token.unwrap_or(held)))
@@ -247,7 +247,7 @@ async fn deliver_upgrade(
         Err(BackendError::Refused(e)) if e.code == ErrorCode::UserNotAnonymous => {
             match backend.get_session(token).await? {
                 Some(remote) if remote_matches(&remote, &pending.email) => {
-                    apply_upgrade(store, backend, &user.id, &remote, Some(id)).await?;
+                    apply_upgrade(store, backend, &user.id, &remote, Some(id), "email").await?;
                     vault.delete(&user.id, Slot::PendingPassword).await?;
                     Ok(Delivery::Token(held))
                 }
@@ -280,12 +280,14 @@ fn remote_matches(remote: &RemoteUser, email: &str) -> bool {
 }
 
 /// The in-place upgrade of the local user row: same id, every record untouched.
-async fn apply_upgrade(
+/// `kind` goes to the audit detail: `email`, or `social:<provider>`.
+pub(crate) async fn apply_upgrade(
     store: &Store,
     backend: &Backend,
     user_id: &str,
     remote: &RemoteUser,
     outbox_id: Option<i64>,
+    kind: &str,
 ) -> Result<()> {
     let now = Utc::now();
     let mut tx = store.begin_write().await?;
@@ -318,7 +320,7 @@ async fn apply_upgrade(
         user_id,
         user_id,
         now,
-        json!({ "upgrade": "email", "backend": backend.base_url() }),
+        json!({ "upgrade": kind, "backend": backend.base_url() }),
     )
     .await
     .map_err(db(store))?;

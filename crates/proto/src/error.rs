@@ -41,6 +41,12 @@ pub enum ErrorCode {
     NoteNotFound,
     BackendUnreachable,
     BackendError,
+    /// The person cancelled a social sign-in (in the app or at the provider).
+    SocialCancelled,
+    /// The provider's page was open too long without an answer.
+    SocialTimeout,
+    /// The social sign-in could not be completed (provider or callback trouble).
+    SocialFailed,
     /// A code this build does not know (a newer server); the message still helps.
     #[serde(other)]
     Unknown,
@@ -83,6 +89,9 @@ impl ErrorCode {
             NoteNotFound => "NOTE_NOT_FOUND",
             BackendUnreachable => "BACKEND_UNREACHABLE",
             BackendError => "BACKEND_ERROR",
+            SocialCancelled => "SOCIAL_CANCELLED",
+            SocialTimeout => "SOCIAL_TIMEOUT",
+            SocialFailed => "SOCIAL_FAILED",
             Unknown => "UNKNOWN",
         }
     }
@@ -123,6 +132,9 @@ impl ErrorCode {
             NoteNotFound => "Note not found",
             BackendUnreachable => "The server cannot be reached",
             BackendError => "The server gave an unexpected answer",
+            SocialCancelled => "Sign-in was cancelled",
+            SocialTimeout => "Sign-in timed out",
+            SocialFailed => "Sign-in with the provider failed",
             Unknown => "Unknown error",
         }
     }
@@ -135,7 +147,10 @@ impl ErrorCode {
             | UserNotAnonymous
             | InvalidToken
             | InvalidRequest
-            | InvalidUserId => 400,
+            | InvalidUserId
+            | SocialCancelled
+            | SocialTimeout
+            | SocialFailed => 400,
             Unauthorized | InvalidIdToken | InvalidEmailOrPassword => 401,
             UnknownProvider | UserNotFound | NotFound | NoteNotFound => 404,
             MethodNotAllowed => 405,

@@ -1,9 +1,11 @@
 //! Test-only helpers shared by the server's tests and the workspace tests: a minimal
 //! real SMTP server on loopback that lettre can deliver to, and the bits to read the
-//! verification link out of what it received; and a stock Better Auth server.
+//! verification link out of what it received; a stock Better Auth server; and a real
+//! OpenID Connect provider.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod better_auth;
+pub mod oidc;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 
 use guestpass_proto::{
     routes, AnonymousSignInRequest, ApiError, ErrorCode, SessionResponse, SignInResponse,
-    UpgradeRequest, User,
+    SocialUpgradeRequest, UpgradeRequest, User,
 };
 use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -106,6 +106,45 @@ pub(crate) async fn upgrade(
     let header = header_token(&resp);
     let upgraded: SessionResponse = body(resp).await?;
     // Same session on the reference server: a token only if it chose to rotate one.
+    Ok(Remote {
+        user: remote(&upgraded.user),
+        token: header,
+    })
+}
+
+pub(crate) async fn upgrade_social(
+    b: &Backend,
+    token: &SecretString,
+    provider: &str,
+    id_token: &SecretString,
+    nonce: &str,
+) -> Result<Remote, BackendError> {
+    let req = SocialUpgradeRequest {
+        provider: provider.to_owned(),
+        id_token: id_token.expose_secret().to_owned(),
+        nonce: Some(nonce.to_owned()),
+    };
+    let resp = b
+        .http()
+        .post(b.url(routes::UPGRADE_SOCIAL))
+        .bearer_auth(token.expose_secret())
+        .json(&req)
+        .send()
+        .await
+        .map_err(transport)?;
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        // 401 is also the server's answer to an ID token it refuses: that one is a
+        // refusal to show, not a lost session.
+        return Err(match resp.json::<ApiError>().await {
+            Ok(e) if e.code == ErrorCode::InvalidIdToken => BackendError::Refused(e),
+            _ => BackendError::Unauthorized,
+        });
+    }
+    if !resp.status().is_success() {
+        return Err(failure(resp).await);
+    }
+    let header = header_token(&resp);
+    let upgraded: SessionResponse = body(resp).await?;
     Ok(Remote {
         user: remote(&upgraded.user),
         token: header,

@@ -152,6 +152,26 @@ impl Backend {
         }
     }
 
+    /// Links the provider identity proven by `id_token` (issued for `nonce`) to the guest
+    /// behind `token`. Only the reference server does this (DESIGN.md §5).
+    pub async fn upgrade_social(
+        &self,
+        token: &SecretString,
+        provider: &str,
+        id_token: &SecretString,
+        nonce: &str,
+    ) -> Result<Remote, BackendError> {
+        match self.dialect {
+            Dialect::Guestpass => {
+                guestpass::upgrade_social(self, token, provider, id_token, nonce).await
+            }
+            Dialect::BetterAuth => Err(BackendError::Refused(ApiError::new(
+                guestpass_proto::ErrorCode::UnknownProvider,
+                "Social upgrade needs the Guestpass server",
+            ))),
+        }
+    }
+
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }

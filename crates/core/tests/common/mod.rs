@@ -24,6 +24,7 @@ impl Device {
             data_dir: self.dir.path().to_path_buf(),
             keyring_service: self.service.clone(),
             backend: None,
+            social: Vec::new(),
         }
     }
 

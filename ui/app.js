@@ -46,6 +46,7 @@ async function initSession() {
   renderAccount();
   const sync = await syncApi.status();
   if (sync.data) renderSync(sync.data);
+  await renderSocialButtons();
   $("loading").hidden = true;
   $("fatal").hidden = true;
   $("shell").hidden = false;
@@ -76,7 +77,60 @@ const SYNC_LABELS = {
   needsAttention: "Needs attention",
 };
 
+let online = false;
+
+const providerLabel = (name) => name.charAt(0).toUpperCase() + name.slice(1);
+
+async function renderSocialButtons() {
+  const { data } = await authClient.anonymous.socialProviders();
+  const providers = data ?? [];
+  $("social").hidden = providers.length === 0;
+  $("social-buttons").replaceChildren(
+    ...providers.map((name) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "social-button";
+      b.dataset.provider = name;
+      b.textContent = `Continue with ${providerLabel(name)}`;
+      b.addEventListener("click", () => socialUpgrade(name));
+      return b;
+    }),
+  );
+  renderSocialAvailability();
+}
+
+function renderSocialAvailability() {
+  // A social login cannot be queued: it needs the server now.
+  for (const b of $("social-buttons").querySelectorAll("button")) b.disabled = !online;
+  $("social-offline").hidden = online;
+}
+
+async function socialUpgrade(provider) {
+  const err = $("upgrade-error");
+  err.hidden = true;
+  $("social-name").textContent = providerLabel(provider);
+  $("social-waiting").hidden = false;
+  $("social-buttons").hidden = true;
+  $("upgrade-submit").disabled = true;
+  const { data, error } = await authClient.anonymous.upgradeWithSocial({ provider });
+  $("social-waiting").hidden = true;
+  $("social-buttons").hidden = false;
+  $("upgrade-submit").disabled = false;
+  if (error) {
+    err.textContent = error.message;
+    err.dataset.code = error.code;
+    err.hidden = false;
+    return;
+  }
+  user = data.user;
+  formOpen = false;
+  setStatus(`Signed in with ${providerLabel(provider)}. Everything you made as a guest is still here.`);
+  renderAccount();
+}
+
 async function renderSync(status) {
+  online = status.state === "upToDate" || status.state === "syncing";
+  renderSocialAvailability();
   const pill = $("sync-status");
   pill.dataset.state = status.state;
   const reason = status.reason?.message;
@@ -256,6 +310,7 @@ window.addEventListener("DOMContentLoaded", () => {
   });
   $("upgrade-form").addEventListener("keydown", (e) => { if (e.key === "Escape") closeForm(); });
   $("queued-cancel").addEventListener("click", cancelQueued);
+  $("social-cancel").addEventListener("click", () => authClient.anonymous.cancelSocial());
   syncApi.onChange(renderSync);
   $("fatal-retry").addEventListener("click", () => {
     $("fatal").hidden = true;

@@ -27,6 +27,10 @@ export const authClient = {
     // {data: {status: "upgraded", user, session} | {status: "queued", email}, error}
     upgrade: ({ email, password, name }) => call("upgrade", { email, password, name: name || null }),
     dismissUpgrade: () => call("dismiss_upgrade"),
+    // Opens the provider in the system browser; resolves when the flow ends.
+    upgradeWithSocial: ({ provider }) => call("upgrade_with_social", { provider }),
+    cancelSocial: () => call("cancel_social"),
+    socialProviders: () => call("social_providers"),
   },
 };
 

@@ -4,8 +4,9 @@
 use guestpass_core::{Note, SyncStatus, UpgradeOutcome};
 use guestpass_proto::{ApiError, SessionResponse, User};
 use secrecy::SecretString;
-use tauri::State;
+use tauri::{AppHandle, State};
 
+use crate::opener::SystemBrowser;
 use crate::state::AppState;
 
 type Reply<T> = Result<T, ApiError>;
@@ -84,4 +85,28 @@ pub(crate) async fn sync_status(state: State<'_, AppState>) -> Reply<SyncStatus>
 #[tauri::command]
 pub(crate) async fn sync_now(state: State<'_, AppState>) -> Reply<SyncStatus> {
     Ok(state.core()?.sync_now().await)
+}
+
+#[tauri::command]
+pub(crate) async fn social_providers(state: State<'_, AppState>) -> Reply<Vec<String>> {
+    Ok(state.core()?.social_providers())
+}
+
+#[tauri::command]
+pub(crate) async fn upgrade_with_social(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    provider: String,
+) -> Reply<SessionResponse> {
+    state
+        .core()?
+        .upgrade_with_social(&provider, &SystemBrowser(app))
+        .await
+        .map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn cancel_social(state: State<'_, AppState>) -> Reply<()> {
+    state.core()?.cancel_social();
+    Ok(())
 }

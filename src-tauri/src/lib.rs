@@ -2,6 +2,7 @@
 //! nothing clever. Every command is a one-line delegation (see `commands.rs`).
 
 mod commands;
+mod opener;
 mod state;
 
 use tauri::Manager;
@@ -36,6 +37,9 @@ pub fn run() {
             commands::dismiss_upgrade,
             commands::sync_status,
             commands::sync_now,
+            commands::social_providers,
+            commands::upgrade_with_social,
+            commands::cancel_social,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use guestpass_core::{Config, Dialect, Guestpass};
+use guestpass_core::{Config, Dialect, Guestpass, SocialProvider};
 use guestpass_proto::{ApiError, ErrorCode};
 use tauri::{AppHandle, Emitter, Manager};
 
@@ -54,6 +54,10 @@ fn start_sync(app: &AppHandle, core: Arc<Guestpass>) {
 struct Settings {
     backend_url: Option<String>,
     backend_dialect: Option<String>,
+    /// `[{"name": "google", "issuer": "…", "clientId": "…"}]`: public client ids only;
+    /// any client secret stays on the server.
+    #[serde(default)]
+    social_providers: Vec<SocialProvider>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -101,10 +105,19 @@ fn config(app: &AppHandle) -> Result<Config, ApiError> {
         )),
         None => None,
     };
+    let social = match env("GUESTPASS_SOCIAL_PROVIDERS") {
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("GUESTPASS_SOCIAL_PROVIDERS is not valid: {e}"),
+            )
+        })?,
+        None => settings.social_providers,
+    };
     Ok(Config {
         data_dir,
         keyring_service,
         backend,
-        social: Vec::new(),
+        social,
     })
 }

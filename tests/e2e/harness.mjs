@@ -46,10 +46,12 @@ async function waitForPort(port, child, ms = 20000) {
 export const serverBinary = process.env.GUESTPASS_SERVER_BIN ?? path.join(repo, "target/debug/guestpass-server");
 
 /** The reference server on a free loopback port with its own SQLite file. */
-export async function startServer() {
+export async function startServer(configToml = "") {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), "guestpass-e2e-server-"));
-  const child = spawn(serverBinary, ["serve", "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${dir}/server.db`], {
+  writeFileSync(path.join(dir, "server.toml"), configToml);
+  const args = ["serve", "--config", path.join(dir, "server.toml"), "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${dir}/server.db`];
+  const child = spawn(serverBinary, args, {
     env: { ...process.env, GUESTPASS_ADMIN_API_KEY: "e2e-admin-key-0123456789", GUESTPASS_SECRET: "e2e-secret" },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -65,6 +67,28 @@ export async function startServer() {
       });
       return { status: res.status, body: await res.json() };
     },
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    }),
+  };
+}
+
+/** The real OIDC provider (npm oauth2-mock-server) on a free loopback port. */
+export async function startOidcProvider() {
+  const child = spawn("node", [path.join(repo, "tests/peers/oidc/server.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
+  const ready = await new Promise((resolve, reject) => {
+    let buf = "";
+    child.stdout.on("data", (d) => {
+      buf += d;
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)));
+    });
+    child.once("exit", (code) => reject(new Error(`the OIDC provider exited with ${code}`)));
+  });
+  return {
+    issuer: ready.issuer,
     stop: () => new Promise((resolve) => {
       if (child.exitCode !== null) return resolve();
       child.once("exit", resolve);

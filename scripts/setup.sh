@@ -2,6 +2,7 @@
 # Installs what Guestpass needs on Debian/Ubuntu, skipping what is already there.
 #   scripts/setup.sh app    system libraries to build and run the app
 #   scripts/setup.sh test   also the keyring daemon, Xvfb, WebDriver, PostgreSQL, Node deps
+#   scripts/setup.sh bench  what scripts/bench.sh needs: wrk, PostgreSQL, the Better Auth peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-app}
@@ -11,10 +12,16 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 app_pkgs=(libwebkit2gtk-4.1-dev build-essential curl wget file pkg-config libxdo-dev libssl-dev
   libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev dbus gnome-keyring libsecret-tools)
-test_pkgs=(webkit2gtk-driver xvfb xauth keyutils postgresql sqlite3 nodejs npm)
+test_pkgs=(webkit2gtk-driver xvfb xauth keyutils postgresql sqlite3 nodejs npm wrk)
+# The server alone builds without the app's GUI libraries.
+bench_pkgs=(build-essential pkg-config curl postgresql nodejs npm wrk)
 
-pkgs=("${app_pkgs[@]}")
-[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+case $what in
+  app) pkgs=("${app_pkgs[@]}") ;;
+  test) pkgs=("${app_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench) pkgs=("${bench_pkgs[@]}") ;;
+  *) echo "usage: scripts/setup.sh app|test|bench" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -62,10 +69,14 @@ if [ "$what" = test ]; then
     echo "==> installing the end-to-end test's Node packages"
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi
+fi
+if [ "$what" = test ] || [ "$what" = bench ]; then
   if [ ! -d tests/peers/better-auth/node_modules ]; then
     echo "==> installing the Better Auth test peer's Node packages"
     (cd tests/peers/better-auth && npm ci --no-audit --no-fund --loglevel=error)
   fi
+fi
+if [ "$what" = test ]; then
   if [ ! -d tests/peers/oidc/node_modules ]; then
     echo "==> installing the OpenID Connect test peer's Node packages"
     (cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error)

@@ -13,6 +13,9 @@ cargo build --workspace --all-targets
 echo "==> Rust tests (real SQLite files, real keyring, servers on port 0, PostgreSQL)"
 scripts/with-keyring.sh cargo test --workspace --no-fail-fast
 
+echo "==> benchmark, smoke run (seconds; asserts no timing: fails only if a server does not start or a request kind errors)"
+scripts/bench.sh --smoke
+
 echo "==> end-to-end: the real app window under Xvfb over WebDriver (screenshots in target/e2e/)"
 xvfb-run -a -s "-screen 0 1280x1024x24" scripts/with-keyring.sh \
   bash -c 'cd tests/e2e && npm test'

@@ -1,0 +1,180 @@
+//! The side-by-side matrix: every request kind × connection count × server, each cell
+//! on a freshly started server (so one cell's guests never slow the next, and the
+//! peak RSS is that cell's), loaded by the same wrk for the same time.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::load::{self, Kind, Measured, Scripts};
+use crate::pg::FreshDb;
+use crate::prepare;
+use crate::servers::{Paths, Server, Target};
+
+pub struct Plan {
+    pub duration: Duration,
+    pub warmup: Option<Duration>,
+    pub connections: Vec<usize>,
+    /// Guests pre-created for an upgrade cell; each upgrade request spends one.
+    pub upgrade_pool: usize,
+    pub postgres_admin_url: Option<String>,
+    pub better_auth: bool,
+}
+
+pub struct Row {
+    pub kind: Kind,
+    pub connections: usize,
+    pub target: Target,
+    pub measured: Measured,
+    pub peak_rss_kib: u64,
+    /// Something the reader must know about this cell (e.g. the guest pool ran out).
+    pub note: Option<String>,
+}
+
+pub fn targets(plan: &Plan) -> Vec<Target> {
+    let mut t = vec![Target::GuestpassSqlite];
+    if let Some(url) = &plan.postgres_admin_url {
+        t.push(Target::GuestpassPostgres { url: url.clone() });
+    }
+    if plan.better_auth {
+        t.push(Target::BetterAuthMemory);
+    }
+    t
+}
+
+pub async fn run(plan: &Plan, paths: &Paths, scripts: &Scripts) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for kind in Kind::ALL {
+        for &connections in &plan.connections {
+            for target in targets(plan) {
+                eprintln!(
+                    "==> {} · {connections} connections · {} ({})",
+                    kind.label(),
+                    target.server(),
+                    target.storage()
+                );
+                let row = cell(plan, paths, scripts, kind, connections, &target)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "{} on {} ({})",
+                            kind.label(),
+                            target.server(),
+                            target.storage()
+                        )
+                    })?;
+                eprintln!(
+                    "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
+                    row.measured.per_sec(),
+                    row.measured.p50_us as f64 / 1000.0,
+                    row.measured.p99_us as f64 / 1000.0,
+                    row.measured.errors(),
+                    row.peak_rss_kib as f64 / 1024.0
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+async fn cell(
+    plan: &Plan,
+    paths: &Paths,
+    scripts: &Scripts,
+    kind: Kind,
+    connections: usize,
+    target: &Target,
+) -> anyhow::Result<Row> {
+    let fresh = match target {
+        Target::GuestpassPostgres { url } => Some(FreshDb::create(url, "http").await?),
+        _ => None,
+    };
+    let started = match &fresh {
+        Some(db) => Target::GuestpassPostgres {
+            url: db.url.clone(),
+        },
+        None => target.clone(),
+    };
+    let outcome = measure(plan, paths, scripts, kind, connections, &started).await;
+    if let Some(db) = fresh {
+        db.drop_now().await?;
+    }
+    let (measured, peak_rss_kib, note) = outcome?;
+    Ok(Row {
+        kind,
+        connections,
+        target: target.clone(),
+        measured,
+        peak_rss_kib,
+        note,
+    })
+}
+
+async fn measure(
+    plan: &Plan,
+    paths: &Paths,
+    scripts: &Scripts,
+    kind: Kind,
+    connections: usize,
+    target: &Target,
+) -> anyhow::Result<(Measured, u64, Option<String>)> {
+    let server = Server::start(target, paths)?;
+    let base = server.base_url.clone();
+    let tokens_file = tempfile::NamedTempFile::new()?;
+    let path = match kind {
+        Kind::SignIn => "/api/auth/sign-in/anonymous",
+        Kind::GetSession => "/api/auth/get-session",
+        // Better Auth links a guest by signing up with the guest's bearer token.
+        Kind::Upgrade if target.is_guestpass() => "/api/auth/anonymous/upgrade",
+        Kind::Upgrade => "/api/auth/sign-up/email",
+    };
+    let url = format!("{base}{path}");
+    let tokens = match kind {
+        Kind::SignIn => Vec::new(),
+        Kind::GetSession => prepare::guests(&base, load::THREADS, tokens_file.path()).await?,
+        Kind::Upgrade => prepare::guests(&base, plan.upgrade_pool, tokens_file.path()).await?,
+    };
+    for token in tokens.iter().take(load::THREADS) {
+        anyhow::ensure!(
+            prepare::session_is_live(&base, token).await?,
+            "a freshly created guest's token does not open a session"
+        );
+    }
+    let tokens_arg = (kind != Kind::SignIn).then(|| tokens_file.path().to_path_buf());
+    if let (Some(warmup), true) = (plan.warmup, kind != Kind::Upgrade) {
+        let (s, u, t) = (scripts.clone(), url.clone(), tokens_arg.clone());
+        tokio::task::spawn_blocking(move || {
+            load::run(&s, kind, &u, connections, warmup, t.as_deref())
+        })
+        .await??;
+    }
+    let (s, u, t, d) = (
+        scripts.clone(),
+        url.clone(),
+        tokens_arg.clone(),
+        plan.duration,
+    );
+    let measured =
+        tokio::task::spawn_blocking(move || load::run(&s, kind, &u, connections, d, t.as_deref()))
+            .await??;
+    let peak = server.peak_rss_kib()?;
+    let mut note = None;
+    if kind == Kind::GetSession {
+        // Both servers answer 200 `null` for a dead session: make sure wrk measured
+        // real sessions all along.
+        for token in &tokens {
+            anyhow::ensure!(
+                prepare::session_is_live(&base, token).await?,
+                "a get-session token stopped opening its session during the run"
+            );
+        }
+    }
+    if kind == Kind::Upgrade && measured.requests as usize > plan.upgrade_pool {
+        note = Some(format!(
+            "guest pool of {} spent: raise --upgrade-pool",
+            plan.upgrade_pool
+        ));
+    }
+    Ok((measured, peak, note))
+}

@@ -1,0 +1,159 @@
+//! The results as markdown: the machine, the side-by-side table, the ratios, the
+//! cleanup. Printed and written to target/bench/results.md.
+
+use std::fmt::Write;
+
+use crate::cleanup::Outcome;
+use crate::http::{Plan, Row};
+use crate::load::{Kind, Measured};
+use crate::machine::Machine;
+use crate::servers::Target;
+
+pub struct Report {
+    text: String,
+    failed: bool,
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+impl Report {
+    pub fn new(machine: &Machine, profile: &str, plan: &Plan, smoke: bool) -> Self {
+        let mut text = String::from("# Guestpass benchmark\n\n");
+        text += &machine.markdown();
+        let _ = writeln!(
+            text,
+            "- guestpass-server: `{profile}` build; {} s per cell{}, connections {:?}; load average at start {}{}",
+            plan.duration.as_secs(),
+            plan.warmup.map_or(String::new(), |w| format!(" after a {} s warm-up", w.as_secs())),
+            plan.connections,
+            loadavg(),
+            if smoke { "; SMOKE RUN (figures meaningless)" } else { "" }
+        );
+        Self {
+            text,
+            failed: false,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    pub fn http(&mut self, rows: &[Row]) {
+        let t = &mut self.text;
+        t.push_str("\n## Requests, side by side\n\n");
+        t.push_str("Each cell: a freshly started server, the same wrk script, the same time. Errors are responses with status ≥ 400 plus socket errors (must be 0). Peak RSS is the server process's VmHWM.\n\n");
+        t.push_str("| request | conns | server | storage | req/s | p50 ms | p99 ms | errors | peak RSS MiB |\n");
+        t.push_str("|---|---:|---|---|---:|---:|---:|---:|---:|\n");
+        for r in rows {
+            let m = &r.measured;
+            let errors = match &r.note {
+                Some(n) => format!("{} ({n})", m.errors()),
+                None => m.errors().to_string(),
+            };
+            if m.errors() > 0 || r.note.is_some() || m.requests == 0 {
+                self.failed = true;
+            }
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+                r.kind.label(),
+                r.connections,
+                r.target.server(),
+                r.target.storage(),
+                m.per_sec(),
+                ms(m.p50_us),
+                ms(m.p99_us),
+                errors,
+                mib(r.peak_rss_kib)
+            );
+        }
+        t.push_str("\n## Guestpass / Better Auth\n\n");
+        t.push_str("Throughput ratio (higher is better for Guestpass) and peak RSS ratio (Better Auth's over Guestpass's: higher means Guestpass uses less).\n\n");
+        t.push_str("| request | conns | req/s: Guestpass SQLite / Better Auth | req/s: Guestpass PostgreSQL / Better Auth | RSS: Better Auth / Guestpass SQLite |\n");
+        t.push_str("|---|---:|---:|---:|---:|\n");
+        let find = |kind: Kind, c: usize, pick: fn(&Target) -> bool| {
+            rows.iter()
+                .find(|r| r.kind == kind && r.connections == c && pick(&r.target))
+        };
+        let mut cells: Vec<(Kind, usize)> = rows.iter().map(|r| (r.kind, r.connections)).collect();
+        cells.dedup();
+        for (kind, c) in cells {
+            let ba = find(kind, c, |t| *t == Target::BetterAuthMemory);
+            let sqlite = find(kind, c, |t| *t == Target::GuestpassSqlite);
+            let pg = find(kind, c, |t| matches!(t, Target::GuestpassPostgres { .. }));
+            let ratio = |gp: Option<&Row>| match (gp, ba) {
+                (Some(g), Some(b)) if b.measured.per_sec() > 0.0 => {
+                    format!("{:.1}×", g.measured.per_sec() / b.measured.per_sec())
+                }
+                _ => "–".into(),
+            };
+            let rss = match (sqlite, ba) {
+                (Some(g), Some(b)) if g.peak_rss_kib > 0 => {
+                    format!("{:.1}×", b.peak_rss_kib as f64 / g.peak_rss_kib as f64)
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                t,
+                "| {} | {c} | {} | {} | {rss} |",
+                kind.label(),
+                ratio(sqlite),
+                ratio(pg)
+            );
+        }
+        t.push_str("\nRead with care:\n\
+- Better Auth runs on its in-memory adapter (nothing written to disk, nothing durable), which flatters it; Guestpass commits every sign-in and upgrade to SQLite (WAL) or PostgreSQL before answering.\n\
+- The PostgreSQL row's RSS is the Guestpass process only; PostgreSQL's own processes are not counted.\n\
+- The email upgrade is bound by the password hash, at each server's recommended default: Guestpass argon2id m=19 MiB, t=2, p=1 (OWASP); Better Auth scrypt N=16384, r=16, p=1. Its throughput is roughly cores ÷ hash time, not a measure of the server.\n\
+- Better Auth's upgrade is its own link: `POST /sign-up/email` with the guest's bearer token (a new user; the guest is deleted). Guestpass's is `POST /anonymous/upgrade` (the same user, in place).\n\
+- get-session uses one pre-created live session per wrk thread; the sessions are checked live before and after the run (both servers answer 200 `null` for a dead one).\n");
+    }
+
+    pub fn cleanup(&mut self, outcomes: &[Outcome]) {
+        let t = &mut self.text;
+        t.push_str("\n## Cleanup of stale guests\n\n");
+        t.push_str("Seeded with SQL: N guests inactive for 60 days (maxAge 30 days), each with a session and an audit row. `guestpass-server admin cleanup` (the periodic task's pass) runs while wrk sends get-session on live guests. Checked afterwards: no stale guest left, exactly one `user.deleted` by `system` per guest, live guests still signed in. Targets: 1,000,000 under 30 s, get-session p99 under 10 ms meanwhile.\n\n");
+        t.push_str("| storage | stale guests | seed s | cleanup s | guests/s | get-session conns | p50 / p99 ms before | p50 / p99 ms during | req/s during | errors | server peak RSS MiB |\n");
+        t.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for o in outcomes {
+            let errors = o.before.errors() + o.during.errors();
+            if errors > 0 {
+                self.failed = true;
+            }
+            let lat = |m: &Measured| format!("{} / {}", ms(m.p50_us), ms(m.p99_us));
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {:.0} | {errors} | {} |",
+                o.target.storage(),
+                o.guests,
+                o.seed_secs,
+                o.cleanup_secs,
+                o.deleted as f64 / o.cleanup_secs.max(1e-9),
+                o.connections,
+                lat(&o.before),
+                lat(&o.during),
+                o.during.per_sec(),
+                mib(o.peak_rss_kib)
+            );
+        }
+    }
+
+    pub fn finish(mut self) -> String {
+        let _ = writeln!(self.text, "\nLoad average at the end: {}.", loadavg());
+        self.text
+    }
+}

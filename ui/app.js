@@ -9,8 +9,11 @@ const $ = (id) => document.getElementById(id);
 const FATAL_HINTS = {
   KEYRING_UNAVAILABLE:
     "Guestpass keeps your session token only in the system keyring, never in a file, so it will not start a guest without one. Once the keyring runs, press Try again.",
+  KEYRING_LOCKED:
+    "Guestpass keeps your session token only in the system keyring, never in a file. Unlock the keyring (sign in to your desktop session again, or open your passwords app), then press Try again.",
   DATABASE_CORRUPT: "Your data file was not changed. Move it aside to start fresh, or restore it from a backup, then press Try again.",
   DATABASE_READ_ONLY: "Nothing was changed. Check that the disk has free space and the data folder can be written, then press Try again.",
+  DISK_FULL: "Nothing was changed and everything saved before is intact. Free some space on the disk, then press Try again.",
 };
 
 let user = null;

@@ -8,10 +8,16 @@ pub enum Error {
     /// No OS keyring to keep the session token in. We never fall back to a file.
     #[error("The system keyring is not available ({0}). Start a Secret Service provider (GNOME Keyring or KWallet) in your desktop session.")]
     KeyringUnavailable(String),
+    /// The keyring answered but is locked or refused access; again no fallback.
+    #[error("The system keyring is locked ({0}). Unlock it (for example by signing in to your desktop session again), then try again.")]
+    KeyringLocked(String),
     #[error("The local database at {path} is damaged or is not a Guestpass database. It was left as it is; move it aside to start fresh, or restore it from a backup.")]
     DatabaseCorrupt { path: String },
     #[error("The local database at {path} cannot be written (read-only file, folder or disk, or the disk is full). Nothing was changed; free space or fix the permissions, then try again.")]
     DatabaseReadOnly { path: String },
+    /// SQLite rolled the write back whole; everything committed before is intact.
+    #[error("The disk holding {path} is full, so this change was not saved. Everything saved before is intact; free some space and try again.")]
+    DiskFull { path: String },
     #[error("The local database failed: {0}")]
     Database(String),
     /// A rule of the product, with its spec wording (e.g. "Invalid email").
@@ -25,8 +31,10 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::KeyringUnavailable(_) => ErrorCode::KeyringUnavailable,
+            Self::KeyringLocked(_) => ErrorCode::KeyringLocked,
             Self::DatabaseCorrupt { .. } => ErrorCode::DatabaseCorrupt,
             Self::DatabaseReadOnly { .. } => ErrorCode::DatabaseReadOnly,
+            Self::DiskFull { .. } => ErrorCode::DiskFull,
             Self::Database(_) => ErrorCode::DatabaseError,
             Self::Api(e) => e.code,
         }
@@ -60,7 +68,8 @@ impl Error {
         let path = path.to_owned();
         match primary {
             Some(SQLITE_CORRUPT | SQLITE_NOTADB) => Self::DatabaseCorrupt { path },
-            Some(SQLITE_READONLY | SQLITE_FULL | SQLITE_CANTOPEN | SQLITE_IOERR) => {
+            Some(SQLITE_FULL) => Self::DiskFull { path },
+            Some(SQLITE_READONLY | SQLITE_CANTOPEN | SQLITE_IOERR) => {
                 Self::DatabaseReadOnly { path }
             }
             _ => match e {

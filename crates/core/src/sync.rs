@@ -428,9 +428,13 @@ pub(crate) async fn enqueue_upgrade(
     password: &SecretString,
     name: Option<&str>,
 ) -> Result<()> {
+    // The password goes in first so a queued row never lacks it. If the row then cannot
+    // be written (disk full, read-only), the keyring goes back to what it held, so no
+    // password is left behind without its row and an earlier queued one keeps its own.
+    let before = vault.get(user_id, Slot::PendingPassword).await?;
     vault.set(user_id, Slot::PendingPassword, password).await?;
     let now = format_time(&Utc::now());
-    sqlx::query(
+    let queued = sqlx::query(
         "INSERT INTO outbox (user_id, kind, payload, state, attempts, created_at, updated_at) VALUES (?, 'upgrade', ?, 'pending', 0, ?, ?)
          ON CONFLICT(user_id, kind) DO UPDATE SET payload = excluded.payload, state = 'pending', attempts = 0,
            last_error = NULL, updated_at = excluded.updated_at",
@@ -440,8 +444,17 @@ pub(crate) async fn enqueue_upgrade(
     .bind(&now)
     .bind(&now)
     .execute(store.pool())
-    .await
-    .map_err(db(store))?;
+    .await;
+    if let Err(e) = queued {
+        let restored = match &before {
+            Some(earlier) => vault.set(user_id, Slot::PendingPassword, earlier).await,
+            None => vault.delete(user_id, Slot::PendingPassword).await,
+        };
+        if let Err(k) = restored {
+            tracing::warn!("could not take back the password of an unqueued upgrade: {k}");
+        }
+        return Err(store.err(e));
+    }
     Ok(())
 }
 

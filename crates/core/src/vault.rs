@@ -100,5 +100,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 fn map_err(e: keyring::Error) -> Error {
     // The keyring crate's messages describe the platform failure, never the secret.
-    Error::KeyringUnavailable(e.to_string())
+    match e {
+        // A locked collection whose unlock prompt could not be shown or was dismissed.
+        keyring::Error::NoStorageAccess(why) => Error::KeyringLocked(why.to_string()),
+        other => Error::KeyringUnavailable(other.to_string()),
+    }
 }

@@ -34,8 +34,12 @@ pub enum ErrorCode {
     InternalError,
     // Device.
     KeyringUnavailable,
+    /// The keyring is there but locked (or refused access): unlock it and try again.
+    KeyringLocked,
     DatabaseCorrupt,
     DatabaseReadOnly,
+    /// The disk under the data dir is full: the write was refused whole.
+    DiskFull,
     DatabaseError,
     NoSession,
     NoteNotFound,
@@ -82,8 +86,10 @@ impl ErrorCode {
             ServiceUnavailable => "SERVICE_UNAVAILABLE",
             InternalError => "INTERNAL_ERROR",
             KeyringUnavailable => "KEYRING_UNAVAILABLE",
+            KeyringLocked => "KEYRING_LOCKED",
             DatabaseCorrupt => "DATABASE_CORRUPT",
             DatabaseReadOnly => "DATABASE_READ_ONLY",
+            DiskFull => "DISK_FULL",
             DatabaseError => "DATABASE_ERROR",
             NoSession => "NO_SESSION",
             NoteNotFound => "NOTE_NOT_FOUND",
@@ -125,8 +131,10 @@ impl ErrorCode {
             ServiceUnavailable => "Service temporarily unavailable",
             InternalError => "Internal error",
             KeyringUnavailable => "The system keyring is not available",
+            KeyringLocked => "The system keyring is locked",
             DatabaseCorrupt => "The local database is damaged",
             DatabaseReadOnly => "The local database cannot be written",
+            DiskFull => "The disk is full",
             DatabaseError => "The local database failed",
             NoSession => "No session",
             NoteNotFound => "Note not found",
@@ -203,6 +211,8 @@ mod tests {
             ErrorCode::EmailAlreadyInUse,
             ErrorCode::AnonymousUsersCannotSignInAgainAnonymously,
             ErrorCode::KeyringUnavailable,
+            ErrorCode::DiskFull,
+            ErrorCode::KeyringLocked,
         ] {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

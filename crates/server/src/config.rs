@@ -51,6 +51,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://guestpass-server.db";
 pub const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 30;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
+pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -74,6 +75,13 @@ pub struct Config {
     /// Header naming the client address when behind a proxy you trust, e.g.
     /// `x-forwarded-for` (its last entry is used). Unset: the socket address.
     pub trusted_proxy_header: Option<String>,
+    /// Browser origins (`https://app.example.com`) allowed to call the API
+    /// cross-origin. Empty (the default): no CORS headers at all, so browsers
+    /// refuse every cross-origin call. The desktop app does not need it.
+    pub trusted_origins: Vec<String>,
+    /// Seconds a client gets to send its request head, and again its body. A
+    /// slower one is cut off, so idle or trickling connections cannot pile up.
+    pub request_read_timeout_secs: u64,
     pub cleanup_interval_secs: u64,
     pub auth_methods: AuthMethods,
     pub rate_limit: RateLimitConfig,
@@ -93,6 +101,8 @@ impl Default for Config {
             smtp_url: None,
             email_from: "Guestpass <no-reply@localhost>".into(),
             trusted_proxy_header: None,
+            trusted_origins: Vec::new(),
+            request_read_timeout_secs: DEFAULT_REQUEST_READ_TIMEOUT_SECS,
             cleanup_interval_secs: DEFAULT_CLEANUP_INTERVAL_SECS,
             auth_methods: AuthMethods::default(),
             rate_limit: RateLimitConfig::default(),
@@ -246,6 +256,16 @@ impl Config {
         if let Some(v) = get("GUESTPASS_TRUSTED_PROXY_HEADER") {
             self.trusted_proxy_header = Some(v);
         }
+        if let Some(v) = get("GUESTPASS_TRUSTED_ORIGINS") {
+            self.trusted_origins = v
+                .split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("GUESTPASS_REQUEST_READ_TIMEOUT_SECS") {
+            self.request_read_timeout_secs = parse("GUESTPASS_REQUEST_READ_TIMEOUT_SECS", &v)?;
+        }
         if let Some(v) = get("GUESTPASS_CLEANUP_INTERVAL_SECS") {
             self.cleanup_interval_secs = parse("GUESTPASS_CLEANUP_INTERVAL_SECS", &v)?;
         }
@@ -267,6 +287,11 @@ impl Config {
         self.auth_methods.anonymous =
             AnonymousSetting::Detailed(AnonymousOptions { enabled, max_age });
         Ok(())
+    }
+
+    /// How long a client may take to send its request head, and again its body.
+    pub fn request_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_read_timeout_secs.max(1))
     }
 }
 
@@ -298,11 +323,18 @@ mod tests {
         let env = |k: &str| match k {
             "GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE" => Some("0".to_string()),
             "GUESTPASS_LISTEN" => Some("127.0.0.1:0".to_string()),
+            "GUESTPASS_TRUSTED_ORIGINS" => {
+                Some(" https://a.example , https://b.example:8443".into())
+            }
             _ => None,
         };
         c.apply_env(env).unwrap();
         assert_eq!(c.rate_limit.anonymous_per_minute, 0);
         assert_eq!(c.listen.port(), 0);
+        assert_eq!(
+            c.trusted_origins,
+            ["https://a.example", "https://b.example:8443"]
+        );
         assert_eq!(c.auth_methods.anonymous.max_age_secs(), Some(2_592_000));
         let shown = format!("{c:?}");
         assert!(
@@ -316,6 +348,8 @@ mod tests {
             Some(2_592_000)
         );
         assert_eq!(example.rate_limit.anonymous_per_minute, 30);
+        assert_eq!(example.request_read_timeout_secs, 20);
+        assert!(example.trusted_origins.is_empty(), "CORS closed by default");
 
         let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
         assert!(plain.auth_methods.anonymous.enabled());

@@ -3,6 +3,7 @@
 //! address helpers.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -15,6 +16,11 @@ use crate::error::Failure;
 
 /// Largest request body accepted (every legitimate body is well under 1 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a request's body may take to arrive (set on every request by the
+/// router from `requestReadTimeoutSecs`).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadTimeout(pub Duration);
 
 /// A JSON body: `content-type: application/json`, at most [`BODY_LIMIT`] bytes,
 /// no unknown fields (the proto types deny them).
@@ -56,14 +62,44 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for JsonOrEmp
 
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), Failure> {
     let content_type_ok = is_json(req.headers());
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+    // A body announced as too large is refused before any of it is read (the
+    // limit alone would only trip once BODY_LIMIT bytes had arrived).
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let limit = req.extensions().get::<ReadTimeout>().copied();
+    let read = Bytes::from_request(req, state);
+    // One deadline for the whole body: a client trickling a byte at a time must
+    // not hold a connection (and a task) for minutes.
+    let read = match limit {
+        Some(ReadTimeout(limit)) => match tokio::time::timeout(limit, read).await {
+            Ok(read) => read,
+            Err(_) => {
+                return Err(
+                    Failure::bad_request("The request body did not arrive in time")
+                        .with_status(StatusCode::REQUEST_TIMEOUT),
+                )
+            }
+        },
+        None => read.await,
+    };
+    let bytes = read.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Failure::new(ErrorCode::PayloadTooLarge).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            too_large()
         } else {
             Failure::bad_request("Could not read the request body")
         }
     })?;
     Ok((content_type_ok, bytes))
+}
+
+fn too_large() -> Failure {
+    Failure::new(ErrorCode::PayloadTooLarge).with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

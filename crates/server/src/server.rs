@@ -1,12 +1,16 @@
 //! Building the router and running it: `launch` binds the configured address,
 //! `launch_with_listener` takes a bound listener (tests bind port 0).
+//!
+//! Connections are served by hyper directly rather than `axum::serve`, which has
+//! no header read timeout: without one a client that sends half a request head
+//! (slowloris) holds its connection forever.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,7 +18,9 @@ use guestpass_proto::{routes, ErrorCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
@@ -22,7 +28,7 @@ use crate::config::Config;
 use crate::crypto::{decoy_hash, digest, new_token};
 use crate::db::{Db, DbError};
 use crate::error::Failure;
-use crate::extract::BODY_LIMIT;
+use crate::extract::{ReadTimeout, BODY_LIMIT};
 use crate::mail::{MailError, Mailer};
 use crate::state::{AppState, SharedState};
 use crate::{admin, auth, cleanup, store, upgrade};
@@ -40,6 +46,8 @@ pub enum ServerError {
     },
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
@@ -124,20 +132,17 @@ pub async fn launch_with_clock(
     listener: TcpListener,
     clock: Arc<dyn Clock>,
 ) -> Result<ServerHandle, ServerError> {
+    // Checked before the database is touched: a typo fails fast.
+    let cors = cors_layer(&config.trusted_origins)?;
     let state = Arc::new(build_state(config, clock).await?);
     let addr = listener.local_addr()?;
-    let app = router(state.clone());
+    let mut app = router(state.clone());
+    if let Some(cors) = cors {
+        app = app.layer(cors);
+    }
     let (tx, rx) = oneshot::channel::<()>();
-    let serve = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let head_timeout = state.config.request_read_timeout();
+    let serve = tokio::spawn(serve(listener, app, head_timeout, rx));
     let anon = &state.config.auth_methods.anonymous;
     let cleanup = (state.config.cleanup_interval_secs > 0).then(|| {
         cleanup::spawn(
@@ -163,6 +168,93 @@ pub async fn launch_with_clock(
         serve,
         cleanup,
     })
+}
+
+/// Accepts until `stop` fires, then lets in-flight requests finish.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    head_timeout: Duration,
+    stop: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin or die.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let service =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                // Timeouts and clients hanging up: routine, not worth more.
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// CORS for the configured browser origins only; `None` (no CORS headers at all,
+/// browsers refuse cross-origin calls) when there are none.
+fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServerError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let mut allowed = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let parsed = url::Url::parse(origin).ok().filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+        });
+        let shown = parsed.map(|u| u.origin().ascii_serialization());
+        let value = shown
+            .filter(|o| *o == origin.trim_end_matches('/'))
+            .and_then(|o| HeaderValue::from_str(&o).ok())
+            .ok_or_else(|| {
+                ServerError::Config(format!(
+                    "trustedOrigins: {origin:?} is not an origin like https://app.example.com"
+                ))
+            })?;
+        allowed.push(value);
+    }
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST])
+            // Bearer tokens, not cookies: no credentials mode; and never the admin key.
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([HeaderName::from_static(routes::SET_AUTH_TOKEN)])
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 /// Connects the database (running migrations) and resolves secrets.
@@ -234,6 +326,9 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(ReadTimeout(
+            state.config.request_read_timeout(),
+        )))
         .layer(CatchPanicLayer::custom(panic_response))
         // Spans carry the path only: a query string can hold a verification token.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

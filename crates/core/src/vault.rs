@@ -103,6 +103,24 @@ fn map_err(e: keyring::Error) -> Error {
     match e {
         // A locked collection whose unlock prompt could not be shown or was dismissed.
         keyring::Error::NoStorageAccess(why) => Error::KeyringLocked(why.to_string()),
+        keyring::Error::PlatformFailure(why) if is_locked(why.as_ref()) => {
+            Error::KeyringLocked(why.to_string())
+        }
         other => Error::KeyringUnavailable(other.to_string()),
     }
+}
+
+/// Secret Service answers a write into a locked collection with its standard
+/// `IsLocked` error, which the keyring crate passes on as a platform failure.
+#[cfg(target_os = "linux")]
+fn is_locked(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<dbus_secret_service::Error>(),
+        Some(dbus_secret_service::Error::Dbus(d)) if d.name() == Some("org.freedesktop.Secret.Error.IsLocked")
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_locked(_: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    false
 }

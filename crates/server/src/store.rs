@@ -450,30 +450,73 @@ macro_rules! sql_store {
                 limit: i64,
                 now: i64,
             ) -> DbResult<Vec<String>> {
-                let mut tx = self.pool.begin().await?;
-                // DELETE … RETURNING reports only rows this transaction removed, so
-                // a guest is audited by whichever instance actually deleted it.
-                let ids: Vec<String> = sqlx::query_scalar(concat!(
-                    "DELETE FROM users WHERE id IN (",
+                // The batch starts with a read, so SQLite takes the write lock up
+                // front (the busy timeout then applies, instead of SQLITE_BUSY when
+                // the read snapshot goes stale before the DELETE).
+                let begin = if $kind == "sqlite" { "BEGIN IMMEDIATE" } else { "BEGIN" };
+                let mut tx = self.pool.begin_with(begin).await?;
+                // Pick the batch. On PostgreSQL `FOR UPDATE SKIP LOCKED` locks it, so
+                // another instance picks other guests, and re-checks the WHERE on the
+                // row it locks, so these are still stale guests until the commit; on
+                // SQLite this transaction holds the only write lock.
+                let picked: Vec<String> = sqlx::query_scalar(concat!(
                     "SELECT id FROM users WHERE is_anonymous = TRUE AND last_active_at < $1 ",
                     "ORDER BY last_active_at LIMIT $2",
-                    $skip_locked,
-                    ") AND is_anonymous = TRUE AND last_active_at < $1 RETURNING id"
+                    $skip_locked
                 ))
                 .bind(cutoff)
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-                for id in &ids {
-                    let audit = AuditRow::new(
-                        guestpass_proto::AuditEventKind::UserDeleted,
-                        id,
-                        "system",
-                        now,
-                        None,
-                    )
-                    .with_detail(serde_json::json!({ "reason": "inactive" }));
-                    Self::insert_audit(&mut *tx, &audit).await?;
+                if picked.is_empty() {
+                    return Ok(picked);
+                }
+                // Then delete them by primary key, named one by one. The single
+                // `DELETE … WHERE id IN (SELECT …) AND <stale>` this replaces was
+                // planned as a walk of the whole stale range per batch (SQLite, via
+                // users_stale_guests) or a sequential scan of users (PostgreSQL, a hash
+                // semi-join): quadratic, hours at a million guests.
+                // DELETE … RETURNING reports only rows this transaction removed, so
+                // a guest is audited by whichever instance actually deleted it.
+                let mut delete = sqlx::QueryBuilder::<<$store as StoreDb>::Db>::new(
+                    "DELETE FROM users WHERE id IN (",
+                );
+                let mut list = delete.separated(", ");
+                for id in &picked {
+                    list.push_bind(id);
+                }
+                delete.push(") RETURNING id");
+                let ids: Vec<String> = delete.build_query_scalar().fetch_all(&mut *tx).await?;
+                if !ids.is_empty() {
+                    let detail = serde_json::json!({ "reason": "inactive" });
+                    let audits: Vec<AuditRow> = ids
+                        .iter()
+                        .map(|id| {
+                            AuditRow::new(
+                                guestpass_proto::AuditEventKind::UserDeleted,
+                                id,
+                                "system",
+                                now,
+                                None,
+                            )
+                            .with_detail(detail.clone())
+                        })
+                        .collect();
+                    // One statement for the whole batch: an INSERT per guest was a
+                    // round trip per row.
+                    let mut insert = sqlx::QueryBuilder::<<$store as StoreDb>::Db>::new(
+                        "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
+                    );
+                    insert.push_values(&audits, |mut row, a| {
+                        row.push_bind(&a.id)
+                            .push_bind(&a.event)
+                            .push_bind(&a.user_id)
+                            .push_bind(&a.actor)
+                            .push_bind(a.created_at)
+                            .push_bind(&a.ip_hash)
+                            .push_bind(&a.detail);
+                    });
+                    insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(ids)

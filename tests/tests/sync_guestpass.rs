@@ -365,3 +365,100 @@ async fn a_backend_answering_garbage_leaves_the_device_offline_and_intact() {
     assert_eq!(app.list_notes().await.unwrap().len(), 1);
     device.forget_keyring(&guest.user.id);
 }
+
+/// Waits (up to `limit`) until the published sync status satisfies `want`.
+async fn status_until(
+    rx: &mut tokio::sync::watch::Receiver<guestpass_core::SyncStatus>,
+    what: &str,
+    limit: std::time::Duration,
+    want: impl FnMut(&guestpass_core::SyncStatus) -> bool,
+) -> guestpass_core::SyncStatus {
+    let got = match tokio::time::timeout(limit, rx.wait_for(want)).await {
+        Ok(Ok(s)) => Some(s.clone()),
+        _ => None,
+    };
+    got.unwrap_or_else(|| panic!("sync status never became {what}: {:?}", rx.borrow()))
+}
+
+#[tokio::test]
+async fn the_background_loop_delivers_work_queued_while_the_server_was_gone_once_it_is_back() {
+    let mut server = RefServer::start().await;
+    let device = Device::new(&server.url(), Dialect::Guestpass);
+    let app = std::sync::Arc::new(device.launch().await);
+    let guest = app.ensure_session().await.unwrap();
+    let mut status = app.subscribe_sync();
+    // The loop the shell runs; nothing below calls sync_now.
+    let sync = tokio::spawn(app.clone().run_sync());
+    let limit = std::time::Duration::from_secs(30);
+    status_until(&mut status, "upToDate", limit, |s| {
+        s.state == SyncState::UpToDate
+    })
+    .await;
+    assert!(server.admin_user(&guest.user.id).await.is_some());
+
+    // The server goes away; the person keeps working and asks for an account.
+    server.down().await;
+    let mut written = Vec::new();
+    for body in ["first", "second", "third"] {
+        written.push(app.create_note(body).await.unwrap().id);
+    }
+    let out = app
+        .upgrade(
+            "resumed@example.com",
+            pw("securePassword123"),
+            Some("Re Sumed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        UpgradeOutcome::Queued {
+            email: "resumed@example.com".into()
+        }
+    );
+    let offline = status_until(&mut status, "offline", limit, |s| {
+        s.state == SyncState::Offline
+    })
+    .await;
+    assert_eq!(offline.reason.unwrap().code, ErrorCode::BackendUnreachable);
+    assert_eq!(
+        offline.pending_upgrade.as_deref(),
+        Some("resumed@example.com")
+    );
+    assert!(device.keyring(&guest.user.id, "pending-password").is_some());
+
+    // Back on the same SQLite file and port: the loop's next retry delivers it.
+    server.up().await;
+    let done = status_until(&mut status, "upToDate with nothing pending", limit, |s| {
+        s.state == SyncState::UpToDate && s.pending_upgrade.is_none()
+    })
+    .await;
+    assert_eq!(done.refused_upgrade, None);
+    let me = app.get_session().await.unwrap().unwrap();
+    assert_eq!(
+        (me.user.id.as_str(), me.session.id.as_str()),
+        (guest.user.id.as_str(), guest.session.id.as_str()),
+        "same user, same session"
+    );
+    assert!(!me.user.is_anonymous);
+    assert_eq!(me.user.email.as_deref(), Some("resumed@example.com"));
+    assert_eq!(me.user.name.as_deref(), Some("Re Sumed"));
+    let mut kept: Vec<String> = app
+        .list_notes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    kept.reverse();
+    assert_eq!(kept, written, "every note, once");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM outbox").await, 0);
+    assert!(device.keyring(&guest.user.id, "pending-password").is_none());
+    let remote = server.admin_user(&guest.user.id).await.unwrap();
+    assert_eq!(
+        (remote["isAnonymous"].as_bool(), remote["email"].as_str()),
+        (Some(false), Some("resumed@example.com"))
+    );
+    sync.abort();
+    device.forget_keyring(&guest.user.id);
+}

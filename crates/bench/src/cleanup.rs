@@ -29,6 +29,9 @@ pub struct Outcome {
     pub guests: u64,
     pub seed_secs: f64,
     pub cleanup_secs: f64,
+    /// CPU time (user + system) of the cleanup process: on a busy machine the
+    /// wall time says more about the neighbours than about the cleanup.
+    pub cleanup_cpu_secs: Option<f64>,
     pub deleted: u64,
     pub connections: usize,
     pub before: Measured,
@@ -104,43 +107,49 @@ async fn scenario(
         paths.server_bin.clone(),
         server.config_path(),
     );
-    let (cleanup_secs, stdout, during) = tokio::task::spawn_blocking(move || {
-        let traffic = load::Load::start(
-            &s,
-            Kind::GetSession,
-            &url,
-            connections,
-            MAX_DURING,
-            Some(&tokens_path),
-        )?;
-        // wrk needs a moment to connect before the cleanup starts; this is a lead-in
-        // of the measurement, not synchronisation.
-        std::thread::sleep(Duration::from_millis(500));
-        let started = Instant::now();
-        let out = Command::new(&bin)
-            .args(["admin", "cleanup", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .env_remove("GUESTPASS_DATABASE_URL")
-            .output();
-        let cleanup_secs = started.elapsed().as_secs_f64();
-        traffic.interrupt()?;
-        let during = traffic.finish()?;
-        let out = out.context("running guestpass-server admin cleanup")?;
-        if !out.status.success() {
-            bail!(
-                "admin cleanup failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        anyhow::Ok((
-            cleanup_secs,
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            during,
-        ))
-    })
-    .await??;
+    let ((cleanup_secs, cleanup_cpu_secs), stdout, during) =
+        tokio::task::spawn_blocking(move || {
+            let traffic = load::Load::start(
+                &s,
+                Kind::GetSession,
+                &url,
+                connections,
+                MAX_DURING,
+                Some(&tokens_path),
+            )?;
+            // wrk needs a moment to connect before the cleanup starts; this is a lead-in
+            // of the measurement, not synchronisation.
+            std::thread::sleep(Duration::from_millis(500));
+            let started = Instant::now();
+            let cpu_before = children_cpu_secs();
+            let out = Command::new(&bin)
+                .args(["admin", "cleanup", "--config"])
+                .arg(&cfg)
+                .env("RUST_LOG", "warn")
+                .env_remove("GUESTPASS_DATABASE_URL")
+                .output();
+            let cleanup_secs = started.elapsed().as_secs_f64();
+            // The cleanup process is the only child reaped in between (wrk still runs).
+            let cleanup_cpu = children_cpu_secs()
+                .zip(cpu_before)
+                .map(|(after, before)| after - before);
+            traffic.interrupt()?;
+            let during = traffic.finish()?;
+            let out = out.context("running guestpass-server admin cleanup")?;
+            if !out.status.success() {
+                bail!(
+                    "admin cleanup failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            anyhow::Ok((
+                (cleanup_secs, cleanup_cpu),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                during,
+            ))
+        })
+        .await??;
     let deleted = stdout
         .split_whitespace()
         .skip_while(|w| *w != "deleted")
@@ -171,12 +180,36 @@ async fn scenario(
         guests,
         seed_secs,
         cleanup_secs,
+        cleanup_cpu_secs,
         deleted,
         connections,
         before,
         during,
         peak_rss_kib: server.peak_rss_kib()?,
     })
+}
+
+/// CPU seconds of this process's reaped children (`cutime + cstime` of
+/// /proc/self/stat), or None where that cannot be read.
+fn children_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; cutime and cstime are the
+    // 16th and 17th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(13)?.parse::<f64>().ok()? + fields.get(14)?.parse::<f64>().ok()?;
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|hz| *hz > 0.0)?;
+    Some(ticks / hz)
 }
 
 fn now_ms() -> anyhow::Result<i64> {

@@ -32,7 +32,7 @@ impl Target {
 
     pub fn storage(&self) -> &'static str {
         match self {
-            Target::GuestpassSqlite => "SQLite (WAL, synchronous=NORMAL)",
+            Target::GuestpassSqlite => "SQLite (WAL)",
             Target::GuestpassPostgres { .. } => "PostgreSQL",
             Target::BetterAuthMemory => "in-memory adapter (no disk)",
         }

@@ -1,0 +1,62 @@
+// Issue 7 in the real window: the data dir turns read-only (a real tmpfs remounted ro).
+// The app says why it cannot start, in words and with the typed code, and the guest's
+// note is still there once the disk can be written again. Needs root to mount.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { By, newDevice, startDriver, launchApp, screenshot, visible, sql } from "./harness.mjs";
+
+const mount = (...args) => execFileSync("mount", args, { stdio: ["ignore", "ignore", "pipe"] });
+
+// The app may still be closing its files when quit() returns; a ro remount waits for
+// that (the kernel refuses it while a file is open for writing). Poll, with a deadline.
+async function remountReadOnly(dir, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return mount("-o", "remount,ro", dir);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+test("a read-only data dir: the window says why and the note is kept", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("needs root to mount a tmpfs for the data dir");
+  const device = newDevice();
+  mount("-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", device.dataDir);
+  const driver = await startDriver(device.env);
+  try {
+    let app = await launchApp(driver);
+    try {
+      await visible(app, "#guest-banner");
+      await app.findElement(By.css("#note-input")).sendKeys("Written before the disk went read-only");
+      await app.findElement(By.css("#note-add")).click();
+      await visible(app, "#notes-list li.note .note-body");
+    } finally {
+      await app.quit();
+    }
+
+    await remountReadOnly(device.dataDir);
+    app = await launchApp(driver);
+    try {
+      const fatal = await visible(app, "#fatal");
+      assert.equal(await fatal.getAttribute("data-code"), "DATABASE_READ_ONLY");
+      assert.match(await app.findElement(By.css("#fatal-message")).getText(), /cannot be written/);
+      assert.match(await app.findElement(By.css("#fatal-hint")).getText(), /data folder can be written/);
+      await screenshot(app, "read-only-data-dir");
+    } finally {
+      await app.quit();
+    }
+
+    mount("-o", "remount,rw", device.dataDir);
+    assert.equal(sql(device.dataDir, "SELECT body FROM notes"), "Written before the disk went read-only", "nothing lost");
+    assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM users"), "1");
+  } finally {
+    await driver.stop();
+    // Lazy, so a process still holding a file cannot keep the mount (or the test) alive.
+    execFileSync("umount", ["-l", device.dataDir]);
+  }
+});

@@ -1,6 +1,6 @@
 //! PostgreSQL stopped under load, then started again: meanwhile every answer is 503
-//! with the typed body (bounded by the configured database timeout: no hang, no
-//! 500), and the same server process recovers on its own with nothing lost.
+//! with the typed body, within a bound set by the configured database timeout (no
+//! hang, no 500), and the same server process recovers on its own with nothing lost.
 //!
 //! The test runs its own PostgreSQL cluster (initdb into a temp dir, a free port) so
 //! stopping it disturbs no other test. Runs where the PostgreSQL tests run

@@ -1,0 +1,382 @@
+//! No secret at rest or in logs: after a full journey — a guest syncing notes and
+//! upgrading with a password, another linking a social account with a real ID
+//! token, email sign-in, the admin API with its key, and refusals of each — every
+//! byte of every SQLite file (database, WAL, SHM) of both devices and the server,
+//! everything the app core and the server logged at DEBUG, and every error message
+//! are searched for the session tokens, the password, the admin key and the ID
+//! token, also as hex and base64. None may appear.
+//!
+//! The ID token only ever travels from the app to the server, so the app talks to
+//! the server through a recording pass-through here: it is how the test learns the
+//! token it must then not find anywhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use base64::Engine;
+use guestpass_core::{Dialect, Opener, SocialProvider, UpgradeOutcome};
+use guestpass_proto::ErrorCode;
+use guestpass_testkit::oidc::OidcPeer;
+use guestpass_tests::{Device, RefServer, ADMIN_KEY};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Correct-Horse-Battery-42";
+const PROVIDER: &str = "acme";
+const CLIENT_ID: &str = "guestpass-desktop";
+
+/// Everything every `tracing` call in this process wrote, at DEBUG and above.
+#[derive(Clone, Default)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> LogSink {
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    sink
+}
+
+/// Forwards to the server and remembers every request body and every error answer.
+struct Recorder {
+    upstream: String,
+    http: reqwest::Client,
+    requests: Mutex<Vec<Vec<u8>>>,
+    error_bodies: Mutex<Vec<String>>,
+}
+
+async fn forward(State(r): State<Arc<Recorder>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = to_bytes(body, 1 << 20).await.unwrap();
+    r.requests.lock().unwrap().push(body.to_vec());
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = r
+        .http
+        .request(parts.method, format!("{}{path}", r.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            out = out.header(name, value);
+        }
+    }
+    let res = out.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.unwrap();
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        r.error_bodies.lock().unwrap().push(text);
+    }
+    let mut answer = Response::builder().status(status);
+    for (name, value) in &headers {
+        if name != "content-length" && name != "transfer-encoding" {
+            answer = answer.header(name, value);
+        }
+    }
+    answer.body(Body::from(bytes)).unwrap()
+}
+
+async fn start_recorder(upstream: String) -> (String, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder {
+        upstream,
+        http: reqwest::Client::new(),
+        requests: Mutex::default(),
+        error_bodies: Mutex::default(),
+    });
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(recorder.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, recorder)
+}
+
+/// The system browser: follows the authorize URL through the provider's redirects
+/// to the app's loopback callback.
+struct Browser;
+
+impl Opener for Browser {
+    fn open(&self, url: &str) -> Result<(), String> {
+        let mut url = url::Url::parse(url).map_err(|e| e.to_string())?;
+        url.query_pairs_mut()
+            .append_pair("login_hint", "social@example.com");
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let mut next = url.to_string();
+            for _ in 0..10 {
+                let res = http.get(&next).send().await.unwrap();
+                let Some(location) = res.headers().get("location") else {
+                    break;
+                };
+                let location = location.to_str().unwrap().to_owned();
+                next = url::Url::parse(&next)
+                    .unwrap()
+                    .join(&location)
+                    .unwrap()
+                    .to_string();
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A secret and the encodings it could hide in.
+fn forms(secret: &str) -> Vec<String> {
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let b64url = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut forms = vec![
+        secret.to_owned(),
+        hex::encode(secret),
+        hex::encode_upper(secret),
+        b64.encode(secret),
+        b64url.encode(secret),
+    ];
+    // Tokens are base64url of random bytes: those bytes, written another way.
+    if let Ok(raw) = b64url.decode(secret) {
+        forms.extend([hex::encode(&raw), b64.encode(&raw)]);
+    }
+    // A JWT's parts can be stored apart (the signature is what proves possession).
+    if secret.matches('.').count() == 2 {
+        forms.extend(secret.split('.').skip(1).map(str::to_owned));
+    }
+    forms
+}
+
+fn files_of(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            std::fs::read(&p)
+                .ok()
+                .map(|b| (p.to_string_lossy().into_owned(), b))
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+}
+
+fn pw(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+fn error_text<T>(result: guestpass_core::Result<T>) -> String {
+    match result {
+        Ok(_) => panic!("expected a refusal"),
+        Err(e) => format!("{e} / {e:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
+    let logs = capture_logs();
+    let provider = OidcPeer::start();
+    let mut server = RefServer::reserve().await;
+    server
+        .up_with_social(&[(PROVIDER, CLIENT_ID, &provider.issuer)])
+        .await;
+    let (via, recorder) = start_recorder(server.url()).await;
+    let mut messages: Vec<String> = Vec::new();
+
+    // A guest with notes syncs, then upgrades with a password, online.
+    let device_a = Device::new(&via, Dialect::Guestpass);
+    let a = device_a.launch().await;
+    let guest_a = a.ensure_session().await.unwrap();
+    a.create_note("a note that syncs").await.unwrap();
+    a.sync_now().await;
+    let up = a
+        .upgrade("secret-keeper@example.com", pw(PASSWORD), Some("Keeper"))
+        .await
+        .unwrap();
+    assert!(matches!(up, UpgradeOutcome::Upgraded(_)), "{up:?}");
+    messages.push(error_text(
+        a.upgrade("x@example.com", pw(PASSWORD), None).await,
+    ));
+
+    // A second device is refused the same email (with the same password).
+    let device_c = Device::new(&via, Dialect::Guestpass);
+    let c = device_c.launch().await;
+    let guest_c = c.ensure_session().await.unwrap();
+    let refused = c
+        .upgrade("secret-keeper@example.com", pw(PASSWORD), None)
+        .await;
+    messages.push(error_text(refused));
+
+    // Another guest links a social account.
+    let mut device_b = Device::new(&via, Dialect::Guestpass);
+    device_b.social = vec![SocialProvider {
+        name: PROVIDER.into(),
+        issuer: provider.issuer.clone(),
+        client_id: CLIENT_ID.into(),
+    }];
+    let b = device_b.launch().await;
+    let guest_b = b.ensure_session().await.unwrap();
+    b.create_note("another note").await.unwrap();
+    let linked = b.upgrade_with_social(PROVIDER, &Browser).await.unwrap();
+    assert!(!linked.user.is_anonymous);
+    let again = b.upgrade_with_social(PROVIDER, &Browser).await;
+    assert_eq!(
+        again.as_ref().err().map(|e| e.code()),
+        Some(ErrorCode::UserNotAnonymous)
+    );
+    messages.push(error_text(again));
+
+    let id_token = recorder
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|body| serde_json::from_slice::<Value>(body).ok())
+        .find_map(|v| v["idToken"].as_str().map(str::to_owned))
+        .expect("the app sent an ID token to the server");
+
+    // Straight to the server: email sign-in (wrong and right), a replayed ID token
+    // on a fresh guest, the admin API with and without its key.
+    let (_, wrong) = server
+        .post(
+            "/sign-in/email",
+            None,
+            json!({"email": "secret-keeper@example.com", "password": format!("{PASSWORD}!")}),
+        )
+        .await;
+    messages.push(wrong.to_string());
+    let (status, signed_in) = server
+        .post(
+            "/sign-in/email",
+            None,
+            json!({"email": "secret-keeper@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{signed_in}");
+    let email_token = signed_in["token"].as_str().unwrap().to_owned();
+    let (_, fresh) = server.post("/sign-in/anonymous", None, json!({})).await;
+    let fresh_token = fresh["token"].as_str().unwrap().to_owned();
+    let (_, replay) = server
+        .post(
+            "/anonymous/upgrade-social",
+            Some(&fresh_token),
+            json!({"provider": PROVIDER, "idToken": id_token}),
+        )
+        .await;
+    messages.push(replay.to_string());
+    assert!(server.admin_user(&guest_a.user.id).await.is_some());
+    let refused_admin = reqwest::Client::new()
+        .get(format!("{}/api/auth/admin/list-users", server.url()))
+        .header("x-api-key", format!("{ADMIN_KEY}-wrong"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    messages.push(refused_admin);
+    messages.extend(recorder.error_bodies.lock().unwrap().iter().cloned());
+
+    // The secrets: every session token (local and server-side), the password, the
+    // admin key, the ID token.
+    let mut secrets = vec![
+        ("password", PASSWORD.to_owned()),
+        ("admin key", ADMIN_KEY.to_owned()),
+        ("ID token", id_token),
+        ("email sign-in token", email_token),
+        ("fresh guest token", fresh_token),
+    ];
+    for (device, user) in [
+        (&device_a, &guest_a.user.id),
+        (&device_b, &guest_b.user.id),
+        (&device_c, &guest_c.user.id),
+    ] {
+        for slot in ["session", "remote-session"] {
+            if let Some(token) = device.keyring(user, slot) {
+                secrets.push(("session token", token));
+            }
+        }
+    }
+    assert!(
+        secrets
+            .iter()
+            .filter(|(k, _)| *k == "session token")
+            .count()
+            >= 6,
+        "each device holds a local and a server token"
+    );
+
+    // Written to disk, as a crash would leave them: scan with the apps still open
+    // (WAL not checkpointed), then again after they and the server have closed.
+    let mut places: Vec<(String, Vec<u8>)> = Vec::new();
+    let server_db = server.dir.path().join("server.db");
+    let db_paths = [
+        device_a.db_path(),
+        device_b.db_path(),
+        device_c.db_path(),
+        server_db,
+    ];
+    let mut scan = |pass: &str| {
+        for path in &db_paths {
+            for (name, bytes) in files_of(path) {
+                places.push((format!("{name} ({pass})"), bytes));
+            }
+        }
+    };
+    scan("open");
+    drop((a, b, c));
+    server.down().await;
+    scan("closed");
+    let log = logs.0.lock().unwrap().clone();
+    assert!(
+        contains(&log, "DEBUG") && contains(&log, "guest upgraded"),
+        "the server's DEBUG log was captured: {}",
+        String::from_utf8_lossy(&log[..log.len().min(3000)])
+    );
+    places.push(("log output".into(), log));
+    for (i, m) in messages.iter().enumerate() {
+        places.push((format!("error message {i}: {m}"), m.clone().into_bytes()));
+    }
+    assert!(places.iter().filter(|(n, _)| n.contains("-wal")).count() >= 4);
+
+    let mut leaks = Vec::new();
+    for (what, secret) in &secrets {
+        for form in forms(secret) {
+            for (place, bytes) in &places {
+                if contains(bytes, &form) {
+                    leaks.push(format!("{what} ({form:.12}…) in {place}"));
+                }
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets found:\n{}", leaks.join("\n"));
+    for (device, user) in [
+        (&device_a, &guest_a.user.id),
+        (&device_b, &guest_b.user.id),
+        (&device_c, &guest_c.user.id),
+    ] {
+        device.forget_keyring(user);
+    }
+}

@@ -12,6 +12,8 @@ exec dbus-run-session -- bash -c '
   keyring_home=$(mktemp -d "${TMPDIR:-/tmp}/guestpass-keyring.XXXXXX")
   trap "rm -rf \"$keyring_home\"" EXIT
   mkdir -p "$keyring_home/keyrings"
+  # The crash harness restarts the daemon on these files when a killed client crashes it.
+  export GUESTPASS_KEYRING_HOME="$keyring_home"
   # --unlock reads the keyring password from stdin; without it the daemon would prompt.
   eval "$(printf "guestpass-ci" | XDG_DATA_HOME="$keyring_home" gnome-keyring-daemon --unlock --components=secrets)"
   "$@"

@@ -3,6 +3,10 @@
 //! with its own SQLite file, plus a real SMTP listener to catch verification mail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod crash_child;
+pub mod keyring_daemon;
+pub mod server_process;
+
 pub use guestpass_testkit::{find_link, SmtpSink};
 
 use std::net::SocketAddr;

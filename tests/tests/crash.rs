@@ -1,0 +1,590 @@
+//! Crash safety of the app core: `crash-child` (the real core in its own process) is
+//! SIGKILLed at random points of guest creation, note writes, a queued upgrade and sync
+//! passes against a real reference server (up or down at random), then the device is
+//! reopened and checked: one guest, every acknowledged note exactly as acknowledged, no
+//! duplicates, outbox and keyring agreeing with the database, an intact SQLite file,
+//! and an acknowledged upgrade delivered exactly once.
+//!
+//! Runs: `GUESTPASS_CRASH_RUNS` (default 100). Seed: printed; `GUESTPASS_CRASH_SEED`
+//! replays the same plan (the instant each kill lands still varies with the machine).
+//! Needs the keyring: run under `scripts/with-keyring.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guestpass_core::{Dialect, Guestpass, SyncState};
+use guestpass_proto::ErrorCode;
+use guestpass_tests::crash_child::{run_and_kill, ChildArgs, Kill, Ledger, Op, ALL_PHASES};
+use guestpass_tests::{keyring_daemon, Device, RefServer};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Shown even though the test harness captures output.
+fn tell(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: usize,
+    devices: usize,
+    by_phase: BTreeMap<&'static str, usize>,
+    cut_mid_op: usize,
+    acks: usize,
+    upgrades_checked: usize,
+    lost_registrations: usize,
+    orphan_keyring_entries: usize,
+    keyring_daemon_crashes: usize,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.runs += o.runs;
+        self.devices += o.devices;
+        for (k, v) in o.by_phase {
+            *self.by_phase.entry(k).or_default() += v;
+        }
+        self.cut_mid_op += o.cut_mid_op;
+        self.acks += o.acks;
+        self.upgrades_checked += o.upgrades_checked;
+        self.lost_registrations += o.lost_registrations;
+        self.orphan_keyring_entries += o.orphan_keyring_entries;
+        self.keyring_daemon_crashes += o.keyring_daemon_crashes;
+    }
+}
+
+/// Two lanes (one per core), each with its own server and devices.
+const LANES: u64 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_core_survives_sigkill_at_random_points() {
+    let runs = env_number("GUESTPASS_CRASH_RUNS").unwrap_or(100);
+    let seed = env_number("GUESTPASS_CRASH_SEED").unwrap_or_else(rand::random);
+    tell(&format!(
+        "crash harness: {runs} kill runs, seed {seed} (replay: GUESTPASS_CRASH_SEED={seed})"
+    ));
+    let lanes: Vec<_> = (0..LANES)
+        .map(|lane| {
+            let share = runs / LANES + u64::from(lane < runs % LANES);
+            tokio::spawn(lane_runs(seed, lane, share as usize))
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for lane in lanes {
+        tally.add(lane.await.unwrap());
+    }
+    tell(&format!(
+        "crash harness: {} kill runs on {} devices, {} acknowledged operations, \
+         {} kills cut an operation in half; kills by phase {:?}; {} checks of an \
+         acknowledged upgrade delivered exactly once; {} devices lost their server \
+         registration (USER_ID_TAKEN); {} orphaned keyring entries; {} runs discarded \
+         because gnome-keyring-daemon crashed (upstream bug)",
+        tally.runs,
+        tally.devices,
+        tally.acks,
+        tally.cut_mid_op,
+        tally.by_phase,
+        tally.upgrades_checked,
+        tally.lost_registrations,
+        tally.orphan_keyring_entries,
+        tally.keyring_daemon_crashes
+    ));
+    if runs >= 100 {
+        for phase in ALL_PHASES {
+            assert!(
+                tally.by_phase.get(phase).copied().unwrap_or(0) > 0,
+                "no kill landed in {phase}"
+            );
+        }
+    }
+}
+
+async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(lane));
+    let held = stable_child_binary();
+    let child_bin = held.path().join("crash-child");
+    let mut server = RefServer::reserve().await;
+    let mut up = false;
+    let mut tally = Tally::default();
+    while tally.runs < runs {
+        tally.devices += 1;
+        let device_no = tally.devices;
+        let device = Arc::new(Device::new(&server.url(), Dialect::Guestpass));
+        let mut ledger = Ledger::default();
+        let mut lost = false;
+        for life in 0..rng.gen_range(1..=6) {
+            if tally.runs >= runs {
+                break;
+            }
+            // The backend comes and goes between lives, as networks do.
+            let want_up = rng.gen_bool(0.6);
+            if want_up != up {
+                if want_up {
+                    server.up_with(unlimited(&server)).await;
+                } else {
+                    server.down().await;
+                }
+                up = want_up;
+            }
+            let args = ChildArgs {
+                bin: child_bin.clone(),
+                data_dir: device.dir.path().to_path_buf(),
+                service: device.service.clone(),
+                backend: server.url(),
+                email: format!("crash-{lane}-{device_no}@example.com"),
+                seed: rng.gen(),
+                tag: format!("l{lane}d{device_no}r{life}"),
+            };
+            let kill = if rng.gen_bool(0.4) {
+                Kill::After(Duration::from_micros(rng.gen_range(0..250_000)))
+            } else {
+                Kill::Acks(
+                    rng.gen_range(1..20),
+                    Duration::from_micros(rng.gen_range(0..3_000)),
+                )
+            };
+            let context =
+                format!("seed {seed}, lane {lane}, device {device_no}, life {life}, {kill:?}");
+            let generation = keyring_daemon::generation();
+            let online = up && !lost;
+            let run = tokio::spawn(one_run(
+                device.clone(),
+                std::mem::take(&mut ledger),
+                args,
+                kill,
+                online,
+                server.dir.path().join("server.db"),
+                context,
+            ));
+            match run.await {
+                Ok(r) => {
+                    ledger = r.ledger;
+                    tally.runs += 1;
+                    *tally.by_phase.entry(r.phase).or_default() += 1;
+                    tally.cut_mid_op += usize::from(r.cut);
+                    tally.upgrades_checked += usize::from(r.upgrade_checked);
+                    lost |= r.lost;
+                }
+                Err(e) if e.is_panic() && keyring_daemon::crashed_since(generation) => {
+                    // Not the app's doing: the OS keyring itself died under the kill.
+                    // This device's secrets are in an unknown state; retire it.
+                    tally.keyring_daemon_crashes += 1;
+                    break;
+                }
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        tally.acks += ledger.acks;
+        tally.lost_registrations += usize::from(lost);
+        tally.orphan_keyring_entries += forget_device(&device, ledger.user.as_deref());
+    }
+    server.down().await;
+    tally
+}
+
+/// A link to the child binary that a concurrent `cargo build` relinking
+/// `target/debug/crash-child` cannot pull away mid-run.
+fn stable_child_binary() -> tempfile::TempDir {
+    let built = Path::new(env!("CARGO_BIN_EXE_crash-child"));
+    let dir = tempfile::tempdir_in(built.parent().unwrap()).unwrap();
+    let held = dir.path().join("crash-child");
+    if std::fs::hard_link(built, &held).is_err() {
+        std::fs::copy(built, &held).unwrap();
+    }
+    dir
+}
+
+struct RunResult {
+    ledger: Ledger,
+    phase: &'static str,
+    cut: bool,
+    upgrade_checked: bool,
+    lost: bool,
+}
+
+/// One life of a device: the child killed, the file checked, the core reopened (with
+/// a pass when the server is up) and everything checked again.
+async fn one_run(
+    device: Arc<Device>,
+    mut ledger: Ledger,
+    args: ChildArgs,
+    kill: Kill,
+    online: bool,
+    server_db: PathBuf,
+    context: String,
+) -> RunResult {
+    let t0 = std::time::Instant::now();
+    let lines = tokio::task::spawn_blocking(move || run_and_kill(&args, kill))
+        .await
+        .unwrap();
+    let phase = ledger.apply(&lines);
+    let cut = ledger.in_flight.is_some();
+    let t1 = t0.elapsed();
+    check_file(&device, &mut ledger, &context).await;
+    let app = device.launch().await;
+    let lost = recover(&app, &mut ledger, online, &context).await == Recovered::LostRegistration;
+    let t2 = t0.elapsed();
+    check_keyring_and_outbox(&app, &device, &ledger, &context).await;
+    let upgrade_checked =
+        online && !lost && check_server_view(&app, &server_db, &ledger, &context).await;
+    app.store().close().await;
+    if std::env::var_os("GUESTPASS_CRASH_VERBOSE").is_some() {
+        tell(&format!(
+            "{context}: {} lines, {phase}; child {t1:?}, recovered {t2:?}, checked {:?}",
+            lines.len(),
+            t0.elapsed()
+        ));
+    }
+    RunResult {
+        ledger,
+        phase,
+        cut,
+        upgrade_checked,
+        lost,
+    }
+}
+
+/// The server config the device syncs with: the rate limit off (the harness registers
+/// a guest per device from one address, far more than 30 a minute on a fast run).
+fn unlimited(server: &RefServer) -> guestpass_server::Config {
+    let mut config = server.config();
+    config.rate_limit.anonymous_per_minute = 0;
+    config
+}
+
+/// The database file as the kill left it, before anything reopens it.
+async fn check_file(device: &Device, ledger: &mut Ledger, context: &str) {
+    if !device.db_path().exists() {
+        assert!(ledger.user.is_none(), "{context}: the database vanished");
+        return;
+    }
+    let mut db =
+        SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(device.db_path()))
+            .await
+            .unwrap();
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok", "{context}");
+    let migrated: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'notes'",
+    )
+    .fetch_optional(&mut db)
+    .await
+    .unwrap();
+    if migrated.is_none() {
+        assert!(ledger.user.is_none(), "{context}: the schema vanished");
+        return;
+    }
+    let fk: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(fk.is_empty(), "{context}: dangling references in {fk:?}");
+    let users: Vec<String> = sqlx::query_scalar("SELECT id FROM users")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let owner: Vec<String> = sqlx::query_scalar("SELECT user_id FROM device_account")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(users.len() <= 1, "{context}: two guests {users:?}");
+    assert_eq!(
+        users, owner,
+        "{context}: device_account disagrees with users"
+    );
+    if let Some(user) = &ledger.user {
+        assert_eq!(
+            users,
+            std::slice::from_ref(user),
+            "{context}: the acknowledged guest is gone"
+        );
+    }
+
+    let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT id, user_id, body FROM notes")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let mut found: BTreeMap<String, String> = BTreeMap::new();
+    let mut bodies = std::collections::BTreeSet::new();
+    for (id, owner, body) in rows {
+        assert_eq!(
+            Some(&owner),
+            ledger.user.as_ref(),
+            "{context}: note {id} of another user"
+        );
+        assert!(
+            bodies.insert(body.clone()),
+            "{context}: duplicated note {body}"
+        );
+        found.insert(id, body);
+    }
+    // Every acknowledged note, exactly as acknowledged, unless the kill cut the very
+    // operation on it: then either before or after, never anything else.
+    for (id, body) in &ledger.notes {
+        match (&ledger.in_flight, found.get(id)) {
+            (_, Some(b)) if b == body => {}
+            (Some(Op::Update { id: i, body: new }), Some(b)) if i == id && b == new => {}
+            (Some(Op::Delete { id: i }), None) if i == id => {}
+            (_, got) => panic!("{context}: note {id} acknowledged as {body:?}, found {got:?}"),
+        }
+    }
+    for id in &ledger.deleted {
+        assert!(
+            !found.contains_key(id),
+            "{context}: deleted note {id} is back"
+        );
+    }
+    for (id, body) in &found {
+        if ledger.notes.contains_key(id) {
+            continue;
+        }
+        let cut_create = matches!(&ledger.in_flight, Some(Op::Create { body: b }) if b == body);
+        assert!(
+            cut_create,
+            "{context}: note {id} {body:?} was never written"
+        );
+    }
+    // What the cut operation did (all of it or none of it) is now simply the state.
+    match ledger.in_flight.take() {
+        Some(Op::Create { body }) => {
+            if let Some((id, _)) = found.iter().find(|(_, b)| **b == body) {
+                ledger.notes.insert(id.clone(), body);
+            }
+        }
+        Some(Op::Update { id, .. }) => {
+            if let Some(b) = found.get(&id) {
+                ledger.notes.insert(id, b.clone());
+            }
+        }
+        Some(Op::Delete { id }) => {
+            if !found.contains_key(&id) {
+                ledger.notes.remove(&id);
+                ledger.deleted.insert(id);
+            }
+        }
+        other => ledger.in_flight = other,
+    }
+    db.close().await.unwrap();
+}
+
+#[derive(Debug, PartialEq)]
+enum Recovered {
+    Done,
+    /// The server registered the guest but the kill took the answer (and its token)
+    /// with it: the server refuses a second registration of that id.
+    LostRegistration,
+}
+
+/// The next launch: the same guest, and with the server up, a pass that finishes what
+/// the kill interrupted.
+async fn recover(app: &Guestpass, ledger: &mut Ledger, online: bool, context: &str) -> Recovered {
+    let s = app.ensure_session().await.expect("session after the crash");
+    if let Some(user) = &ledger.user {
+        assert_eq!(
+            &s.user.id, user,
+            "{context}: a different guest after the crash"
+        );
+    }
+    ledger.user = Some(s.user.id.clone());
+    // A cut upgrade that reached the outbox (or the server) counts as asked for.
+    if let Some(Op::Upgrade { email }) = &ledger.in_flight {
+        let queued = pending_email(app).await;
+        if queued.is_some() || !s.user.is_anonymous {
+            ledger.upgrade = Some(email.clone());
+        }
+    }
+    ledger.in_flight = None;
+    // The app runs a pass at every start, reachable server or not.
+    let status = app.sync_now().await;
+    match status.state {
+        SyncState::Offline if !online => Recovered::Done,
+        SyncState::UpToDate if online => Recovered::Done,
+        SyncState::NeedsAttention
+            if status.reason.as_ref().map(|r| r.code) == Some(ErrorCode::UserIdTaken) =>
+        {
+            Recovered::LostRegistration
+        }
+        _ => panic!("{context}: the pass after the crash ended {status:?}"),
+    }
+}
+
+async fn pending_email(app: &Guestpass) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT json_extract(payload, '$.email') FROM outbox WHERE state = 'pending'",
+    )
+    .fetch_optional(app.store().pool())
+    .await
+    .unwrap()
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Keyring and database agree: the session token hashes to the one session row, the
+/// queued password exists iff a pending outbox row does, a remote token iff its row.
+async fn check_keyring_and_outbox(
+    app: &Guestpass,
+    device: &Device,
+    ledger: &Ledger,
+    context: &str,
+) {
+    let pool = app.store().pool();
+    let user = ledger.user.clone().unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "{context}");
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM sessions WHERE user_id = ?")
+            .bind(&user)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let token = device
+        .keyring(&user, "session")
+        .expect("session token in the keyring");
+    assert_eq!(
+        hashes,
+        [sha256_hex(&token)],
+        "{context}: keyring token vs session rows"
+    );
+
+    let outbox: Vec<String> = sqlx::query_scalar("SELECT state FROM outbox")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(outbox.len() <= 1, "{context}: outbox {outbox:?}");
+    let pending = outbox.iter().any(|s| s == "pending");
+    let password = device.keyring(&user, "pending-password");
+    assert_eq!(
+        password.is_some(),
+        pending,
+        "{context}: queued password in the keyring iff a pending upgrade (outbox {outbox:?})"
+    );
+    let remote_row: Option<String> =
+        sqlx::query_scalar("SELECT remote_user_id FROM remote_account WHERE user_id = ?")
+            .bind(&user)
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+    if remote_row.is_some() {
+        assert!(
+            device.keyring(&user, "remote-session").is_some(),
+            "{context}: remote_account without its token"
+        );
+    }
+    let updates: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE event = 'user.updated'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(
+        updates <= 1,
+        "{context}: the upgrade applied {updates} times locally"
+    );
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok", "{context}");
+}
+
+/// After a successful pass: the device and the server agree on the guest, and an
+/// acknowledged upgrade is delivered exactly once. True when it checked an upgrade.
+async fn check_server_view(
+    app: &Guestpass,
+    server_db: &Path,
+    ledger: &Ledger,
+    context: &str,
+) -> bool {
+    let user = ledger.user.clone().unwrap();
+    let pool = app.store().pool();
+    let mapped: Option<String> =
+        sqlx::query_scalar("SELECT remote_user_id FROM remote_account WHERE user_id = ?")
+            .bind(&user)
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+    assert_eq!(mapped.as_ref(), Some(&user), "{context}: remote mapping");
+    let (anonymous, email): (bool, Option<String>) =
+        sqlx::query_as("SELECT is_anonymous, email FROM users WHERE id = ?")
+            .bind(&user)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let mut db = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(server_db))
+        .await
+        .unwrap();
+    let (remote_anonymous, remote_email): (bool, Option<String>) =
+        sqlx::query_as("SELECT is_anonymous, email FROM users WHERE id = ?")
+            .bind(&user)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    let upgrades: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE user_id = ? AND event = 'user.updated' \
+         AND json_extract(detail, '$.upgrade') = 'email'",
+    )
+    .bind(&user)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(
+        (anonymous, &email),
+        (remote_anonymous, &remote_email),
+        "{context}"
+    );
+    let Some(asked) = &ledger.upgrade else {
+        assert!(anonymous, "{context}: upgraded without being asked");
+        return false;
+    };
+    assert!(!anonymous, "{context}: acknowledged upgrade not delivered");
+    assert_eq!(email.as_deref(), Some(asked.as_str()), "{context}");
+    assert_eq!(upgrades, 1, "{context}: server upgrades");
+    assert!(pending_email(app).await.is_none(), "{context}: outbox left");
+    true
+}
+
+/// Removes the device's keyring entries; returns how many belonged to no guest of it
+/// (a kill between the token write and the commit of guest creation leaves one).
+fn forget_device(device: &Device, user: Option<&str>) -> usize {
+    let listed = std::process::Command::new("secret-tool")
+        .args(["search", "--all", "service", &device.service])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+        })
+        .unwrap_or_default();
+    let mut orphans = 0;
+    for line in listed.lines() {
+        let Some(name) = line.strip_prefix("attribute.username = ") else {
+            continue;
+        };
+        let owner = name.split(':').next().unwrap_or_default();
+        if Some(owner) != user {
+            orphans += 1;
+            device.forget_keyring(owner);
+        }
+    }
+    if let Some(u) = user {
+        device.forget_keyring(u);
+    }
+    orphans
+}

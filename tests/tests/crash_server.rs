@@ -1,0 +1,421 @@
+//! Crash safety of the reference server: the real `guestpass-server` binary is
+//! SIGKILLed at random instants while app cores upgrade their guests, and while it
+//! deletes a backlog of stale guests; after each kill its database is checked, and after
+//! a restart on the same database the apps' retried upgrades must converge.
+//!
+//! SQLite always; PostgreSQL too when `GUESTPASS_TEST_POSTGRES_URL` is set. Kills per
+//! scenario: `GUESTPASS_CRASH_SERVER_KILLS` (default 20); seed printed, replay with
+//! `GUESTPASS_CRASH_SEED`. Needs the keyring (the app cores): run under
+//! `scripts/with-keyring.sh`, after `cargo build -p guestpass-server`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use guestpass_core::{Dialect, SyncState, UpgradeOutcome};
+use guestpass_tests::on_pool;
+use guestpass_tests::server_process::{ServerDb, ServerProcess};
+use guestpass_tests::Device;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+
+fn tell(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn plan(scenario: &str) -> (usize, StdRng) {
+    let kills = std::env::var("GUESTPASS_CRASH_SERVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed = std::env::var("GUESTPASS_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    tell(&format!(
+        "{scenario}: {kills} kills, seed {seed} (replay: GUESTPASS_CRASH_SEED={seed})"
+    ));
+    (kills, StdRng::seed_from_u64(seed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_killed_mid_upgrade() {
+    killed_mid_upgrade(ServerDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_killed_mid_upgrade() {
+    match ServerDb::postgres().await {
+        Some(db) => killed_mid_upgrade(db).await,
+        None => tell(
+            "SKIPPED postgres_server_killed_mid_upgrade: GUESTPASS_TEST_POSTGRES_URL is not set",
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_killed_mid_cleanup() {
+    killed_mid_cleanup(ServerDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_killed_mid_cleanup() {
+    match ServerDb::postgres().await {
+        Some(db) => killed_mid_cleanup(db).await,
+        None => tell(
+            "SKIPPED postgres_server_killed_mid_cleanup: GUESTPASS_TEST_POSTGRES_URL is not set",
+        ),
+    }
+}
+
+const DEVICES_PER_ROUND: usize = 3;
+
+/// Rounds of fresh devices that register and upgrade at once while the server dies
+/// under them; then the server comes back and every device's upgrade must land
+/// exactly once.
+async fn killed_mid_upgrade(db: ServerDb) {
+    let kind = if db.is_sqlite() { "sqlite" } else { "postgres" };
+    let (kills, mut rng) = plan(&format!("server killed mid-upgrade ({kind})"));
+    let mut server = ServerProcess::new(&db.url, "cleanupIntervalSecs = 0");
+    let (mut cut, mut queued) = (0, 0);
+    for round in 0..kills {
+        server.start().await;
+        let devices: Vec<Device> = (0..DEVICES_PER_ROUND)
+            .map(|_| Device::new(&server.url(), Dialect::Guestpass))
+            .collect();
+        let mut work = Vec::new();
+        for (i, device) in devices.iter().enumerate() {
+            let app = std::sync::Arc::new(device.launch().await);
+            let email = format!("r{round}-d{i}@crash.example.com");
+            let a = app.clone();
+            work.push((
+                app,
+                email.clone(),
+                tokio::spawn(async move {
+                    a.ensure_session().await.unwrap();
+                    a.upgrade(
+                        &email,
+                        SecretString::from("crash-harness-pw".to_owned()),
+                        None,
+                    )
+                    .await
+                }),
+            ));
+        }
+        // The fault: a kill at an arbitrary instant of registration, hashing, commit
+        // or answer.
+        tokio::time::sleep(Duration::from_micros(rng.gen_range(0..400_000))).await;
+        let running = work.iter().filter(|(_, _, t)| !t.is_finished()).count();
+        assert!(
+            server.kill(),
+            "the server died on its own\n{}",
+            server.last_log()
+        );
+        cut += usize::from(running > 0);
+        for (_, _, task) in &mut work {
+            match task.await.unwrap() {
+                Ok(UpgradeOutcome::Queued { .. }) => queued += 1,
+                Ok(UpgradeOutcome::Upgraded(_)) => {}
+                Err(e) => panic!("round {round}: upgrade answered {e:?}"),
+            }
+        }
+        check_server_db(&db, &format!("round {round}, after the kill")).await;
+
+        server.start().await;
+        for (app, email, _) in &work {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let s = app.sync_now().await;
+                if s.state == SyncState::UpToDate && s.pending_upgrade.is_none() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: no convergence: {s:?}"
+                );
+            }
+            let me = app.ensure_session().await.unwrap();
+            assert!(
+                !me.user.is_anonymous,
+                "round {round}: {email} not upgraded locally"
+            );
+            assert_eq!(me.user.email.as_deref(), Some(email.as_str()));
+            let (anonymous, remote_email, upgrades): (bool, Option<String>, i64) =
+                on_pool!(db, |p| {
+                    sqlx::query_as(
+                        "SELECT u.is_anonymous, u.email, (SELECT COUNT(*) FROM audit_log a \
+                     WHERE a.user_id = u.id AND a.event = 'user.updated' \
+                     AND a.detail LIKE '%\"upgrade\":\"email\"%') FROM users u WHERE u.id = $1",
+                    )
+                    .bind(&me.user.id)
+                    .fetch_one(p)
+                    .await
+                    .unwrap()
+                });
+            assert_eq!(
+                (anonymous, remote_email.as_deref(), upgrades),
+                (false, Some(email.as_str()), 1)
+            );
+        }
+        assert!(server.kill());
+        check_server_db(&db, &format!("round {round}, converged")).await;
+        for ((app, _, _), device) in work.iter().zip(&devices) {
+            if let Ok(Some(s)) = app.get_session().await {
+                device.forget_keyring(&s.user.id);
+            }
+            app.store().close().await;
+        }
+    }
+    tell(&format!(
+        "server killed mid-upgrade ({kind}): {kills} kills, {cut} with requests in flight, \
+         {queued} upgrades queued by the kill and retried after the restart; \
+         all {} converged exactly once",
+        kills * DEVICES_PER_ROUND
+    ));
+    db.drop_db().await;
+}
+
+/// Whole-database invariants the server must keep at every instant.
+async fn check_server_db(db: &ServerDb, context: &str) {
+    if let guestpass_tests::server_process::Pool::Sqlite(p) = &db.pool {
+        let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(p)
+            .await
+            .unwrap();
+        assert_eq!(ok, "ok", "{context}");
+    }
+    let checks = [
+        (
+            "half-upgraded users (is_anonymous disagrees with email + password hash)",
+            "SELECT COUNT(*) FROM users WHERE (is_anonymous = FALSE) <> \
+             (email IS NOT NULL AND password_hash IS NOT NULL)",
+        ),
+        (
+            "full accounts without exactly one upgrade audit and verification token",
+            "SELECT COUNT(*) FROM users u WHERE u.is_anonymous = FALSE AND u.password_hash <> 'seeded' AND ( \
+               (SELECT COUNT(*) FROM audit_log a WHERE a.user_id = u.id AND a.event = 'user.updated' \
+                AND a.detail LIKE '%\"upgrade\":\"email\"%') <> 1 \
+               OR (SELECT COUNT(*) FROM verification_tokens v WHERE v.user_id = u.id) <> 1)",
+        ),
+        (
+            "guests with an upgrade audit",
+            "SELECT COUNT(*) FROM users u WHERE u.is_anonymous = TRUE AND EXISTS (SELECT 1 FROM audit_log a \
+             WHERE a.user_id = u.id AND a.event = 'user.updated')",
+        ),
+        (
+            "orphaned sessions",
+            "SELECT COUNT(*) FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)",
+        ),
+        (
+            "orphaned accounts",
+            "SELECT COUNT(*) FROM accounts s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)",
+        ),
+        (
+            "orphaned verification tokens",
+            "SELECT COUNT(*) FROM verification_tokens s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id)",
+        ),
+        (
+            "users without their user.created audit",
+            "SELECT COUNT(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM audit_log a \
+             WHERE a.user_id = u.id AND a.event = 'user.created')",
+        ),
+        (
+            "deleted users still present",
+            "SELECT COUNT(*) FROM audit_log a WHERE a.event = 'user.deleted' \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = a.user_id)",
+        ),
+        (
+            "users deleted twice",
+            "SELECT COUNT(*) FROM (SELECT user_id FROM audit_log WHERE event = 'user.deleted' \
+             GROUP BY user_id HAVING COUNT(*) > 1) t",
+        ),
+    ];
+    for (what, sql) in checks {
+        let n: i64 = on_pool!(db, |p| sqlx::query_scalar(sql).fetch_one(p).await.unwrap());
+        assert_eq!(n, 0, "{context}: {what}");
+    }
+}
+
+const STALE_PER_SEED: usize = 5_000;
+const DAY_MS: i64 = 86_400_000;
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+/// Inserts `n` guests last active two days ago (each with a session and its
+/// `user.created`), the way the server writes them. Returns their ids.
+async fn seed_stale(db: &ServerDb, n: usize, round: usize) -> Vec<String> {
+    let old = now_ms() - 2 * DAY_MS;
+    let ids: Vec<String> = (0..n).map(|_| guestpass_proto::new_user_id()).collect();
+    for (c, chunk) in ids.chunks(500).enumerate() {
+        let users: Vec<String> = chunk
+            .iter()
+            .map(|id| format!("('{id}', NULL, FALSE, TRUE, NULL, '{{}}', {old}, {old}, {old})"))
+            .collect();
+        let sessions: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                format!(
+                    "('ses_seed{round}x{c}x{i}', '{id}', 'hash{round}x{c}x{i}', {}, {old}, {old})",
+                    old + 7 * DAY_MS
+                )
+            })
+            .collect();
+        let audits: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| format!("('aud_seed{round}x{c}x{i}', 'user.created', '{id}', '{id}', {old}, NULL, '{{}}')"))
+            .collect();
+        let statements = [
+            format!("INSERT INTO users (id, email, email_verified, is_anonymous, password_hash, metadata, created_at, updated_at, last_active_at) VALUES {}", users.join(",")),
+            format!("INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, updated_at) VALUES {}", sessions.join(",")),
+            format!("INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) VALUES {}", audits.join(",")),
+        ];
+        for sql in &statements {
+            on_pool!(db, |p| {
+                sqlx::query(sql).execute(p).await.unwrap();
+            });
+        }
+    }
+    ids
+}
+
+/// Those who must survive every cleanup: recent guests and old full accounts.
+async fn seed_keepers(db: &ServerDb) -> Vec<String> {
+    let now = now_ms();
+    let mut keep = Vec::new();
+    for i in 0..40 {
+        let id = guestpass_proto::new_user_id();
+        let (anonymous, email, hash, active) = if i % 2 == 0 {
+            ("TRUE", "NULL".to_owned(), "NULL", now)
+        } else {
+            (
+                "FALSE",
+                format!("'keeper{i}@crash.example.com'"),
+                "'seeded'",
+                now - 30 * DAY_MS,
+            )
+        };
+        let sql = [
+            format!("INSERT INTO users (id, email, email_verified, is_anonymous, password_hash, metadata, created_at, updated_at, last_active_at) VALUES ('{id}', {email}, FALSE, {anonymous}, {hash}, '{{}}', {active}, {active}, {active})"),
+            format!("INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, updated_at) VALUES ('ses_keep{i}', '{id}', 'keephash{i}', {}, {active}, {active})", now + 7 * DAY_MS),
+            format!("INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) VALUES ('aud_keep{i}', 'user.created', '{id}', '{id}', {active}, NULL, '{{}}')"),
+        ];
+        for s in &sql {
+            on_pool!(db, |p| {
+                sqlx::query(s).execute(p).await.unwrap();
+            });
+        }
+        keep.push(id);
+    }
+    keep
+}
+
+/// The server starts with a backlog of stale guests and its periodic cleanup due at
+/// once; it is killed at random instants of it. After each kill: every stale guest is
+/// either still there with its session or gone with exactly one `user.deleted`, no
+/// session outlives its user, and nobody else was touched.
+async fn killed_mid_cleanup(db: ServerDb) {
+    let kind = if db.is_sqlite() { "sqlite" } else { "postgres" };
+    let (kills, mut rng) = plan(&format!("server killed mid-cleanup ({kind})"));
+    let mut server = ServerProcess::new(
+        &db.url,
+        "cleanupIntervalSecs = 1\n[authMethods]\nanonymous = { enabled = true, maxAge = 3600 }",
+    );
+    server.admin(&["list-users", "--limit", "1"]); // creates the schema
+    let keepers = seed_keepers(&db).await;
+    let mut stale: BTreeSet<String> = BTreeSet::new();
+    let mut deleted_total = 0usize;
+    let mut mid = 0;
+    // The kill window adapts to where the cleanup runs on this machine: a kill that
+    // found nothing deleted moves it later, one that found everything moves it earlier.
+    let (mut lo, mut hi) = (0u64, 1_500u64);
+    for round in 0..kills {
+        if stale.is_empty() {
+            stale.extend(seed_stale(&db, STALE_PER_SEED, round).await);
+        }
+        let before = stale.len();
+        let at = rng.gen_range(lo..=hi.max(lo + 1));
+        server.spawn();
+        tokio::time::sleep(Duration::from_millis(at)).await;
+        assert!(
+            server.kill(),
+            "the server died on its own\n{}",
+            server.last_log()
+        );
+
+        let context = format!("cleanup kill {round} at {at} ms");
+        check_server_db(&db, &context).await;
+        let present: BTreeSet<String> = on_pool!(db, |p| {
+            sqlx::query_scalar::<_, String>("SELECT id FROM users")
+                .fetch_all(p)
+                .await
+                .unwrap()
+        })
+        .into_iter()
+        .collect();
+        let audited: BTreeMap<String, i64> = on_pool!(db, |p| {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT user_id, COUNT(*) FROM audit_log WHERE event = 'user.deleted' \
+                 AND actor = 'system' GROUP BY user_id",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap()
+        })
+        .into_iter()
+        .collect();
+        for id in &keepers {
+            assert!(
+                present.contains(id) && !audited.contains_key(id),
+                "{context}: keeper {id} deleted"
+            );
+        }
+        let gone: Vec<String> = stale
+            .iter()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect();
+        for id in &stale {
+            let n = audited.get(id).copied().unwrap_or(0);
+            assert_eq!(
+                n,
+                i64::from(!present.contains(id)),
+                "{context}: {id} deleted {n} times"
+            );
+        }
+        let live_sessions: i64 = on_pool!(db, |p| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+                .fetch_one(p)
+                .await
+                .unwrap()
+        });
+        assert_eq!(
+            live_sessions as usize,
+            keepers.len() + stale.len() - gone.len(),
+            "{context}"
+        );
+        for id in &gone {
+            stale.remove(id);
+        }
+        deleted_total += gone.len();
+        match gone.len() {
+            0 => lo = at.min(hi.saturating_sub(20)),
+            n if n == before => hi = at.max(lo + 20),
+            _ => mid += 1,
+        }
+    }
+    tell(&format!(
+        "server killed mid-cleanup ({kind}): {kills} kills, {mid} in the middle of the backlog, \
+         {deleted_total} stale guests deleted, each audited exactly once; no orphaned sessions; \
+         kill window settled at {lo}..{hi} ms"
+    ));
+    db.drop_db().await;
+}

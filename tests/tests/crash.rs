@@ -588,3 +588,26 @@ fn forget_device(device: &Device, user: Option<&str>) -> usize {
     }
     orphans
 }
+
+/// The state a kill leaves between the two writes of queuing an upgrade (password in
+/// the keyring, no outbox row yet) or after a delivery (row gone, password not yet
+/// erased): the next start must erase the password, online or not.
+#[tokio::test]
+async fn a_queued_password_left_without_its_row_is_erased_at_the_next_start() {
+    let server = RefServer::reserve().await; // never started: the device is offline
+    let device = Device::new(&server.url(), Dialect::Guestpass);
+    let app = device.launch().await;
+    let me = app.ensure_session().await.unwrap();
+    keyring::Entry::new(&device.service, &format!("{}:pending-password", me.user.id))
+        .unwrap()
+        .set_password("left-by-a-kill")
+        .unwrap();
+    app.store().close().await;
+    drop(app);
+
+    let app = device.launch().await;
+    app.ensure_session().await.unwrap();
+    assert_eq!(app.sync_now().await.state, SyncState::Offline);
+    assert_eq!(device.keyring(&me.user.id, "pending-password"), None);
+    device.forget_keyring(&me.user.id);
+}

@@ -1,6 +1,7 @@
 //! Sync as the app sees it: the status it shows, the upgrade it asks for, and the
 //! background loop that retries with backoff and jitter until the backend answers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ pub(crate) struct Engine {
     pub(crate) backend: Option<Backend>,
     status: watch::Sender<SyncStatus>,
     /// One pass at a time: the loop and an upgrade never deliver the same work twice.
+    /// Queuing an upgrade takes it too, so the first pass's clean-up cannot race it.
     pass: Mutex<()>,
+    /// Whether this process already erased a queued password left without its row.
+    swept: AtomicBool,
     wake: Notify,
 }
 
@@ -35,6 +39,7 @@ impl Engine {
             backend,
             status: watch::channel(SyncStatus::new(state, url)).0,
             pass: Mutex::new(()),
+            swept: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -89,7 +94,10 @@ impl Guestpass {
         };
         let _one = self.sync.pass.lock().await;
         self.publish(|s| s.state = SyncState::Syncing);
-        let result = sync::sync_once(&self.store, &self.vault, backend).await;
+        let result = match self.sweep_once().await {
+            Ok(()) => sync::sync_once(&self.store, &self.vault, backend).await,
+            Err(e) => Err(SyncError::Local(e)),
+        };
         let mut hint = None;
         let (state, reason) = match result {
             Ok(Outcome::UpToDate) => (SyncState::UpToDate, None),
@@ -139,6 +147,21 @@ impl Guestpass {
         (self.sync_status(), hint)
     }
 
+    /// Once per process, before its first pass: a crash can leave a queued password
+    /// in the keyring without its outbox row (killed between the two writes of a
+    /// queue, a delivery, a refusal or a dismissal); erase it. Called under the pass
+    /// lock, which queuing also holds.
+    async fn sweep_once(&self) -> Result<()> {
+        if self.sync.swept.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(user_id) = sync::device_user_id(&self.store).await? {
+            sync::erase_stray_password(&self.store, &self.vault, &user_id).await?;
+        }
+        self.sync.swept.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn publish(&self, f: impl FnOnce(&mut SyncStatus)) {
         self.sync.status.send_modify(f);
     }
@@ -178,7 +201,11 @@ impl Guestpass {
                 "No Guestpass server is configured, so an account cannot be created yet. Your guest data stays on this device.",
             )));
         }
-        sync::enqueue_upgrade(&self.store, &self.vault, &user_id, email, &password, name).await?;
+        {
+            let _one = self.sync.pass.lock().await;
+            sync::enqueue_upgrade(&self.store, &self.vault, &user_id, email, &password, name)
+                .await?;
+        }
         self.pass().await;
         match sync::pending_upgrade(&self.store, &user_id).await? {
             None => {

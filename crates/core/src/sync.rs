@@ -458,6 +458,26 @@ pub(crate) async fn enqueue_upgrade(
     Ok(())
 }
 
+/// Erases the queued password unless a pending upgrade still needs it. Must not run
+/// concurrently with [`enqueue_upgrade`] (the engine's pass lock serialises them).
+pub(crate) async fn erase_stray_password(
+    store: &Store,
+    vault: &Vault,
+    user_id: &str,
+) -> Result<()> {
+    let pending: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE user_id = ? AND kind = 'upgrade' AND state = 'pending'",
+    )
+    .bind(user_id)
+    .fetch_optional(store.pool())
+    .await
+    .map_err(db(store))?;
+    if pending.is_none() {
+        vault.delete(user_id, Slot::PendingPassword).await?;
+    }
+    Ok(())
+}
+
 /// Drops a queued or refused upgrade and erases its password.
 pub(crate) async fn dismiss_upgrade(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM outbox WHERE user_id = ? AND kind = 'upgrade'")

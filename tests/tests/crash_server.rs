@@ -4,7 +4,7 @@
 //! a restart on the same database the apps' retried upgrades must converge.
 //!
 //! SQLite always; PostgreSQL too when `GUESTPASS_TEST_POSTGRES_URL` is set. Kills per
-//! scenario: `GUESTPASS_CRASH_SERVER_KILLS` (default 20); seed printed, replay with
+//! scenario: `GUESTPASS_CRASH_SERVER_KILLS` (default 12); seed printed, replay with
 //! `GUESTPASS_CRASH_SEED`. Needs the keyring (the app cores): run under
 //! `scripts/with-keyring.sh`, after `cargo build -p guestpass-server`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,7 +29,7 @@ fn plan(scenario: &str) -> (usize, StdRng) {
     let kills = std::env::var("GUESTPASS_CRASH_SERVER_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(12);
     let seed = std::env::var("GUESTPASS_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

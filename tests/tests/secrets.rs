@@ -276,6 +276,8 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         .await;
     assert_eq!(status, 200, "{signed_in}");
     let email_token = signed_in["token"].as_str().unwrap().to_owned();
+    let sign_in_answer: guestpass_proto::SignInResponse =
+        serde_json::from_value(signed_in.clone()).unwrap();
     let (_, fresh) = server.post("/sign-in/anonymous", None, json!({})).await;
     let fresh_token = fresh["token"].as_str().unwrap().to_owned();
     let (_, replay) = server
@@ -298,6 +300,34 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         .unwrap();
     messages.push(refused_admin);
     messages.extend(recorder.error_bodies.lock().unwrap().iter().cloned());
+    // What a `{:?}` in any log line would print of the values that carry secrets.
+    let debug_views = [
+        format!("{:?}", server.config()),
+        format!("{sign_in_answer:?}"),
+        format!(
+            "{:?}",
+            guestpass_proto::UpgradeRequest {
+                email: "secret-keeper@example.com".into(),
+                password: PASSWORD.into(),
+                name: None,
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::EmailSignInRequest {
+                email: "secret-keeper@example.com".into(),
+                password: PASSWORD.into(),
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::SocialUpgradeRequest {
+                provider: PROVIDER.into(),
+                id_token: id_token.clone(),
+                nonce: None,
+            }
+        ),
+    ];
 
     // The secrets: every session token (local and server-side), the password, the
     // admin key, the ID token.
@@ -356,6 +386,10 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         String::from_utf8_lossy(&log[..log.len().min(3000)])
     );
     places.push(("log output".into(), log));
+    for (i, d) in debug_views.iter().enumerate() {
+        assert!(d.contains("<redacted>"), "{d}");
+        places.push((format!("Debug view {i}: {d}"), d.clone().into_bytes()));
+    }
     for (i, m) in messages.iter().enumerate() {
         places.push((format!("error message {i}: {m}"), m.clone().into_bytes()));
     }

@@ -55,7 +55,8 @@ pub struct Guestpass {
 }
 
 impl Guestpass {
-    /// Opens the local store. Touches neither the network nor the keyring.
+    /// Opens the local store. Touches neither the network nor any secret (it only
+    /// connects to the keyring in the background).
     pub async fn open(config: Config) -> Result<Self> {
         let backend = match config.backend {
             Some((url, dialect)) => Some(Backend::new(&url, dialect).map_err(|e| {
@@ -66,9 +67,12 @@ impl Guestpass {
             })?),
             None => None,
         };
+        let vault = Vault::new(config.keyring_service);
+        // The keyring connection (a D-Bus key exchange) is made while the store opens.
+        vault.warm();
         Ok(Self {
             store: Store::open(&config.data_dir).await?,
-            vault: Vault::new(config.keyring_service),
+            vault,
             current: RwLock::new(None),
             sync: engine::Engine::new(backend),
             social: social::Social::new(config.social),

@@ -27,9 +27,14 @@ impl Slot {
     }
 }
 
+#[cfg(target_os = "linux")]
+mod secret_service;
+
 #[derive(Debug, Clone)]
 pub struct Vault {
     service: String,
+    #[cfg(target_os = "linux")]
+    conn: secret_service::Conn,
 }
 
 impl Vault {
@@ -37,6 +42,8 @@ impl Vault {
     pub fn new(service: impl Into<String>) -> Self {
         Self {
             service: service.into(),
+            #[cfg(target_os = "linux")]
+            conn: secret_service::Conn::default(),
         }
     }
 
@@ -44,50 +51,117 @@ impl Vault {
         &self.service
     }
 
-    fn entry(&self, user_id: &str, slot: Slot) -> Result<keyring::Entry> {
-        keyring::Entry::new(&self.service, &format!("{user_id}:{}", slot.suffix())).map_err(map_err)
-    }
-
     /// Fails with `KeyringUnavailable` when no keyring service answers.
     pub async fn probe(&self) -> Result<()> {
         let v = self.clone();
-        blocking(
-            move || match v.entry("probe", Slot::Session)?.get_password() {
-                Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
-                Err(e) => Err(map_err(e)),
-            },
-        )
-        .await
+        blocking(move || v.read("probe", Slot::Session).map(drop)).await
+    }
+
+    /// Connects to the keyring in the background so the first secret does not wait
+    /// for it (the app opens its store meanwhile). Failures are left for that secret
+    /// to report.
+    pub fn warm(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let conn = self.conn.clone();
+            tokio::task::spawn_blocking(move || conn.warm());
+        }
     }
 
     pub async fn get(&self, user_id: &str, slot: Slot) -> Result<Option<SecretString>> {
         let (v, user) = (self.clone(), user_id.to_owned());
-        blocking(move || match v.entry(&user, slot)?.get_password() {
-            Ok(s) => Ok(Some(SecretString::from(s))),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(map_err(e)),
-        })
-        .await
+        blocking(move || v.read(&user, slot)).await
     }
 
     pub async fn set(&self, user_id: &str, slot: Slot, secret: &SecretString) -> Result<()> {
         let (v, user) = (self.clone(), user_id.to_owned());
         let secret = secret.clone();
-        blocking(move || {
-            v.entry(&user, slot)?
-                .set_password(secret.expose_secret())
-                .map_err(map_err)
-        })
-        .await
+        blocking(move || v.write(&user, slot, &secret)).await
     }
 
     pub async fn delete(&self, user_id: &str, slot: Slot) -> Result<()> {
         let (v, user) = (self.clone(), user_id.to_owned());
-        blocking(move || match v.entry(&user, slot)?.delete_credential() {
+        blocking(move || v.remove(&user, slot)).await
+    }
+}
+
+fn account(user_id: &str, slot: Slot) -> String {
+    format!("{user_id}:{}", slot.suffix())
+}
+
+#[cfg(target_os = "linux")]
+impl Vault {
+    fn read(&self, user_id: &str, slot: Slot) -> Result<Option<SecretString>> {
+        let found = self
+            .conn
+            .get(&self.service, &account(user_id, slot))
+            .map_err(map_ss_err)?;
+        found
+            .map(|bytes| {
+                String::from_utf8(bytes)
+                    .map(SecretString::from)
+                    .map_err(|_| Error::KeyringUnavailable("a keyring entry is not text".into()))
+            })
+            .transpose()
+    }
+
+    fn write(&self, user_id: &str, slot: Slot, secret: &SecretString) -> Result<()> {
+        self.conn
+            .set(
+                &self.service,
+                &account(user_id, slot),
+                secret.expose_secret().as_bytes(),
+            )
+            .map_err(map_ss_err)
+    }
+
+    fn remove(&self, user_id: &str, slot: Slot) -> Result<()> {
+        self.conn
+            .delete(&self.service, &account(user_id, slot))
+            .map_err(map_ss_err)
+    }
+}
+
+/// Secret Service errors describe the platform failure, never the secret.
+#[cfg(target_os = "linux")]
+fn map_ss_err(e: dbus_secret_service::Error) -> Error {
+    use dbus_secret_service::Error as Ss;
+    match &e {
+        // A locked item or collection whose unlock prompt could not be shown or was
+        // dismissed, or a write refused with the standard `IsLocked` error.
+        Ss::Locked | Ss::Prompt => Error::KeyringLocked(e.to_string()),
+        Ss::Dbus(d) if d.name() == Some("org.freedesktop.Secret.Error.IsLocked") => {
+            Error::KeyringLocked(e.to_string())
+        }
+        _ => Error::KeyringUnavailable(e.to_string()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Vault {
+    fn entry(&self, user_id: &str, slot: Slot) -> Result<keyring::Entry> {
+        keyring::Entry::new(&self.service, &account(user_id, slot)).map_err(map_err)
+    }
+
+    fn read(&self, user_id: &str, slot: Slot) -> Result<Option<SecretString>> {
+        match self.entry(user_id, slot)?.get_password() {
+            Ok(s) => Ok(Some(SecretString::from(s))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    fn write(&self, user_id: &str, slot: Slot, secret: &SecretString) -> Result<()> {
+        self.entry(user_id, slot)?
+            .set_password(secret.expose_secret())
+            .map_err(map_err)
+    }
+
+    fn remove(&self, user_id: &str, slot: Slot) -> Result<()> {
+        match self.entry(user_id, slot)?.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(map_err(e)),
-        })
-        .await
+        }
     }
 }
 
@@ -98,29 +172,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::KeyringUnavailable(format!("keyring task failed: {e}")))?
 }
 
+#[cfg(not(target_os = "linux"))]
 fn map_err(e: keyring::Error) -> Error {
     // The keyring crate's messages describe the platform failure, never the secret.
     match e {
         // A locked collection whose unlock prompt could not be shown or was dismissed.
         keyring::Error::NoStorageAccess(why) => Error::KeyringLocked(why.to_string()),
-        keyring::Error::PlatformFailure(why) if is_locked(why.as_ref()) => {
-            Error::KeyringLocked(why.to_string())
-        }
         other => Error::KeyringUnavailable(other.to_string()),
     }
-}
-
-/// Secret Service answers a write into a locked collection with its standard
-/// `IsLocked` error, which the keyring crate passes on as a platform failure.
-#[cfg(target_os = "linux")]
-fn is_locked(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    matches!(
-        e.downcast_ref::<dbus_secret_service::Error>(),
-        Some(dbus_secret_service::Error::Dbus(d)) if d.name() == Some("org.freedesktop.Secret.Error.IsLocked")
-    )
-}
-
-#[cfg(not(target_os = "linux"))]
-fn is_locked(_: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    false
 }

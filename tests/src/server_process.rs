@@ -149,6 +149,12 @@ impl ServerProcess {
              [rateLimit]\nanonymousPerMinute = 0\n"
         );
         std::fs::write(dir.path().join("server.toml"), config).expect("write the config");
+        // Our own link: a concurrent `cargo build` relinking target/debug cannot pull
+        // the binary away between restarts.
+        let bin = dir.path().join("guestpass-server");
+        if std::fs::hard_link(server_binary(), &bin).is_err() {
+            std::fs::copy(server_binary(), &bin).expect("copy guestpass-server");
+        }
         Self {
             addr,
             dir,
@@ -162,7 +168,7 @@ impl ServerProcess {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(server_binary());
+        let mut c = Command::new(self.dir.path().join("guestpass-server"));
         c.arg("--config")
             .arg(self.dir.path().join("server.toml"))
             .env("RUST_LOG", "warn")

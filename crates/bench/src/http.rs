@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::load::{self, Kind, Measured, Scripts};
 use crate::pg::FreshDb;
 use crate::prepare;
@@ -53,16 +51,22 @@ pub async fn run(plan: &Plan, paths: &Paths, scripts: &Scripts) -> anyhow::Resul
                     target.server(),
                     target.storage()
                 );
-                let row = cell(plan, paths, scripts, kind, connections, &target)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "{} on {} ({})",
-                            kind.label(),
-                            target.server(),
-                            target.storage()
-                        )
-                    })?;
+                // A failed cell is reported as such and the run goes on, so one
+                // unattended run still prints everything it could measure.
+                let row = match cell(plan, paths, scripts, kind, connections, &target).await {
+                    Ok(row) => row,
+                    Err(e) => {
+                        eprintln!("    FAILED: {e:#}");
+                        Row {
+                            kind,
+                            connections,
+                            target: target.clone(),
+                            measured: Measured::default(),
+                            peak_rss_kib: 0,
+                            note: Some(format!("FAILED: {e:#}")),
+                        }
+                    }
+                };
                 eprintln!(
                     "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
                     row.measured.per_sec(),

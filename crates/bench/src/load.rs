@@ -54,7 +54,7 @@ impl Kind {
 }
 
 /// What wrk measured in one cell.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub struct Measured {
     pub requests: u64,
     pub duration_us: u64,

@@ -122,23 +122,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .guests
             .unwrap_or(if cli.smoke { 10_000 } else { 1_000_000 });
         let mut outcomes = Vec::new();
+        let mut failures = Vec::new();
         for target in http::targets(&plan)
             .into_iter()
             .filter(servers::Target::is_guestpass)
         {
-            outcomes.push(
-                cleanup::run(
-                    &paths,
-                    &scripts,
-                    &target,
-                    guests,
-                    cli.cleanup_connections,
-                    plan.duration.min(Duration::from_secs(5)),
-                )
-                .await?,
-            );
+            match cleanup::run(
+                &paths,
+                &scripts,
+                &target,
+                guests,
+                cli.cleanup_connections,
+                plan.duration.min(Duration::from_secs(5)),
+            )
+            .await
+            {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    eprintln!("    FAILED: {e:#}");
+                    failures.push(format!("{}: FAILED: {e:#}", target.storage()));
+                }
+            }
         }
-        report.cleanup(&outcomes);
+        report.cleanup(&outcomes, &failures);
     }
 
     let failed = report.failed();
@@ -151,7 +157,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("==> results written to {}", out.display());
     if failed {
-        anyhow::bail!("some requests failed (see the errors column): the figures are not valid");
+        anyhow::bail!(
+            "some cells failed or had errors (see the table): those figures are not valid"
+        );
     }
     Ok(())
 }

@@ -18,12 +18,24 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 }
 
 pub async fn sign_in(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let resp = http
-        .post(format!("{base}{SIGN_IN}"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .context("anonymous sign-in")?;
+    // A loaded server may drop a kept-alive connection (Node resets idle ones): try a
+    // fresh one a few times before calling the cell failed. Setup is not measured.
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        match http
+            .post(format!("{base}{SIGN_IN}"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+        {
+            Ok(resp) => break resp,
+            Err(e) if attempt < 4 && (e.is_connect() || e.is_request()) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e).context("anonymous sign-in"),
+        }
+    };
     let status = resp.status();
     if !status.is_success() {
         bail!(

@@ -123,7 +123,7 @@ impl Report {
 - get-session uses one pre-created live session per wrk thread; the sessions are checked live before and after the run (both servers answer 200 `null` for a dead one).\n");
     }
 
-    pub fn cleanup(&mut self, outcomes: &[Outcome]) {
+    pub fn cleanup(&mut self, outcomes: &[Outcome], failures: &[String]) {
         let t = &mut self.text;
         t.push_str("\n## Cleanup of stale guests\n\n");
         t.push_str("Seeded with SQL: N guests inactive for 60 days (maxAge 30 days), each with a session and an audit row. `guestpass-server admin cleanup` (the periodic task's pass) runs while wrk sends get-session on live guests. Checked afterwards: no stale guest left, exactly one `user.deleted` by `system` per guest, live guests still signed in. Targets: 1,000,000 under 30 s, get-session p99 under 10 ms meanwhile. Cleanup CPU s is the admin process's own CPU time (user + system; PostgreSQL's work is in its server processes, not counted): on a busy machine compare it with the wall time.\n\n");
@@ -151,6 +151,10 @@ impl Report {
                 o.during.per_sec(),
                 mib(o.peak_rss_kib)
             );
+        }
+        for f in failures {
+            self.failed = true;
+            let _ = writeln!(t, "\n- {f}");
         }
     }
 

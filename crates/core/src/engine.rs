@@ -203,6 +203,11 @@ impl Guestpass {
         }
         {
             let _one = self.sync.pass.lock().await;
+            // The check above ran before this lock: a pass may have delivered an
+            // earlier queued upgrade since. Queuing again would apply it twice.
+            if !sync::is_anonymous(&self.store, &user_id).await? {
+                return Err(ErrorCode::UserNotAnonymous.into());
+            }
             sync::enqueue_upgrade(&self.store, &self.vault, &user_id, email, &password, name)
                 .await?;
         }

@@ -458,6 +458,16 @@ pub(crate) async fn enqueue_upgrade(
     Ok(())
 }
 
+/// Whether the user is still a guest (false if gone).
+pub(crate) async fn is_anonymous(store: &Store, user_id: &str) -> Result<bool> {
+    let anonymous: Option<bool> = sqlx::query_scalar("SELECT is_anonymous FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(db(store))?;
+    Ok(anonymous.unwrap_or(false))
+}
+
 /// Erases the queued password unless a pending upgrade still needs it. Must not run
 /// concurrently with [`enqueue_upgrade`] (the engine's pass lock serialises them).
 pub(crate) async fn erase_stray_password(

@@ -13,7 +13,7 @@ use guestpass_proto::{
 };
 
 use crate::crypto::{keyed_hash, new_token, sha256_hex, verify_password};
-use crate::db::{AuditRow, SessionRow, UserRow};
+use crate::db::{AuditRow, GuestOutcome, NewGuest, SessionRow, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{bearer, client_ip, ApiJson, JsonOrEmpty, Peer};
 use crate::ratelimit::{self, Decision};
@@ -98,26 +98,34 @@ pub async fn sign_in_anonymous(
     let ip = ip_of(&state, &headers, &peer);
     let now = state.clock.now_ms();
     let limit = state.config.rate_limit.anonymous_per_minute;
-    if let Decision::Limited { retry_after_secs } =
-        ratelimit::check_anonymous(state.db.as_ref(), &state.secret, ip, limit, now).await?
-    {
-        let mut failure = Failure::new(ErrorCode::RateLimited);
-        failure.retry_after_secs = Some(retry_after_secs);
-        return Err(failure);
-    }
-    if let Some(current) = current_session(&state, &headers).await? {
-        if current.user.is_anonymous {
-            return Err(ErrorCode::AnonymousUsersCannotSignInAgainAnonymously.into());
+    // Refusals that need no write. They still count against the rate limit (on
+    // their own, ahead of the refusal), exactly like a sign-in that goes ahead.
+    let refusal = match current_session(&state, &headers).await? {
+        Some(current) if current.user.is_anonymous => Some(Failure::from(
+            ErrorCode::AnonymousUsersCannotSignInAgainAnonymously,
+        )),
+        _ => None,
+    };
+    let id = match (refusal, body.id.as_deref()) {
+        (Some(refusal), _) => Err(refusal),
+        (None, Some(raw)) => parse_user_id(raw).map_err(|_| Failure::new(ErrorCode::InvalidUserId)),
+        (None, None) => Ok(new_user_id()),
+    };
+    let id = match id {
+        Ok(id) => id,
+        Err(refusal) => {
+            if let Decision::Limited { retry_after_secs } =
+                ratelimit::check_anonymous(state.db.as_ref(), &state.secret, ip, limit, now).await?
+            {
+                return Err(rate_limited(retry_after_secs));
+            }
+            return Err(refusal);
         }
-    }
-    let id = match body.id.as_deref() {
-        Some(raw) => parse_user_id(raw).map_err(|_| Failure::new(ErrorCode::InvalidUserId))?,
-        None => new_user_id(),
     };
     let user = UserRow::new_guest(id, now);
     let (session, token) = mint_session(&user.id, now);
     let ip_hash = ip_hash(&state, ip);
-    let audits = [
+    let audits = vec![
         AuditRow::new(
             AuditEventKind::UserCreated,
             &user.id,
@@ -135,9 +143,35 @@ pub async fn sign_in_anonymous(
         )
         .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" })),
     ];
-    state.db.create_guest(&user, &session, &audits).await?;
-    tracing::info!(user_id = %user.id, "guest created");
-    Ok(signed_in(&user, &session, token))
+    let rate = ratelimit::anonymous_hit(&state.secret, ip, limit, now);
+    // Built now, sent only if the guest is committed.
+    let answer = signed_in(&user, &session, token);
+    let guest = NewGuest {
+        user,
+        session,
+        audits,
+        rate: rate.clone(),
+    };
+    // Returns once the batch holding this guest is committed (writer.rs). Each
+    // creation is in the audit log; a log line per sign-in would only be noise.
+    match state.writer.create_guest(guest).await? {
+        GuestOutcome::Created => Ok(answer),
+        GuestOutcome::UserIdTaken => Err(ErrorCode::UserIdTaken.into()),
+        GuestOutcome::Limited { hits } => {
+            let decision = rate.as_ref().map(|r| ratelimit::decide(r, hits, now));
+            let retry_after_secs = match decision {
+                Some(Decision::Limited { retry_after_secs }) => retry_after_secs,
+                _ => 1,
+            };
+            Err(rate_limited(retry_after_secs))
+        }
+    }
+}
+
+fn rate_limited(retry_after_secs: u64) -> Failure {
+    let mut failure = Failure::new(ErrorCode::RateLimited);
+    failure.retry_after_secs = Some(retry_after_secs);
+    failure
 }
 
 pub async fn get_session(

@@ -11,7 +11,7 @@ use crate::clock::from_ms;
 
 /// Two outcomes callers branch on: a uniqueness conflict (which one), or the
 /// database could not do the work (down, locked, broken) — answered with 503.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     #[error("conflict on {0:?}")]
     Conflict(Conflict),
@@ -188,6 +188,37 @@ fn next_audit_id() -> String {
     format!("aud_{id}")
 }
 
+/// One anonymous sign-in handed to [`Database::create_guests`] (through the writer).
+#[derive(Debug, Clone)]
+pub struct NewGuest {
+    pub user: UserRow,
+    pub session: SessionRow,
+    pub audits: Vec<AuditRow>,
+    /// The hit to count against the anonymous sign-in limit first; `None` when
+    /// the limit is off.
+    pub rate: Option<RateHit>,
+}
+
+/// One request against a fixed rate-limit window (see `ratelimit.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateHit {
+    pub bucket: String,
+    pub window_start: i64,
+    /// Hits allowed in the window; the hit is counted even when it is refused.
+    pub limit: i64,
+}
+
+/// What became of one [`NewGuest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestOutcome {
+    /// User, session and audit rows are committed.
+    Created,
+    /// Over the limit: the hit (number `hits` in its window) is counted, nothing else written.
+    Limited { hits: i64 },
+    /// The requested user id exists (or came earlier in the same batch).
+    UserIdTaken,
+}
+
 /// The in-place upgrade of a guest to an email/password account.
 #[derive(Debug, Clone)]
 pub struct EmailUpgrade {
@@ -253,6 +284,11 @@ pub trait Database: Send + Sync + 'static {
         session: &SessionRow,
         audits: &[AuditRow],
     ) -> DbResult<()>;
+
+    /// Many anonymous sign-ins in ONE transaction (group commit), each counted
+    /// against its rate limit, then created unless limited or its id is taken;
+    /// one outcome per item, in order. `Err`: nothing was committed.
+    async fn create_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>>;
 
     /// A new session for an existing user (sign-in) with its audit row.
     async fn create_session(&self, session: &SessionRow, audit: &AuditRow) -> DbResult<()>;

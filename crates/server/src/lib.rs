@@ -17,13 +17,16 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod guest_batch;
 pub mod mail;
 pub mod oidc;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod store;
+mod store_guests;
 pub mod upgrade;
+pub mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, Secret};

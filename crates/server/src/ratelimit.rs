@@ -22,11 +22,20 @@
 //! fixed window lets a client burst up to twice the limit across a window
 //! boundary; that is the documented price of one row per address per minute.
 //! Old windows are pruned by the cleanup task.
+//!
+//! A sign-in that goes ahead is counted inside the sign-in writer's batch
+//! transaction (`writer.rs`): the batch adds all its hits on a window with one
+//! such statement and numbers them in order, so each request gets the same
+//! count it would have got alone, and the row is locked only until the batch
+//! commits. A sign-in refused before it reaches the writer (bad id, already
+//! signed in) is counted on its own with [`check_anonymous`], as before, so every
+//! request counts exactly once. If the batch's transaction fails (503), its hits
+//! are not counted: the client was not served either.
 
 use std::net::IpAddr;
 
 use crate::crypto::keyed_hash;
-use crate::db::{Database, DbResult};
+use crate::db::{Database, DbResult, RateHit};
 
 pub const WINDOW_MS: i64 = 60_000;
 
@@ -36,6 +45,39 @@ pub enum Decision {
     Limited { retry_after_secs: u64 },
 }
 
+/// The window an anonymous sign-in from `ip` at `now_ms` counts against;
+/// `None` when the limit is off (0).
+pub fn anonymous_hit(
+    secret: &[u8],
+    ip: Option<IpAddr>,
+    limit_per_minute: u32,
+    now_ms: i64,
+) -> Option<RateHit> {
+    if limit_per_minute == 0 {
+        return None;
+    }
+    let who = ip
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    Some(RateHit {
+        bucket: format!("anon:{}", keyed_hash(secret, &who)),
+        window_start: now_ms - now_ms.rem_euclid(WINDOW_MS),
+        limit: i64::from(limit_per_minute),
+    })
+}
+
+/// Allowed while the hit's number is within the limit; otherwise limited until
+/// the window ends.
+pub fn decide(hit: &RateHit, hits: i64, now_ms: i64) -> Decision {
+    if hits <= hit.limit {
+        return Decision::Allowed;
+    }
+    let left_ms = hit.window_start + WINDOW_MS - now_ms;
+    let retry_after_secs = u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1);
+    Decision::Limited { retry_after_secs }
+}
+
+/// Counts one hit on its own (one statement) and decides.
 pub async fn check_anonymous(
     db: &dyn Database,
     secret: &[u8],
@@ -43,21 +85,11 @@ pub async fn check_anonymous(
     limit_per_minute: u32,
     now_ms: i64,
 ) -> DbResult<Decision> {
-    if limit_per_minute == 0 {
+    let Some(hit) = anonymous_hit(secret, ip, limit_per_minute, now_ms) else {
         return Ok(Decision::Allowed);
-    }
-    let who = ip
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let bucket = format!("anon:{}", keyed_hash(secret, &who));
-    let window_start = now_ms - now_ms.rem_euclid(WINDOW_MS);
-    let hits = db.hit_rate_window(&bucket, window_start).await?;
-    if hits <= i64::from(limit_per_minute) {
-        return Ok(Decision::Allowed);
-    }
-    let left_ms = window_start + WINDOW_MS - now_ms;
-    let retry_after_secs = u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1);
-    Ok(Decision::Limited { retry_after_secs })
+    };
+    let hits = db.hit_rate_window(&hit.bucket, hit.window_start).await?;
+    Ok(decide(&hit, hits, now_ms))
 }
 
 /// Windows that ended before this are no longer read.

@@ -31,6 +31,7 @@ use crate::error::Failure;
 use crate::extract::{ReadTimeout, BODY_LIMIT};
 use crate::mail::{MailError, Mailer};
 use crate::state::{AppState, SharedState};
+use crate::writer::Writer;
 use crate::{admin, auth, cleanup, store, upgrade};
 
 #[derive(Debug, thiserror::Error)]
@@ -259,11 +260,9 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServerError> {
 
 /// Connects the database (running migrations) and resolves secrets.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
-    let db = store::connect(
-        config.database_url.expose(),
-        Duration::from_secs(config.database_timeout_secs.max(1)),
-    )
-    .await?;
+    let db_timeout = Duration::from_secs(config.database_timeout_secs.max(1));
+    let db = store::connect(config.database_url.expose(), db_timeout).await?;
+    let writer = Writer::spawn(db.clone(), db_timeout);
     let secret = match &config.secret {
         Some(s) => s.expose().as_bytes().to_vec(),
         None => {
@@ -295,6 +294,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     Ok(AppState {
         config,
         db,
+        writer,
         clock,
         secret,
         admin_key_digest,

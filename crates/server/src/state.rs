@@ -9,10 +9,13 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::mail::Mailer;
 use crate::oidc::OidcVerifier;
+use crate::writer::Writer;
 
 pub struct AppState {
     pub config: Config,
     pub db: Db,
+    /// Commits anonymous sign-ins in batches (group commit).
+    pub writer: Writer,
     pub clock: Arc<dyn Clock>,
     /// Keys the client-address hashes (from config, or generated and kept in the DB).
     pub secret: Vec<u8>,

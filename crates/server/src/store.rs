@@ -10,26 +10,46 @@
 //!
 //! SQLite note: every write transaction starts with its write, never with a read,
 //! so it takes the write lock up front and the busy timeout applies instead of
-//! failing with SQLITE_BUSY on a stale read snapshot.
+//! failing with SQLITE_BUSY on a stale read snapshot. The batch of anonymous
+//! sign-ins says so outright (`BEGIN IMMEDIATE`).
+//!
+//! Durability: SQLite runs `synchronous = FULL`, so a commit is on disk (the WAL
+//! is fsynced) before it returns and before any answer goes out. That costs one
+//! fsync per transaction, which the sign-in writer (`writer.rs`) shares among a
+//! whole batch; `NORMAL` would be faster per lone write but may lose the last
+//! commits on power loss, after their clients were told they succeeded.
+//!
+//! Pools do not ping every connection before handing it out (sqlx's default): on
+//! SQLite a ping is a round trip to the connection's thread for nothing (a file
+//! does not hang up), on PostgreSQL a network round trip per query. PostgreSQL
+//! pings only a connection that sat idle (a restarted database cut it); one that
+//! dies in use fails that query (503) and is dropped when it goes back to the
+//! pool (sqlx tests every connection on release).
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use crate::db::*;
 
+// `pub(crate)` for the batch of anonymous sign-ins in `store_guests.rs`.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
+    /// The sign-in writer's own connection, kept between batches (see
+    /// `store_guests.rs`); `None` until first used or after a failed batch.
+    pub(crate) writer: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
 }
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 /// Opens the database named by `url`, runs the embedded migrations, and returns it.
@@ -38,6 +58,17 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    // Only a connection left idle a while may have been cut
+                    // (database restarted): test that one, not every busy one.
+                    if meta.idle_for > PG_PING_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         sqlx::migrate!("../../migrations/server/postgres")
@@ -48,22 +79,60 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(SQLITE_CONNECTIONS)
             .acquire_timeout(timeout)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("../../migrations/server/sqlite")
             .run(&pool)
             .await?;
-        Ok(Arc::new(SqliteStore { pool }))
+        Ok(Arc::new(SqliteStore {
+            pool,
+            writer: tokio::sync::Mutex::new(None),
+        }))
     } else {
         Err(DbError::Unavailable(
             "unsupported database URL: expected sqlite://… or postgres://…".into(),
         ))
+    }
+}
+
+/// A pooled PostgreSQL connection idle longer than this is pinged before use.
+const PG_PING_IDLE: Duration = Duration::from_secs(1);
+
+/// Each SQLite connection is a thread of sqlx's; readers in WAL mode never wait
+/// for the writer, so a few suffice on a small machine.
+const SQLITE_CONNECTIONS: u32 = 8;
+
+/// A session joined with its user: user columns as `UserRow` reads them, the
+/// session's under `session_` names.
+#[derive(sqlx::FromRow)]
+struct SessionWithUser {
+    #[sqlx(flatten)]
+    user: UserRow,
+    session_id: String,
+    session_token_hash: String,
+    session_expires_at: i64,
+    session_created_at: i64,
+    session_updated_at: i64,
+}
+
+impl SessionWithUser {
+    fn split(self) -> (UserRow, SessionRow) {
+        let session = SessionRow {
+            id: self.session_id,
+            user_id: self.user.id.clone(),
+            token_hash: self.session_token_hash,
+            expires_at: self.session_expires_at,
+            created_at: self.session_created_at,
+            updated_at: self.session_updated_at,
+        };
+        (self.user, session)
     }
 }
 
@@ -173,6 +242,10 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn create_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
+                self.write_guests(batch).await
+            }
+
             async fn create_session(&self, s: &SessionRow, audit: &AuditRow) -> DbResult<()> {
                 let mut tx = self.pool.begin().await?;
                 Self::insert_session(&mut *tx, s).await?;
@@ -191,17 +264,21 @@ macro_rules! sql_store {
                 token_hash: &str,
                 now: i64,
             ) -> DbResult<Option<(UserRow, SessionRow)>> {
-                let session: Option<SessionRow> = sqlx::query_as(
-                    "SELECT id, user_id, token_hash, expires_at, created_at, updated_at \
-                     FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+                // One query, not two: every get-session runs it.
+                let found: Option<SessionWithUser> = sqlx::query_as(
+                    "SELECT u.id, u.email, u.name, u.image, u.email_verified, u.is_anonymous, \
+                     u.password_hash, u.metadata, u.created_at, u.updated_at, u.last_active_at, \
+                     s.id AS session_id, s.token_hash AS session_token_hash, \
+                     s.expires_at AS session_expires_at, s.created_at AS session_created_at, \
+                     s.updated_at AS session_updated_at \
+                     FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2",
                 )
                 .bind(token_hash)
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some(session) = session else { return Ok(None) };
-                let user = self.user_by_id(&session.user_id).await?;
-                Ok(user.map(|u| (u, session)))
+                Ok(found.map(SessionWithUser::split))
             }
 
             async fn slide_session(&self, session_id: &str, expires_at: i64, now: i64) -> DbResult<()> {

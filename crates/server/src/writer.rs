@@ -1,0 +1,138 @@
+//! The write side of anonymous sign-in: one task that commits many sign-ins per
+//! transaction (group commit).
+//!
+//! Handlers queue their guest (a bounded channel) and wait for their own answer
+//! (a oneshot). The task takes everything waiting, up to [`MAX_BATCH`], writes it
+//! in ONE transaction ([`Database::create_guests`]), commits, and only then
+//! answers each. So the commit and its fsync are paid once per batch, an answer
+//! never goes out before its rows are durable, and a sign-in that conflicts
+//! (taken id) or is rate-limited is reported on its own without failing the others.
+//!
+//! Never a hang: a full queue is refused at once, and a handler waits at most the
+//! database timeout (plus a margin for the batch ahead of it); both answer 503.
+//! Work whose handler has gone (client left, or timed out) is dropped unwritten.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::db::{Db, DbError, DbResult, GuestOutcome, NewGuest};
+
+/// Most sign-ins in one transaction: enough to share an fsync among every
+/// connection a busy server has open, few enough that one batch stays short.
+pub const MAX_BATCH: usize = 256;
+
+/// Sign-ins waiting beyond this are refused with 503 rather than queued.
+pub const QUEUE: usize = 4096;
+
+struct Job {
+    guest: NewGuest,
+    deadline: Instant,
+    reply: oneshot::Sender<DbResult<GuestOutcome>>,
+}
+
+/// The handle the handlers hold; the task ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+    wait: Duration,
+}
+
+impl Writer {
+    /// Starts the task. `wait` is how long a sign-in may wait for the database
+    /// (the configured database timeout).
+    pub fn spawn(db: Db, wait: Duration) -> Self {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, rx));
+        Self { jobs, wait }
+    }
+
+    /// Creates the guest (or reports why not) once it is committed.
+    pub async fn create_guest(&self, guest: NewGuest) -> DbResult<GuestOutcome> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + self.wait;
+        self.jobs
+            .try_send(Job {
+                guest,
+                deadline,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    DbError::Unavailable("the sign-in queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    DbError::Unavailable("the sign-in writer has stopped".into())
+                }
+            })?;
+        // Past the deadline the writer drops the job unwritten; the margin covers a
+        // batch that was already running when the deadline passed.
+        match tokio::time::timeout_at(deadline + self.wait, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(DbError::Unavailable(
+                "the sign-in writer stopped before answering".into(),
+            )),
+            Err(_) => Err(DbError::Unavailable(
+                "timed out waiting for the database".into(),
+            )),
+        }
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let now = Instant::now();
+        let (live, late): (Vec<Job>, Vec<Job>) = jobs
+            .drain(..)
+            .filter(|j| !j.reply.is_closed())
+            .partition(|j| j.deadline > now);
+        for job in late {
+            let _ = job.reply.send(Err(DbError::Unavailable(
+                "the database did not take the sign-in in time".into(),
+            )));
+        }
+        if live.is_empty() {
+            continue;
+        }
+        let (guests, replies): (Vec<NewGuest>, Vec<_>) =
+            live.into_iter().map(|j| (j.guest, j.reply)).unzip();
+        let started = std::time::Instant::now();
+        let written = db.create_guests(&guests).await;
+        tracing::debug!(
+            guests = guests.len(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            ok = written.is_ok(),
+            "sign-in batch"
+        );
+        match written {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            // A uniqueness failure the batch does not expect (a session token
+            // collision): redo each sign-in alone so only its own fails.
+            Err(DbError::Conflict(_)) if guests.len() > 1 => {
+                for (guest, reply) in guests.into_iter().zip(replies) {
+                    let one = db
+                        .create_guests(std::slice::from_ref(&guest))
+                        .await
+                        .and_then(|o| {
+                            o.into_iter().next().ok_or_else(|| {
+                                DbError::Unavailable("a batch of one came back empty".into())
+                            })
+                        });
+                    let _ = reply.send(one);
+                }
+            }
+            Err(e) => {
+                // Nothing was committed: every sign-in of the batch fails alike.
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Anonymous sign-ins are committed in batches by one writer (group commit). What a
+//! user sees must not change: under a burst each request gets its own answer (a
+//! taken id is 409 for that request alone), every 200 is a stored guest with its
+//! session and audit rows, the rate limit counts exactly, and a database that goes
+//! away mid-burst answers 503 (typed) and then recovers without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use guestpass_server::crypto::sha256_hex;
+use guestpass_server::db::{AuditFilter, UserFilter};
+use guestpass_server::Clock;
+use serde_json::{json, Value};
+
+both_backends!(
+    a_burst_of_sign_ins_gets_one_answer_each_and_only_taken_ids_fail,
+    the_rate_limit_counts_exactly_under_a_burst,
+    a_database_gone_mid_burst_answers_503_then_recovers,
+);
+
+const BURST: usize = 200;
+
+/// Fires every body at once (one connection each) and returns `(status, body)` in order.
+async fn burst(s: &TestServer, bodies: Vec<Value>) -> Vec<(u16, Value, Option<String>)> {
+    let url = s.url("/sign-in/anonymous");
+    let calls = bodies.into_iter().map(|body| {
+        let http = reqwest::Client::new();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let res = http.post(url).json(&body).send().await.unwrap();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let (status, body) = into_json(res).await;
+            (status.as_u16(), body, retry_after)
+        })
+    });
+    let mut out = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        out.push(call.await.unwrap());
+    }
+    out
+}
+
+/// The stored guest behind a 200: its session opens with the token, and it has
+/// exactly its `user.created` and `session.created` audit rows.
+async fn assert_stored(s: &TestServer, body: &Value) {
+    let db = s.handle.database();
+    let id = body["user"]["id"].as_str().unwrap();
+    let token = body["token"].as_str().unwrap();
+    let (user, session) = db
+        .session_by_token(&sha256_hex(token), s.clock.now_ms())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no live session stored for {id}"));
+    assert_eq!(user.id, id);
+    assert!(user.is_anonymous);
+    assert_eq!(session.id, body["session"]["id"].as_str().unwrap());
+    let audits = db
+        .audit_log(&AuditFilter {
+            user_id: Some(id.to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut kinds: Vec<&str> = audits.iter().map(|a| a.event.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["session.created", "user.created"], "{id}");
+}
+
+async fn all_users(s: &TestServer) -> Vec<String> {
+    s.handle
+        .database()
+        .list_users(&UserFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect()
+}
+
+async fn a_burst_of_sign_ins_gets_one_answer_each_and_only_taken_ids_fail(backend: Backend) {
+    let s = TestServer::start_with(&backend, |c| c.rate_limit.anonymous_per_minute = 0).await;
+    // Ten ids already taken before the burst, and five asked for twice within it.
+    let mut taken = Vec::new();
+    for _ in 0..10 {
+        let id = guestpass_proto::new_user_id();
+        let (status, body) = s
+            .post("/sign-in/anonymous", None, json!({ "id": id }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        taken.push(id);
+    }
+    let twice: Vec<String> = (0..5).map(|_| guestpass_proto::new_user_id()).collect();
+    let mut bodies: Vec<Value> = taken.iter().map(|id| json!({ "id": id })).collect();
+    bodies.extend(
+        twice
+            .iter()
+            .flat_map(|id| [json!({ "id": id }), json!({ "id": id })]),
+    );
+    while bodies.len() < BURST {
+        // Half with an id minted on the device, half with one minted by the server.
+        if bodies.len().is_multiple_of(2) {
+            bodies.push(json!({ "id": guestpass_proto::new_user_id() }));
+        } else {
+            bodies.push(json!({}));
+        }
+    }
+    let answers = burst(&s, bodies.clone()).await;
+
+    let mut wins: HashMap<String, usize> = HashMap::new();
+    let mut created = Vec::new();
+    for ((status, body, _), asked) in answers.iter().zip(&bodies) {
+        let asked = asked["id"].as_str();
+        match status {
+            200 => {
+                let id = body["user"]["id"].as_str().unwrap().to_owned();
+                if let Some(asked) = asked {
+                    assert_eq!(id, asked);
+                }
+                assert!(!taken.contains(&id), "{id} was taken before the burst");
+                *wins.entry(id.clone()).or_default() += 1;
+                created.push(body.clone());
+            }
+            409 => {
+                assert_error(
+                    &(reqwest::StatusCode::CONFLICT, body.clone()),
+                    409,
+                    "USER_ID_TAKEN",
+                );
+                let asked = asked.expect("only a requested id can be taken").to_owned();
+                assert!(
+                    taken.contains(&asked) || twice.contains(&asked),
+                    "{asked} was free"
+                );
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    // Each id asked twice: exactly one of the two got it.
+    for id in &twice {
+        assert_eq!(wins.get(id), Some(&1), "{id}");
+    }
+    assert!(wins.values().all(|&n| n == 1));
+    assert_eq!(created.len(), BURST - taken.len() - twice.len());
+
+    // Every 200 is stored, whole; nothing else was.
+    for body in &created {
+        assert_stored(&s, body).await;
+    }
+    let stored: HashSet<String> = all_users(&s).await.into_iter().collect();
+    let expected: HashSet<String> = taken.iter().cloned().chain(wins.into_keys()).collect();
+    assert_eq!(stored, expected);
+    let audits = s
+        .handle
+        .database()
+        .audit_log(&AuditFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audits.len(), 2 * expected.len());
+    s.stop().await;
+}
+
+async fn the_rate_limit_counts_exactly_under_a_burst(backend: Backend) {
+    let s = TestServer::start_with(&backend, |c| c.rate_limit.anonymous_per_minute = 30).await;
+    // 60 at once from one address, a third of them refused before the writer
+    // (malformed id): still requests, so they count like the rest.
+    let bodies: Vec<Value> = (0..60_u32)
+        .map(|i| {
+            if i.is_multiple_of(3) {
+                json!({ "id": "usr_not-an-id" })
+            } else {
+                json!({})
+            }
+        })
+        .collect();
+    let answers = burst(&s, bodies).await;
+    let mut admitted = 0;
+    let mut limited = 0;
+    for (status, body, retry_after) in &answers {
+        match status {
+            200 => {
+                admitted += 1;
+                assert_stored(&s, body).await;
+            }
+            400 => assert_eq!(body["code"], "INVALID_USER_ID", "{body}"),
+            429 => {
+                limited += 1;
+                assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+                // t0 is 5 s into its minute.
+                assert_eq!(retry_after.as_deref(), Some("55"));
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let refused_early = answers.iter().filter(|a| a.0 == 400).count();
+    assert_eq!(limited, 30);
+    assert_eq!(admitted + limited + refused_early, 60);
+    // Exactly 30 hits fit in the window; the 20 malformed ones took their share.
+    assert_eq!(
+        admitted + refused_early,
+        30,
+        "{admitted} admitted, {refused_early} refused as malformed"
+    );
+    assert_eq!(all_users(&s).await.len(), admitted);
+    // Still limited now; a new window admits again.
+    assert_error(
+        &s.post("/sign-in/anonymous", None, json!({})).await,
+        429,
+        "RATE_LIMITED",
+    );
+    s.clock.advance(chrono::Duration::seconds(55));
+    assert_eq!(s.post("/sign-in/anonymous", None, json!({})).await.0, 200);
+    s.stop().await;
+}
+
+/// Something that makes the database unusable for the server, and undoes it.
+enum Outage {
+    /// Another connection holds SQLite's write lock past the busy timeout.
+    SqliteLocked(sqlx::SqliteConnection),
+    /// The PostgreSQL database refuses connections and the server's are cut.
+    Postgres(sqlx::PgConnection, String),
+}
+
+impl Outage {
+    async fn start(s: &TestServer) -> Self {
+        use sqlx::Connection;
+        match s.db.pg_name() {
+            None => {
+                let path = s.db.url.trim_start_matches("sqlite://").to_owned();
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Outage::SqliteLocked(conn)
+            }
+            Some(name) => {
+                let mut admin = s.db.pg_admin().await;
+                sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(name)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+                Outage::Postgres(admin, name.to_owned())
+            }
+        }
+    }
+
+    async fn end(self) {
+        match self {
+            Outage::SqliteLocked(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            Outage::Postgres(mut admin, name) => {
+                sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Load {
+    /// 0 before the outage, 1 during, 2 after.
+    phase: AtomicUsize,
+    stop: AtomicBool,
+    /// (phase when sent, phase when answered, status)
+    answers: Mutex<Vec<(usize, usize, u16)>>,
+    admitted: Mutex<Vec<Value>>,
+}
+
+impl Load {
+    fn count(&self, f: impl Fn(&(usize, usize, u16)) -> bool) -> usize {
+        self.answers.lock().unwrap().iter().filter(|a| f(a)).count()
+    }
+}
+
+async fn sign_in_until_stopped(load: Arc<Load>, url: String) {
+    // The client gives up well after the server must have answered (2 x the
+    // database timeout): no answer by then is a hang.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    while !load.stop.load(Ordering::SeqCst) {
+        let sent = load.phase.load(Ordering::SeqCst);
+        let res = http.post(&url).json(&json!({})).send().await;
+        let res = res.unwrap_or_else(|e| panic!("no answer (a hang?): {e}"));
+        let got = into_json(res).await;
+        match got.0.as_u16() {
+            200 => load.admitted.lock().unwrap().push(got.1.clone()),
+            503 => assert_error(&got, 503, "SERVICE_UNAVAILABLE"),
+            other => panic!("unexpected {other}: {}", got.1),
+        }
+        let answered = load.phase.load(Ordering::SeqCst);
+        load.answers
+            .lock()
+            .unwrap()
+            .push((sent, answered, got.0.as_u16()));
+    }
+}
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_database_gone_mid_burst_answers_503_then_recovers(backend: Backend) {
+    let s = TestServer::start_with(&backend, |c| {
+        c.rate_limit.anonymous_per_minute = 0;
+        c.database_timeout_secs = 1;
+    })
+    .await;
+    let load = Arc::new(Load::default());
+    let url = s.url("/sign-in/anonymous");
+    let workers: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(sign_in_until_stopped(load.clone(), url.clone())))
+        .collect();
+
+    until("sign-ins before the outage", || {
+        load.count(|a| a.2 == 200) >= 50
+    })
+    .await;
+    let outage = Outage::start(&s).await;
+    load.phase.store(1, Ordering::SeqCst);
+    until("503s during the outage", || {
+        load.count(|a| a.0 == 1 && a.1 == 1 && a.2 == 503) >= 16
+    })
+    .await;
+    outage.end().await;
+    load.phase.store(2, Ordering::SeqCst);
+    until("sign-ins after the outage", || {
+        load.count(|a| a.0 == 2 && a.2 == 200) >= 50
+    })
+    .await;
+    load.stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    // Wholly inside the outage: nothing but 503. Wholly after: nothing but 200.
+    assert_eq!(load.count(|a| a.0 == 1 && a.1 == 1 && a.2 != 503), 0);
+    assert_eq!(load.count(|a| a.0 == 2 && a.2 != 200), 0);
+    // Every guest that was told 200 is stored, whole.
+    let admitted = load.admitted.lock().unwrap().clone();
+    let stored: HashSet<String> = all_users(&s).await.into_iter().collect();
+    for body in &admitted {
+        assert!(stored.contains(body["user"]["id"].as_str().unwrap()));
+        assert_stored(&s, body).await;
+    }
+    s.stop().await;
+}

@@ -31,6 +31,11 @@ impl Store {
                 path: format!("{shown} ({e})"),
             });
         }
+        // Two app instances starting at once on a new device: one creates the file,
+        // switches it to WAL and migrates while the other waits. SQLite's own locking
+        // does not cover that sequence (the WAL switch can answer BUSY at once, and
+        // the migrator does not serialise processes); an OS file lock does.
+        let _opening = lock_file(data_dir.join("guestpass.lock")).await?;
         check_header(&path)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| Error::Database(e.to_string()))?
@@ -48,9 +53,6 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| Error::from_sqlx(&shown, e))?;
-        // SQLite's migrator does not serialise two processes; an OS file lock does
-        // (two app instances starting at once on a new device).
-        let _migrating = lock_file(data_dir.join("guestpass.lock")).await?;
         MIGRATOR.run(&pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
             other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),

@@ -65,8 +65,20 @@ impl Tmpfs {
         self.path().to_str().expect("UTF-8")
     }
 
+    /// The kernel refuses (busy) while any file on it is open for writing. A closed
+    /// sqlx pool lets its connection threads finish closing their files a moment
+    /// later, so poll until the remount is accepted, within a deadline.
     pub fn remount_read_only(&self) {
-        run("mount", &["-o", "remount,ro", self.target()]).expect("remount read-only");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            match run("mount", &["-o", "remount,ro", self.target()]) {
+                Ok(()) => return,
+                Err(e) if e.contains("busy") && std::time::Instant::now() < deadline => {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("remount read-only: {e}"),
+            }
+        }
     }
 
     pub fn remount_read_write(&self) {

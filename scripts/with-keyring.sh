@@ -16,5 +16,13 @@ exec dbus-run-session -- bash -c '
   export GUESTPASS_KEYRING_HOME="$keyring_home"
   # --unlock reads the keyring password from stdin; without it the daemon would prompt.
   eval "$(printf "guestpass-ci" | XDG_DATA_HOME="$keyring_home" gnome-keyring-daemon --unlock --components=secrets)"
+  # The daemon returns before it owns its bus name; a client that asked first would
+  # make D-Bus start a second, locked daemon. Wait (up to 10 s) for the name.
+  for _ in $(seq 200); do
+    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+      org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
+      | grep -q "boolean true" && break
+    sleep 0.05
+  done
   "$@"
 ' bash "$@"

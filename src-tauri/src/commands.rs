@@ -17,22 +17,22 @@ fn api(e: guestpass_core::Error) -> ApiError {
 
 #[tauri::command]
 pub(crate) async fn get_session(state: State<'_, AppState>) -> Reply<Option<SessionResponse>> {
-    state.core()?.get_session().await.map_err(api)
+    state.core().await?.get_session().await.map_err(api)
 }
 
 #[tauri::command]
 pub(crate) async fn sign_in_anonymous(state: State<'_, AppState>) -> Reply<SessionResponse> {
-    state.core()?.sign_in_anonymous().await.map_err(api)
+    state.core().await?.sign_in_anonymous().await.map_err(api)
 }
 
 #[tauri::command]
 pub(crate) async fn list_notes(state: State<'_, AppState>) -> Reply<Vec<Note>> {
-    state.core()?.list_notes().await.map_err(api)
+    state.core().await?.list_notes().await.map_err(api)
 }
 
 #[tauri::command]
 pub(crate) async fn create_note(state: State<'_, AppState>, body: String) -> Reply<Note> {
-    state.core()?.create_note(&body).await.map_err(api)
+    state.core().await?.create_note(&body).await.map_err(api)
 }
 
 #[tauri::command]
@@ -41,12 +41,17 @@ pub(crate) async fn update_note(
     id: String,
     body: String,
 ) -> Reply<Note> {
-    state.core()?.update_note(&id, &body).await.map_err(api)
+    state
+        .core()
+        .await?
+        .update_note(&id, &body)
+        .await
+        .map_err(api)
 }
 
 #[tauri::command]
 pub(crate) async fn delete_note(state: State<'_, AppState>, id: String) -> Reply<()> {
-    state.core()?.delete_note(&id).await.map_err(api)
+    state.core().await?.delete_note(&id).await.map_err(api)
 }
 
 #[tauri::command]
@@ -55,7 +60,12 @@ pub(crate) async fn set_preference(
     key: String,
     value: serde_json::Value,
 ) -> Reply<User> {
-    state.core()?.set_preference(&key, value).await.map_err(api)
+    state
+        .core()
+        .await?
+        .set_preference(&key, value)
+        .await
+        .map_err(api)
 }
 
 #[tauri::command]
@@ -66,7 +76,8 @@ pub(crate) async fn upgrade(
     name: Option<String>,
 ) -> Reply<UpgradeOutcome> {
     state
-        .core()?
+        .core()
+        .await?
         .upgrade(&email, SecretString::from(password), name.as_deref())
         .await
         .map_err(api)
@@ -74,22 +85,22 @@ pub(crate) async fn upgrade(
 
 #[tauri::command]
 pub(crate) async fn dismiss_upgrade(state: State<'_, AppState>) -> Reply<SyncStatus> {
-    state.core()?.dismiss_upgrade().await.map_err(api)
+    state.core().await?.dismiss_upgrade().await.map_err(api)
 }
 
 #[tauri::command]
 pub(crate) async fn sync_status(state: State<'_, AppState>) -> Reply<SyncStatus> {
-    Ok(state.core()?.sync_status())
+    Ok(state.core().await?.sync_status())
 }
 
 #[tauri::command]
 pub(crate) async fn sync_now(state: State<'_, AppState>) -> Reply<SyncStatus> {
-    Ok(state.core()?.sync_now().await)
+    Ok(state.core().await?.sync_now().await)
 }
 
 #[tauri::command]
 pub(crate) async fn social_providers(state: State<'_, AppState>) -> Reply<Vec<String>> {
-    Ok(state.core()?.social_providers())
+    Ok(state.core().await?.social_providers())
 }
 
 #[tauri::command]
@@ -99,7 +110,8 @@ pub(crate) async fn upgrade_with_social(
     provider: String,
 ) -> Reply<SessionResponse> {
     state
-        .core()?
+        .core()
+        .await?
         .upgrade_with_social(&provider, &SystemBrowser(app))
         .await
         .map_err(api)
@@ -107,6 +119,6 @@ pub(crate) async fn upgrade_with_social(
 
 #[tauri::command]
 pub(crate) async fn cancel_social(state: State<'_, AppState>) -> Reply<()> {
-    state.core()?.cancel_social();
+    state.core().await?.cancel_social();
     Ok(())
 }

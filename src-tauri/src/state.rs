@@ -7,28 +7,47 @@ use guestpass_core::{Config, Dialect, Guestpass, SocialProvider};
 use guestpass_proto::{ApiError, ErrorCode};
 use tauri::{AppHandle, Emitter, Manager};
 
-pub(crate) struct AppState(Result<Arc<Guestpass>, ApiError>);
+/// The opened core. A store that could not open (read-only or full disk, locked
+/// keyring, damaged file) is tried again by the next command, so the UI's "Try again"
+/// works once the person has fixed the cause, without restarting the app.
+pub(crate) struct AppState {
+    app: AppHandle,
+    opened: tokio::sync::Mutex<Option<Arc<Guestpass>>>,
+}
 
 impl AppState {
     pub(crate) async fn open(app: &AppHandle) -> Self {
-        let opened = match config(app) {
-            Ok(config) => Guestpass::open(config)
-                .await
-                .map(Arc::new)
-                .map_err(|e| e.to_api()),
-            Err(e) => Err(e),
+        let state = Self {
+            app: app.clone(),
+            opened: tokio::sync::Mutex::new(None),
         };
-        match &opened {
-            Ok(core) => start_sync(app, core.clone()),
-            Err(e) => {
-                tracing::error!(code = %e.code, "the local store could not be opened: {}", e.message)
-            }
-        }
-        Self(opened)
+        // Open now so sync starts at launch; a failure is only logged here and
+        // answered to the UI's first command.
+        let _ = state.core().await;
+        state
     }
 
-    pub(crate) fn core(&self) -> Result<&Guestpass, ApiError> {
-        self.0.as_deref().map_err(Clone::clone)
+    pub(crate) async fn core(&self) -> Result<Arc<Guestpass>, ApiError> {
+        let mut slot = self.opened.lock().await;
+        if let Some(core) = slot.as_ref() {
+            return Ok(core.clone());
+        }
+        let opened = match config(&self.app) {
+            Ok(config) => Guestpass::open(config).await.map_err(|e| e.to_api()),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(core) => {
+                let core = Arc::new(core);
+                start_sync(&self.app, core.clone());
+                *slot = Some(core.clone());
+                Ok(core)
+            }
+            Err(e) => {
+                tracing::error!(code = %e.code, "the local store could not be opened: {}", e.message);
+                Err(e)
+            }
+        }
     }
 }
 

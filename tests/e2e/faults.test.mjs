@@ -1,6 +1,6 @@
 // Issue 7 in the real window: the data dir turns read-only (a real tmpfs remounted ro).
 // The app says why it cannot start, in words and with the typed code, and the guest's
-// note is still there once the disk can be written again. Needs root to mount.
+// note is still there once the disk can be written again and the person presses Try again. Needs root to mount.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -47,11 +47,19 @@ test("a read-only data dir: the window says why and the note is kept", async (t)
       assert.match(await app.findElement(By.css("#fatal-message")).getText(), /cannot be written/);
       assert.match(await app.findElement(By.css("#fatal-hint")).getText(), /data folder can be written/);
       await screenshot(app, "read-only-data-dir");
+
+      // The person fixes the disk and presses "Try again": the same window opens the
+      // store now, with the same guest and the note, no restart.
+      mount("-o", "remount,rw", device.dataDir);
+      await app.findElement(By.css("#fatal-retry")).click();
+      await visible(app, "#guest-banner");
+      const note = await visible(app, "#notes-list li.note .note-body");
+      assert.equal(await note.getText(), "Written before the disk went read-only");
+      await screenshot(app, "read-only-then-retry");
     } finally {
       await app.quit();
     }
 
-    mount("-o", "remount,rw", device.dataDir);
     assert.equal(sql(device.dataDir, "SELECT body FROM notes"), "Written before the disk went read-only", "nothing lost");
     assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM users"), "1");
   } finally {

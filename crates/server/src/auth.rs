@@ -12,7 +12,7 @@ use guestpass_proto::{
     EmailSignInRequest, ErrorCode, SessionResponse, SignInResponse, SuccessResponse,
 };
 
-use crate::crypto::{keyed_hash, new_token, sha256_hex, verify_password};
+use crate::crypto::{keyed_hash, new_token, sha256_hex, verify_password, with_hashing};
 use crate::db::{AuditRow, GuestOutcome, NewGuest, SessionRow, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{bearer, client_ip, ApiJson, JsonOrEmpty, Peer};
@@ -226,9 +226,9 @@ pub async fn sign_in_email(
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.decoy_hash.clone());
     let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+    let ok = with_hashing(move || verify_password(&password, &stored))
         .await
-        .map_err(|_| Failure::internal())?;
+        .ok_or_else(Failure::internal)?;
     let user = match user {
         Some(user) if ok && user.password_hash.is_some() => user,
         _ => return Err(ErrorCode::InvalidEmailOrPassword.into()),

@@ -69,10 +69,22 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > BODY_LIMIT as u64) {
+    let limit = req.extensions().get::<ReadTimeout>().copied();
+    if let Some(n) = announced.filter(|&n| n > BODY_LIMIT as u64) {
+        // A client still sending when we close gets a reset that can swallow the 413;
+        // read and discard a modest excess first so it sees the typed answer. A huge
+        // announcement is refused at once: that client is not owed the courtesy.
+        if n <= DRAIN_LIMIT {
+            let drain = drain(req.into_body());
+            match limit {
+                Some(ReadTimeout(limit)) => {
+                    let _ = tokio::time::timeout(limit, drain).await;
+                }
+                None => drain.await,
+            }
+        }
         return Err(too_large());
     }
-    let limit = req.extensions().get::<ReadTimeout>().copied();
     let read = Bytes::from_request(req, state);
     // One deadline for the whole body: a client trickling a byte at a time must
     // not hold a connection (and a task) for minutes.
@@ -96,6 +108,20 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
         }
     })?;
     Ok((content_type_ok, bytes))
+}
+
+/// The most of an oversized body read (and thrown away) before answering 413.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+
+async fn drain(mut body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut seen = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
 }
 
 fn too_large() -> Failure {

@@ -10,7 +10,7 @@ use guestpass_proto::{
 use serde::Deserialize;
 
 use crate::auth::{ip_hash, ip_of, require_session, Authed};
-use crate::crypto::{hash_password, new_token, sha256_hex};
+use crate::crypto::{hash_password, new_token, sha256_hex, with_hashing};
 use crate::db::{AuditRow, EmailUpgrade, SocialLink};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery, Peer};
@@ -50,9 +50,9 @@ pub async fn upgrade(
         return Err(ErrorCode::EmailAlreadyInUse.into());
     }
     let password = body.password;
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+    let password_hash = with_hashing(move || hash_password(&password))
         .await
-        .map_err(|_| Failure::internal())?
+        .ok_or_else(Failure::internal)?
         .map_err(|_| Failure::internal())?;
 
     let now = state.clock.now_ms();

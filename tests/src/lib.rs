@@ -57,7 +57,8 @@ impl Device {
         keyring::Entry::new(&self.service, &format!("{user_id}:{slot}")).expect("keyring entry")
     }
 
-    /// What the OS keyring holds in a slot (`session`, `remote-session`, `pending-password`).
+    /// What the OS keyring holds in a slot (`session`, `remote-session`,
+    /// `pending-password`, `device-key`).
     pub fn keyring(&self, user_id: &str, slot: &str) -> Option<String> {
         match self.entry(user_id, slot).get_password() {
             Ok(v) => Some(v),
@@ -67,7 +68,12 @@ impl Device {
     }
 
     pub fn forget_keyring(&self, user_id: &str) {
-        for slot in ["session", "remote-session", "pending-password"] {
+        for slot in [
+            "session",
+            "remote-session",
+            "pending-password",
+            "device-key",
+        ] {
             let _ = self.entry(user_id, slot).delete_credential();
         }
     }

@@ -348,6 +348,11 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
                 secrets.push(("session token", token));
             }
         }
+        // The key that proves this device registered its guest (the server keeps
+        // only its SHA-256).
+        if let Some(key) = device.keyring(user, "device-key") {
+            secrets.push(("device key", key));
+        }
     }
     assert!(
         secrets
@@ -356,6 +361,10 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
             .count()
             >= 6,
         "each device holds a local and a server token"
+    );
+    assert!(
+        secrets.iter().any(|(k, _)| *k == "device key"),
+        "a registered device holds its device key"
     );
 
     // Written to disk, as a crash would leave them: scan with the apps still open

@@ -32,9 +32,89 @@ async fn first_sync_registers_the_guest_under_its_own_id() {
         .unwrap();
     assert_eq!(mapped, me.user.id, "same id on both sides");
     assert!(device.keyring(&me.user.id, "remote-session").is_some());
+    let key = device
+        .keyring(&me.user.id, "device-key")
+        .expect("the device key is in the keyring");
+    assert!(key.len() >= 43, "256 bits");
+    let bytes = device.db_bytes();
+    assert!(
+        !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the device key is not in SQLite"
+    );
 
     // A second pass registers nothing new.
     assert_eq!(app.sync_now().await.state, SyncState::UpToDate);
+    device.forget_keyring(&me.user.id);
+}
+
+/// The server committed the guest but its answer never reached the device (device
+/// killed, network cut, server killed after the commit): the device's retry carries
+/// the same device key and gets a session for the same guest.
+#[tokio::test]
+async fn a_registration_whose_answer_was_lost_is_resumed_with_the_device_key() {
+    let server = RefServer::start().await;
+    let device = Device::new(&server.url(), Dialect::Guestpass);
+    let app = device.launch().await;
+    let me = app.ensure_session().await.unwrap();
+    // The first attempt: the key is in the keyring before the request goes out, the
+    // server commits the guest, and the answer is lost.
+    let key = "lost-answer-device-key-0123456789abcdefghijk";
+    keyring::Entry::new(&device.service, &format!("{}:device-key", me.user.id))
+        .unwrap()
+        .set_password(key)
+        .unwrap();
+    let (status, body) = server
+        .post(
+            "/sign-in/anonymous",
+            None,
+            serde_json::json!({ "id": me.user.id, "deviceKey": key }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let status = app.sync_now().await;
+    assert_eq!(status.state, SyncState::UpToDate, "{status:?}");
+    let mapped: String = sqlx::query_scalar("SELECT remote_user_id FROM remote_account")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        mapped, me.user.id,
+        "mapped to the guest the server already had"
+    );
+    assert!(device.keyring(&me.user.id, "remote-session").is_some());
+    assert_eq!(
+        device.keyring(&me.user.id, "device-key").as_deref(),
+        Some(key)
+    );
+
+    // Later the device loses its remote session and its mapping (as if that answer
+    // was lost too): the next pass gets the same guest back, not NEEDS_ATTENTION.
+    let first_token = device.keyring(&me.user.id, "remote-session").unwrap();
+    keyring::Entry::new(&device.service, &format!("{}:remote-session", me.user.id))
+        .unwrap()
+        .delete_credential()
+        .unwrap();
+    sqlx::query("DELETE FROM remote_account")
+        .execute(app.store().pool())
+        .await
+        .unwrap();
+    let status = app.sync_now().await;
+    assert_eq!(status.state, SyncState::UpToDate, "{status:?}");
+    let mapped: String = sqlx::query_scalar("SELECT remote_user_id FROM remote_account")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(mapped, me.user.id);
+    let second_token = device.keyring(&me.user.id, "remote-session").unwrap();
+    assert_ne!(first_token, second_token, "a new session");
+    let (code, session) = server.get("/get-session", Some(&second_token)).await;
+    assert_eq!(code, 200);
+    assert_eq!(session["user"]["id"], me.user.id.as_str());
+    assert_eq!(
+        server.admin_user(&me.user.id).await.unwrap()["isAnonymous"],
+        true
+    );
     device.forget_keyring(&me.user.id);
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::audit;
-use crate::backend::{Backend, BackendError, Remote, RemoteUser};
+use crate::backend::{Backend, BackendError, Dialect, Remote, RemoteUser};
 use crate::error::{Error, Result};
 use crate::identity::device_user;
 use crate::store::Store;
@@ -152,7 +152,14 @@ async fn ensure_registered(
             "The server no longer knows this device's session. Sign in again to sync.",
         )));
     }
-    match backend.register(&user.id).await {
+    // The key is in the keyring before the first attempt and the same on every
+    // retry: if the server committed the guest but the answer was lost, the retry
+    // proves this device minted the id and gets a session instead of USER_ID_TAKEN.
+    let device_key = match backend.dialect() {
+        Dialect::Guestpass => Some(device_key(vault, &user.id).await?),
+        Dialect::BetterAuth => None,
+    };
+    match backend.register(&user.id, device_key.as_ref()).await {
         Ok(Remote { user: remote, token: Some(token) }) => {
             // Token first: if we die before the row, the branch above recovers it.
             vault.set(&user.id, Slot::Remote, &token).await?;
@@ -160,12 +167,23 @@ async fn ensure_registered(
             Ok(Registered::Token(token))
         }
         Ok(Remote { token: None, .. }) => Err(BackendError::Protocol("sign-in answer without a token".into()).into()),
+        // Final: the server refused this device's key too (or the guest was upgraded there).
         Err(BackendError::Refused(e)) if e.code == ErrorCode::UserIdTaken => Ok(Registered::Lost(ApiError::new(
             ErrorCode::UserIdTaken,
             "The server already has this guest but this device lost its session there. Your data on this device is safe.",
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// This guest's device key, made (and kept in the keyring) the first time it is needed.
+async fn device_key(vault: &Vault, user_id: &str) -> Result<SecretString> {
+    if let Some(key) = vault.get(user_id, Slot::DeviceKey).await? {
+        return Ok(key);
+    }
+    let key = crate::token::new_device_key();
+    vault.set(user_id, Slot::DeviceKey, &key).await?;
+    Ok(key)
 }
 
 async fn save_remote(

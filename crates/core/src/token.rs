@@ -11,6 +11,16 @@ pub fn new_token() -> SecretString {
     SecretString::from(hex::encode(bytes))
 }
 
+/// The secret a device registers its guest with (see `sync::ensure_registered`):
+/// 256 random bits, URL-safe base64 like the server's tokens. Only the keyring
+/// and the server's sign-in request ever see it.
+pub fn new_device_key() -> SecretString {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub fn hash(token: &SecretString) -> String {
     hex::encode(Sha256::digest(token.expose_secret().as_bytes()))
 }

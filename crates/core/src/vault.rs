@@ -15,6 +15,10 @@ pub enum Slot {
     Remote,
     /// The password of a queued upgrade, erased once delivered or abandoned.
     PendingPassword,
+    /// The secret the guest was registered with on the backend; it lets this
+    /// device register the same id again when an answer was lost. Kept for the
+    /// guest's lifetime.
+    DeviceKey,
 }
 
 impl Slot {
@@ -23,6 +27,7 @@ impl Slot {
             Slot::Session => "session",
             Slot::Remote => "remote-session",
             Slot::PendingPassword => "pending-password",
+            Slot::DeviceKey => "device-key",
         }
     }
 }

@@ -26,7 +26,7 @@ fn upgrade_req(email: &str, password: &str) -> UpgradeRequest {
 
 async fn guest(b: &Backend) -> (Remote, SecretString) {
     // Better Auth mints its own id; the local one is not sent.
-    let r = b.register("local-guest-id").await.expect("register");
+    let r = b.register("local-guest-id", None).await.expect("register");
     let token = r.token.clone().expect("a token for the new guest");
     (r, token)
 }
@@ -278,7 +278,10 @@ async fn a_server_that_went_away_is_unreachable() {
     let (_, token) = guest(&b).await;
     peer.kill();
 
-    let e = b.register("local-guest-id").await.expect_err("register");
+    let e = b
+        .register("local-guest-id", None)
+        .await
+        .expect_err("register");
     assert!(matches!(e, BackendError::Unreachable(_)), "{e:?}");
     assert!(e.is_transient());
     let e = b.get_session(&token).await.expect_err("get-session");
@@ -300,7 +303,7 @@ async fn its_rate_limiter_becomes_rate_limited_with_the_delay() {
     let peer = BetterAuthPeer::start_with(&[("PEER_ANON_RATE_LIMIT", "1")]);
     let b = backend(&peer);
     guest(&b).await;
-    match b.register("local-guest-id").await {
+    match b.register("local-guest-id", None).await {
         Err(BackendError::RateLimited {
             retry_after: Some(d),
         }) => {

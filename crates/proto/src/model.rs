@@ -41,12 +41,30 @@ pub struct Session {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `POST /sign-in/anonymous`: `{}` or `{"id": "usr_…"}` (the id the device minted offline).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `POST /sign-in/anonymous`: `{}` or `{"id": "usr_…", "deviceKey": "…"}` (the id the
+/// device minted offline, and the secret that proves this device minted it).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnonymousSignInRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// 256 random bits (URL-safe base64) the device keeps in its keyring. When the
+    /// id is taken, the same key gets a new session for that guest, so a device
+    /// whose first answer was lost can register again (idempotent registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
+}
+
+impl std::fmt::Debug for AnonymousSignInRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnonymousSignInRequest")
+            .field("id", &self.id)
+            .field(
+                "device_key",
+                &self.device_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Answer of every route that creates a session. The token also travels in the

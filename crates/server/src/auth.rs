@@ -108,6 +108,15 @@ pub async fn sign_in_anonymous(
     };
     let id = match (refusal, body.id.as_deref()) {
         (Some(refusal), _) => Err(refusal),
+        (None, _)
+            if body
+                .device_key
+                .as_deref()
+                .is_some_and(|k| !DEVICE_KEY_LEN.contains(&k.len())) =>
+        {
+            Err(Failure::new(ErrorCode::InvalidRequest)
+                .with_message("deviceKey must be 32 to 256 characters"))
+        }
         (None, Some(raw)) => parse_user_id(raw).map_err(|_| Failure::new(ErrorCode::InvalidUserId)),
         (None, None) => Ok(new_user_id()),
     };
@@ -123,6 +132,7 @@ pub async fn sign_in_anonymous(
         }
     };
     let user = UserRow::new_guest(id, now);
+    let answer_user_id = user.id.clone();
     let (session, token) = mint_session(&user.id, now);
     let ip_hash = ip_hash(&state, ip);
     let audits = vec![
@@ -146,17 +156,25 @@ pub async fn sign_in_anonymous(
     let rate = ratelimit::anonymous_hit(&state.secret, ip, limit, now);
     // Built now, sent only if the guest is committed.
     let answer = signed_in(&user, &session, token);
+    // Only the digest is stored: a leaked database does not let anyone resume a guest.
+    let device_key_hash = body.device_key.as_deref().map(sha256_hex);
     let guest = NewGuest {
         user,
         session,
         audits,
+        device_key_hash: device_key_hash.clone(),
         rate: rate.clone(),
     };
     // Returns once the batch holding this guest is committed (writer.rs). Each
     // creation is in the audit log; a log line per sign-in would only be noise.
     match state.writer.create_guest(guest).await? {
         GuestOutcome::Created => Ok(answer),
-        GuestOutcome::UserIdTaken => Err(ErrorCode::UserIdTaken.into()),
+        // The hit is already counted (by the batch): a resumed sign-in is limited
+        // exactly like a new one.
+        GuestOutcome::UserIdTaken => match device_key_hash {
+            Some(hash) => resume_guest(&state, &answer_user_id, &hash, ip, now).await,
+            None => Err(ErrorCode::UserIdTaken.into()),
+        },
         GuestOutcome::Limited { hits } => {
             let decision = rate.as_ref().map(|r| ratelimit::decide(r, hits, now));
             let retry_after_secs = match decision {
@@ -165,6 +183,40 @@ pub async fn sign_in_anonymous(
             };
             Err(rate_limited(retry_after_secs))
         }
+    }
+}
+
+/// Length bounds of a device key: 256 bits in base64 is 43 characters; anything
+/// much shorter is too weak to prove ownership, anything longer is not a key.
+const DEVICE_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=256;
+
+/// The id is taken: the device that registered it (same device key) may be asking
+/// again because its first answer was lost. It gets a new session for the same
+/// guest; anyone else (no key, wrong key, or the guest has since been upgraded
+/// and signs in with its credentials) gets USER_ID_TAKEN as before.
+async fn resume_guest(
+    state: &AppState,
+    user_id: &str,
+    device_key_hash: &str,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> ApiResult<Response> {
+    let (session, token) = mint_session(user_id, now);
+    let audit = AuditRow::new(
+        AuditEventKind::SessionCreated,
+        user_id,
+        user_id,
+        now,
+        ip_hash(state, ip),
+    )
+    .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" }));
+    match state
+        .db
+        .resume_guest(device_key_hash, &session, &audit)
+        .await?
+    {
+        Some(user) => Ok(signed_in(&user, &session, token)),
+        None => Err(ErrorCode::UserIdTaken.into()),
     }
 }
 

@@ -32,6 +32,12 @@ pub fn matches_digest(presented: &str, digest: &[u8; 32]) -> bool {
     got.as_slice().ct_eq(digest.as_slice()).into()
 }
 
+/// Constant-time comparison of two hex SHA-256 digests (a stored one against the
+/// digest of a presented secret).
+pub fn hex_digests_match(stored: &str, presented: &str) -> bool {
+    stored.as_bytes().ct_eq(presented.as_bytes()).into()
+}
+
 pub fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }

@@ -194,6 +194,9 @@ pub struct NewGuest {
     pub user: UserRow,
     pub session: SessionRow,
     pub audits: Vec<AuditRow>,
+    /// SHA-256 (hex) of the device key the guest registered with, stored with the
+    /// user so the same device can sign in again if this answer is lost.
+    pub device_key_hash: Option<String>,
     /// The hit to count against the anonymous sign-in limit first; `None` when
     /// the limit is off.
     pub rate: Option<RateHit>,
@@ -292,6 +295,17 @@ pub trait Database: Send + Sync + 'static {
 
     /// A new session for an existing user (sign-in) with its audit row.
     async fn create_session(&self, session: &SessionRow, audit: &AuditRow) -> DbResult<()>;
+
+    /// Idempotent registration: in one transaction, if `session.user_id` is still
+    /// a guest registered with the device key whose SHA-256 (hex) is
+    /// `device_key_hash`, adds `session` and its audit row and returns the user;
+    /// otherwise writes nothing and returns `None`.
+    async fn resume_guest(
+        &self,
+        device_key_hash: &str,
+        session: &SessionRow,
+        audit: &AuditRow,
+    ) -> DbResult<Option<UserRow>>;
 
     /// The live session for a token digest and its user; `None` if unknown or expired.
     async fn session_by_token(

@@ -115,7 +115,7 @@ pub fn ids_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
 }
 
 /// `[id, email, name, image, email_verified, is_anonymous, password_hash,
-/// metadata, created_at, updated_at, last_active_at]` per user.
+/// metadata, created_at, updated_at, last_active_at, device_key_hash]` per user.
 pub fn users_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
     let rows: Vec<_> = items
         .iter()
@@ -133,6 +133,7 @@ pub fn users_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
                 u.created_at,
                 u.updated_at,
                 u.last_active_at,
+                &batch[i].device_key_hash,
             )
         })
         .collect();
@@ -195,6 +196,7 @@ mod tests {
                 updated_at: 1,
             },
             audits: Vec::new(),
+            device_key_hash: None,
             rate: bucket.map(|b| RateHit {
                 bucket: b.into(),
                 window_start: 0,

@@ -259,6 +259,42 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn resume_guest(
+                &self,
+                device_key_hash: &str,
+                s: &SessionRow,
+                audit: &AuditRow,
+            ) -> DbResult<Option<UserRow>> {
+                let mut tx = self.pool.begin().await?;
+                // A write first: it takes SQLite's write lock (and PostgreSQL's row
+                // lock) up front, so an upgrade cannot slip in between the check
+                // and the new session.
+                let stored: Option<Option<String>> = sqlx::query_scalar(
+                    "UPDATE users SET last_active_at = $2 WHERE id = $1 AND is_anonymous \
+                     RETURNING device_key_hash",
+                )
+                .bind(&s.user_id)
+                .bind(s.created_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let matches = stored
+                    .flatten()
+                    .is_some_and(|h| crate::crypto::hex_digests_match(&h, device_key_hash));
+                if !matches {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                Self::insert_session(&mut *tx, s).await?;
+                Self::insert_audit(&mut *tx, audit).await?;
+                let user: UserRow =
+                    sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                        .bind(&s.user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(Some(user))
+            }
+
             async fn session_by_token(
                 &self,
                 token_hash: &str,

@@ -28,11 +28,11 @@ macro_rules! insert_users_from {
     ($rows:literal) => {
         concat!(
             "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, ",
-            "password_hash, metadata, created_at, updated_at, last_active_at) ",
+            "password_hash, metadata, created_at, updated_at, last_active_at, device_key_hash) ",
             "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, ",
             "CAST(j.value ->> 4 AS BOOLEAN), CAST(j.value ->> 5 AS BOOLEAN), ",
             "j.value ->> 6, j.value ->> 7, CAST(j.value ->> 8 AS BIGINT), ",
-            "CAST(j.value ->> 9 AS BIGINT), CAST(j.value ->> 10 AS BIGINT) FROM ",
+            "CAST(j.value ->> 9 AS BIGINT), CAST(j.value ->> 10 AS BIGINT), j.value ->> 11 FROM ",
             $rows
         )
     };

@@ -46,9 +46,14 @@ async fn body<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, Backe
         .map_err(|e| BackendError::Protocol(format!("unreadable answer: {}", e.without_url())))
 }
 
-pub(crate) async fn register(b: &Backend, local_user_id: &str) -> Result<Remote, BackendError> {
+pub(crate) async fn register(
+    b: &Backend,
+    local_user_id: &str,
+    device_key: Option<&SecretString>,
+) -> Result<Remote, BackendError> {
     let req = AnonymousSignInRequest {
         id: Some(local_user_id.to_owned()),
+        device_key: device_key.map(|k| k.expose_secret().to_owned()),
     };
     let resp = b
         .http()

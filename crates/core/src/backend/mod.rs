@@ -121,10 +121,15 @@ impl Backend {
     }
 
     /// Registers the device's guest. The reference server keeps the id the device
-    /// minted; Better Auth mints its own.
-    pub async fn register(&self, local_user_id: &str) -> Result<Remote, BackendError> {
+    /// minted, and with `device_key` lets this device register it again (a new
+    /// session) if an answer was lost; Better Auth mints its own id and has no key.
+    pub async fn register(
+        &self,
+        local_user_id: &str,
+        device_key: Option<&SecretString>,
+    ) -> Result<Remote, BackendError> {
         match self.dialect {
-            Dialect::Guestpass => guestpass::register(self, local_user_id).await,
+            Dialect::Guestpass => guestpass::register(self, local_user_id, device_key).await,
             Dialect::BetterAuth => better_auth::register(self).await,
         }
     }

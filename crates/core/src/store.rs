@@ -35,7 +35,7 @@ impl Store {
         // switches it to WAL and migrates while the other waits. SQLite's own locking
         // does not cover that sequence (the WAL switch can answer BUSY at once, and
         // the migrator does not serialise processes); an OS file lock does.
-        let _opening = lock_file(data_dir.join("guestpass.lock")).await?;
+        let _opening = lock_file(data_dir.join("guestpass.lock"), &shown).await?;
         check_header(&path)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| Error::Database(e.to_string()))?
@@ -86,9 +86,10 @@ impl Store {
     }
 }
 
-/// Holds an exclusive lock on `path` until dropped.
-async fn lock_file(path: PathBuf) -> Result<std::fs::File> {
-    let shown = path.display().to_string();
+/// Holds an exclusive lock on `path` until dropped. A failure names the database
+/// (`shown`), which is what the person knows, not the lock file beside it.
+async fn lock_file(path: PathBuf, shown: &str) -> Result<std::fs::File> {
+    let shown = shown.to_owned();
     tokio::task::spawn_blocking(move || {
         let f = std::fs::OpenOptions::new()
             .create(true)

@@ -47,16 +47,7 @@ pub async fn run(
     connections: usize,
     baseline: Duration,
 ) -> anyhow::Result<Outcome> {
-    let fresh = match target {
-        Target::GuestpassPostgres { url } => Some(FreshDb::create(url, "cleanup").await?),
-        _ => None,
-    };
-    let started = match &fresh {
-        Some(db) => Target::GuestpassPostgres {
-            url: db.url.clone(),
-        },
-        None => target.clone(),
-    };
+    let (fresh, started) = FreshDb::for_target(target, "cleanup").await?;
     let outcome = scenario(paths, scripts, &started, guests, connections, baseline).await;
     if let Some(db) = fresh {
         db.drop_now().await?;

@@ -90,16 +90,7 @@ async fn cell(
     connections: usize,
     target: &Target,
 ) -> anyhow::Result<Row> {
-    let fresh = match target {
-        Target::GuestpassPostgres { url } => Some(FreshDb::create(url, "http").await?),
-        _ => None,
-    };
-    let started = match &fresh {
-        Some(db) => Target::GuestpassPostgres {
-            url: db.url.clone(),
-        },
-        None => target.clone(),
-    };
+    let (fresh, started) = FreshDb::for_target(target, "http").await?;
     let outcome = measure(plan, paths, scripts, kind, connections, &started).await;
     if let Some(db) = fresh {
         db.drop_now().await?;

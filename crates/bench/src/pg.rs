@@ -4,6 +4,8 @@
 use anyhow::Context;
 use sqlx::Connection;
 
+use crate::servers::Target;
+
 pub struct FreshDb {
     admin_url: String,
     name: String,
@@ -11,6 +13,24 @@ pub struct FreshDb {
 }
 
 impl FreshDb {
+    /// The target to start: a PostgreSQL target moved to a fresh database (returned,
+    /// to be dropped after the run), any other target as it is.
+    pub async fn for_target(
+        target: &Target,
+        label: &str,
+    ) -> anyhow::Result<(Option<Self>, Target)> {
+        match target {
+            Target::GuestpassPostgres { url } => {
+                let db = Self::create(url, label).await?;
+                let started = Target::GuestpassPostgres {
+                    url: db.url.clone(),
+                };
+                Ok((Some(db), started))
+            }
+            _ => Ok((None, target.clone())),
+        }
+    }
+
     pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
         let name = format!("guestpass_bench_{}_{label}", std::process::id());
         let mut url = reqwest::Url::parse(admin_url).context("the PostgreSQL URL")?;

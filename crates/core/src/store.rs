@@ -81,8 +81,19 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Closes every connection; when this returns, no file of the store is open.
     pub async fn close(&self) {
-        self.pool.close().await;
+        // sqlx's close can return early: a connection dropped just before is handed
+        // back by a task of its own, and may reach the idle queue after close swept
+        // it. (A data dir then could not be remounted read-only: the files were
+        // still open.) Closing again until no connection is left settles it.
+        loop {
+            self.pool.close().await;
+            if self.pool.size() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
 

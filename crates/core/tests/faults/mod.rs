@@ -65,19 +65,15 @@ impl Tmpfs {
         self.path().to_str().expect("UTF-8")
     }
 
-    /// The kernel refuses (busy) while any file on it is open for writing. A closed
-    /// sqlx pool lets its connection threads finish closing their files a moment
-    /// later, so poll until the remount is accepted, within a deadline.
+    /// The kernel refuses (busy) while any file on it is open for writing, so this
+    /// also checks that the store closed every file it had (`Store::close`); a
+    /// refusal lists which files are still open, and by whom.
     pub fn remount_read_only(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            match run("mount", &["-o", "remount,ro", self.target()]) {
-                Ok(()) => return,
-                Err(e) if e.contains("busy") && std::time::Instant::now() < deadline => {
-                    std::thread::yield_now()
-                }
-                Err(e) => panic!("remount read-only: {e}"),
-            }
+        if let Err(e) = run("mount", &["-o", "remount,ro", self.target()]) {
+            panic!(
+                "remount read-only: {e}; open here: {:?}",
+                open_under(self.path())
+            );
         }
     }
 
@@ -101,6 +97,34 @@ impl Tmpfs {
         while let Ok(1) = f.write(&[0u8; 1]) {}
         path
     }
+}
+
+/// Every process's open files under `dir` (pid, path): why a remount is refused.
+fn open_under(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if target.starts_with(dir) {
+                    let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                    found.push((format!("{pid} {}", comm.trim()), target));
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) {
+            for line in maps.lines().filter(|l| l.contains(&*dir.to_string_lossy())) {
+                found.push((format!("{pid} map"), PathBuf::from(line)));
+            }
+        }
+    }
+    found
 }
 
 impl Drop for Tmpfs {

@@ -10,6 +10,8 @@ use crate::prepare;
 use crate::servers::{Paths, Server, Target};
 
 pub struct Plan {
+    /// The request kinds to run (all by default).
+    pub kinds: Vec<Kind>,
     pub duration: Duration,
     pub warmup: Option<Duration>,
     pub connections: Vec<usize>,
@@ -42,7 +44,7 @@ pub fn targets(plan: &Plan) -> Vec<Target> {
 
 pub async fn run(plan: &Plan, paths: &Paths, scripts: &Scripts) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for kind in Kind::ALL {
+    for &kind in &plan.kinds {
         for &connections in &plan.connections {
             for target in targets(plan) {
                 eprintln!(

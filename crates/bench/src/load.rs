@@ -18,7 +18,7 @@ const UPGRADE: &str = include_str!("../lua/upgrade.lua");
 /// every server; each thread drives connections/2 connections.
 pub const THREADS: usize = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     SignIn,
     GetSession,

@@ -33,6 +33,9 @@ struct Cli {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
+    /// Only these request kinds (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    requests: Option<Vec<load::Kind>>,
     /// Seconds of load per cell (default 10; 1 with --smoke).
     #[arg(long)]
     duration: Option<u64>,
@@ -98,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let scripts = load::Scripts::write()?;
     let duration = cli.duration.unwrap_or(if cli.smoke { 1 } else { 10 });
     let plan = http::Plan {
+        kinds: cli.requests.unwrap_or_else(|| load::Kind::ALL.to_vec()),
         duration: Duration::from_secs(duration.max(1)),
         warmup: (!cli.smoke).then(|| Duration::from_secs(1)),
         connections: cli

@@ -12,10 +12,11 @@ use guestpass_proto::{
     EmailSignInRequest, ErrorCode, SessionResponse, SignInResponse, SuccessResponse,
 };
 
-use crate::crypto::{keyed_hash, new_token, sha256_hex, verify_password, with_hashing};
+use crate::crypto::{keyed_hash, new_token, sha256_hex};
 use crate::db::{AuditRow, GuestOutcome, NewGuest, SessionRow, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{bearer, client_ip, ApiJson, JsonOrEmpty, Peer};
+use crate::hashing::verify_password;
 use crate::ratelimit::{self, Decision};
 use crate::state::{activity_granularity, session_slide_after, session_ttl, AppState, SharedState};
 
@@ -278,7 +279,7 @@ pub async fn sign_in_email(
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.decoy_hash.clone());
     let password = body.password;
-    let ok = with_hashing(move || verify_password(&password, &stored))
+    let ok = verify_password(password, stored)
         .await
         .ok_or_else(Failure::internal)?;
     let user = match user {

@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::crypto::{decoy_hash, digest, new_token};
+use crate::crypto::{digest, new_token};
 use crate::db::{Db, DbError};
 use crate::error::Failure;
 use crate::extract::{ReadTimeout, BODY_LIMIT};
@@ -288,7 +288,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         )?),
         None => None,
     };
-    let decoy_hash = tokio::task::spawn_blocking(decoy_hash)
+    // A valid hash of a random password, checked when the email is unknown so that
+    // a sign-in takes as long for a missing account as for a wrong password.
+    let decoy_hash = crate::hashing::hash_password(new_token())
         .await
         .unwrap_or_default();
     Ok(AppState {

@@ -10,10 +10,11 @@ use guestpass_proto::{
 use serde::Deserialize;
 
 use crate::auth::{ip_hash, ip_of, require_session, Authed};
-use crate::crypto::{hash_password, new_token, sha256_hex, with_hashing};
+use crate::crypto::{new_token, sha256_hex};
 use crate::db::{AuditRow, EmailUpgrade, SocialLink};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery, Peer};
+use crate::hashing::hash_password;
 use crate::oidc::OidcError;
 use crate::state::{verification_ttl, SharedState};
 
@@ -50,10 +51,9 @@ pub async fn upgrade(
         return Err(ErrorCode::EmailAlreadyInUse.into());
     }
     let password = body.password;
-    let password_hash = with_hashing(move || hash_password(&password))
+    let password_hash = hash_password(password)
         .await
-        .ok_or_else(Failure::internal)?
-        .map_err(|_| Failure::internal())?;
+        .ok_or_else(Failure::internal)?;
 
     let now = state.clock.now_ms();
     let token = new_token();

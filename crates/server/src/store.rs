@@ -39,6 +39,7 @@ use sqlx::sqlite::{
 };
 
 use crate::db::*;
+use crate::readers::Readers;
 
 // `pub(crate)` for the batch of anonymous sign-ins in `store_guests.rs`.
 pub struct SqliteStore {
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     /// The sign-in writer's own connection, kept between batches (see
     /// `store_guests.rs`); `None` until first used or after a failed batch.
     pub(crate) writer: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
+    /// The session lookup's own connections (see `readers.rs`).
+    readers: Readers,
 }
 
 pub struct PostgresStore {
@@ -86,7 +89,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .max_connections(SQLITE_CONNECTIONS)
             .acquire_timeout(timeout)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations/server/sqlite")
             .run(&pool)
@@ -94,6 +97,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         Ok(Arc::new(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(None),
+            readers: Readers::new(options.get_filename().to_path_buf(), timeout),
         }))
     } else {
         Err(DbError::Unavailable(
@@ -108,6 +112,58 @@ const PG_PING_IDLE: Duration = Duration::from_secs(1);
 /// Each SQLite connection is a thread of sqlx's; readers in WAL mode never wait
 /// for the writer, so a few suffice on a small machine.
 const SQLITE_CONNECTIONS: u32 = 8;
+
+/// One query, not two: every get-session and every authenticated request runs it.
+const SESSION_BY_TOKEN: &str = "SELECT u.id, u.email, u.name, u.image, u.email_verified, \
+     u.is_anonymous, u.password_hash, u.metadata, u.created_at, u.updated_at, u.last_active_at, \
+     s.id AS session_id, s.token_hash AS session_token_hash, \
+     s.expires_at AS session_expires_at, s.created_at AS session_created_at, \
+     s.updated_at AS session_updated_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.token_hash = $1 AND s.expires_at > $2";
+
+impl SqliteStore {
+    /// On a reader connection, on this thread (`readers.rs`), not through the pool.
+    async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
+        use rusqlite::OptionalExtension;
+        self.readers.read(|conn| {
+            conn.prepare_cached(SESSION_BY_TOKEN)?
+                .query_row((token_hash, now), |r| {
+                    Ok(SessionWithUser {
+                        user: UserRow {
+                            id: r.get(0)?,
+                            email: r.get(1)?,
+                            name: r.get(2)?,
+                            image: r.get(3)?,
+                            email_verified: r.get(4)?,
+                            is_anonymous: r.get(5)?,
+                            password_hash: r.get(6)?,
+                            metadata: r.get(7)?,
+                            created_at: r.get(8)?,
+                            updated_at: r.get(9)?,
+                            last_active_at: r.get(10)?,
+                        },
+                        session_id: r.get(11)?,
+                        session_token_hash: r.get(12)?,
+                        session_expires_at: r.get(13)?,
+                        session_created_at: r.get(14)?,
+                        session_updated_at: r.get(15)?,
+                    })
+                })
+                .optional()
+        })
+    }
+}
+
+impl PostgresStore {
+    async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
+        Ok(sqlx::query_as(SESSION_BY_TOKEN)
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
 
 /// A session joined with its user: user columns as `UserRow` reads them, the
 /// session's under `session_` names.
@@ -300,21 +356,10 @@ macro_rules! sql_store {
                 token_hash: &str,
                 now: i64,
             ) -> DbResult<Option<(UserRow, SessionRow)>> {
-                // One query, not two: every get-session runs it.
-                let found: Option<SessionWithUser> = sqlx::query_as(
-                    "SELECT u.id, u.email, u.name, u.image, u.email_verified, u.is_anonymous, \
-                     u.password_hash, u.metadata, u.created_at, u.updated_at, u.last_active_at, \
-                     s.id AS session_id, s.token_hash AS session_token_hash, \
-                     s.expires_at AS session_expires_at, s.created_at AS session_created_at, \
-                     s.updated_at AS session_updated_at \
-                     FROM sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2",
-                )
-                .bind(token_hash)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(found.map(SessionWithUser::split))
+                Ok(self
+                    .find_session(token_hash, now)
+                    .await?
+                    .map(SessionWithUser::split))
             }
 
             async fn slide_session(&self, session_id: &str, expires_at: i64, now: i64) -> DbResult<()> {

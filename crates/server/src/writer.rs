@@ -80,9 +80,41 @@ impl Writer {
     }
 }
 
+/// How long a batch may wait for the sign-ins it expects (see [`gather`]).
+const GATHER_MAX: Duration = Duration::from_millis(1);
+
+/// Batches remembered to tell how many sign-ins are usually in flight.
+const RECENT: usize = 8;
+
+/// Under load the connections fall into two groups: while one batch is written,
+/// the clients of the last one send their next sign-in, and the writer then takes
+/// whoever is waiting: half the connections per batch, twice the commits. So when
+/// the recent batches were bigger than what is waiting now, the writer waits (at
+/// most [`GATHER_MAX`], less as soon as they are there) for the rest to arrive
+/// and commits them together. A lone client is never held: after a quiet spell
+/// the recent batches are of one.
+async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usize) {
+    let until = Instant::now() + GATHER_MAX;
+    while jobs.len() < expected.min(MAX_BATCH) {
+        let room = MAX_BATCH - jobs.len();
+        match tokio::time::timeout_at(until, rx.recv_many(jobs, room)).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
 async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut recent = [1usize; RECENT];
+    let mut next = 0;
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let expected = recent.iter().copied().max().unwrap_or(1);
+        if jobs.len() < expected {
+            gather(&mut rx, &mut jobs, expected).await;
+        }
+        recent[next] = jobs.len();
+        next = (next + 1) % RECENT;
         let now = Instant::now();
         let (live, late): (Vec<Job>, Vec<Job>) = jobs
             .drain(..)

@@ -1,10 +1,17 @@
-// A stock Better Auth server for Guestpass's `better-auth` dialect tests.
+// A stock Better Auth server for Guestpass's `better-auth` dialect tests and benchmark.
 //
 //   node server.mjs [port]        (or PORT=... ; default 0 = any free port)
 //
-// Better Auth with the `anonymous` and `bearer` plugins and email+password sign-up, on
-// its in-memory adapter (nothing to compile, nothing left on disk), behind a plain
-// node:http server on 127.0.0.1. When it listens it prints exactly one line to stdout,
+// Better Auth with the `anonymous` and `bearer` plugins and email+password sign-up,
+// behind a plain node:http server on 127.0.0.1. Storage:
+// - by default its in-memory adapter (nothing to compile, nothing left on disk): what
+//   the dialect tests use;
+// - with PEER_DATABASE_URL=postgres://... a `pg` Pool on that database (Better Auth's
+//   Kysely Postgres dialect; pg's default of 10 connections), its schema created with
+//   Better Auth's own migrations before the ready line: the durable baseline the
+//   benchmark compares Guestpass's PostgreSQL server with. The database should be
+//   empty or already hold Better Auth's schema; it is left in place on exit.
+// When it listens (and its schema is in place) it prints exactly one line to stdout,
 // `{"port":12345}`, and nothing else goes to stdout afterwards, so a test reads that line
 // to know it is ready. It exits when stdin closes (the test that started it went away)
 // or on SIGTERM/SIGINT, so tests cannot leak it. (So run it by hand in a terminal, not
@@ -25,6 +32,7 @@ import { memoryAdapter } from "better-auth/adapters/memory";
 import { anonymous } from "better-auth/plugins/anonymous";
 import { bearer } from "better-auth/plugins/bearer";
 import { toNodeHandler } from "better-auth/node";
+import { getMigrations } from "better-auth/db/migration";
 
 // Better Auth's logger writes to the console; keep stdout for the ready line alone.
 console.log = (...args) => console.error(...args);
@@ -48,8 +56,21 @@ const rateLimit =
       }
     : { enabled: false };
 
-// The memory adapter wants one array per model it may touch.
-const db = { user: [], session: [], account: [], verification: [] };
+const databaseUrl = process.env.PEER_DATABASE_URL || "";
+let pool = null;
+let database;
+if (databaseUrl) {
+  // Loaded only here, so the in-memory peer never needs `pg`.
+  const { default: pg } = await import("pg");
+  pool = new pg.Pool({ connectionString: databaseUrl });
+  // An idle client losing its connection (the server restarting) must not crash the
+  // peer with an unhandled 'error' event; the next query reports it instead.
+  pool.on("error", (e) => process.stderr.write(`better-auth peer: pg pool: ${e.message}\n`));
+  database = pool;
+} else {
+  // The memory adapter wants one array per model it may touch.
+  database = memoryAdapter({ user: [], session: [], account: [], verification: [] });
+}
 
 const server = createServer();
 let handler = (_req, res) => {
@@ -61,20 +82,33 @@ server.on("request", (req, res) => handler(req, res));
 server.listen(wanted, "127.0.0.1", () => {
   const { port } = server.address();
   const baseURL = `http://127.0.0.1:${port}`;
-  const auth = betterAuth({
+  const options = {
     baseURL,
     basePath: "/api/auth",
     secret,
-    database: memoryAdapter(db),
+    database,
     emailAndPassword: { enabled: true },
     plugins: [anonymous(), bearer()],
     trustedOrigins: [baseURL],
     rateLimit,
     telemetry: { enabled: false },
+  };
+  ready(options).catch((e) => {
+    process.stderr.write(`better-auth peer: ${e?.stack ?? e}\n`);
+    process.exit(1);
   });
-  handler = toNodeHandler(auth);
-  process.stdout.write(`${JSON.stringify({ port })}\n`);
 });
+
+async function ready(options) {
+  if (pool) {
+    // What `npx @better-auth/cli migrate` would do, for this exact config (plugins
+    // included); a no-op on a database that already has the schema.
+    const { runMigrations } = await getMigrations(options);
+    await runMigrations();
+  }
+  handler = toNodeHandler(betterAuth(options));
+  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+}
 
 server.on("error", (e) => {
   process.stderr.write(`better-auth peer: ${e.message}\n`);
@@ -87,7 +121,12 @@ function stop() {
   stopping = true;
   server.close();
   server.closeAllConnections?.();
-  process.exit(0);
+  // Give the pool a moment to close its connections cleanly (no "unexpected EOF" in
+  // PostgreSQL's log), but never hang on a query still running.
+  setTimeout(() => process.exit(0), 2000).unref();
+  Promise.resolve(pool?.end())
+    .catch(() => {})
+    .finally(() => process.exit(0));
 }
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);

@@ -38,6 +38,9 @@ pub fn targets(plan: &Plan) -> Vec<Target> {
     }
     if plan.better_auth {
         t.push(Target::BetterAuthMemory);
+        if let Some(url) = &plan.postgres_admin_url {
+            t.push(Target::BetterAuthPostgres { url: url.clone() });
+        }
     }
     t
 }

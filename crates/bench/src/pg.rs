@@ -13,21 +13,20 @@ pub struct FreshDb {
 }
 
 impl FreshDb {
-    /// The target to start: a PostgreSQL target moved to a fresh database (returned,
-    /// to be dropped after the run), any other target as it is.
+    /// The target to start: a PostgreSQL target (Guestpass's or Better Auth's) moved
+    /// to a fresh database (returned, to be dropped after the run), any other target
+    /// as it is.
     pub async fn for_target(
         target: &Target,
         label: &str,
     ) -> anyhow::Result<(Option<Self>, Target)> {
-        match target {
-            Target::GuestpassPostgres { url } => {
+        match target.postgres_url() {
+            Some(url) => {
                 let db = Self::create(url, label).await?;
-                let started = Target::GuestpassPostgres {
-                    url: db.url.clone(),
-                };
+                let started = target.with_postgres_url(db.url.clone());
                 Ok((Some(db), started))
             }
-            _ => Ok((None, target.clone())),
+            None => Ok((None, target.clone())),
         }
     }
 

@@ -82,9 +82,9 @@ impl Report {
             );
         }
         t.push_str("\n## Guestpass / Better Auth\n\n");
-        t.push_str("Throughput ratio (higher is better for Guestpass) and peak RSS ratio (Better Auth's over Guestpass's: higher means Guestpass uses less).\n\n");
-        t.push_str("| request | conns | req/s: Guestpass SQLite / Better Auth | req/s: Guestpass PostgreSQL / Better Auth | RSS: Better Auth / Guestpass SQLite |\n");
-        t.push_str("|---|---:|---:|---:|---:|\n");
+        t.push_str("Throughput ratios (higher is better for Guestpass) and a peak RSS ratio (Better Auth's over Guestpass's: higher means Guestpass uses less). The like-for-like one is PostgreSQL / PostgreSQL: both durable, on the same PostgreSQL server; Better Auth in memory writes nothing.\n\n");
+        t.push_str("| request | conns | req/s: Guestpass SQLite / Better Auth memory | req/s: Guestpass PostgreSQL / Better Auth memory | req/s: Guestpass PostgreSQL / Better Auth PostgreSQL | RSS: Better Auth memory / Guestpass SQLite |\n");
+        t.push_str("|---|---:|---:|---:|---:|---:|\n");
         let find = |kind: Kind, c: usize, pick: fn(&Target) -> bool| {
             rows.iter()
                 .find(|r| r.kind == kind && r.connections == c && pick(&r.target))
@@ -93,9 +93,10 @@ impl Report {
         cells.dedup();
         for (kind, c) in cells {
             let ba = find(kind, c, |t| *t == Target::BetterAuthMemory);
+            let ba_pg = find(kind, c, |t| matches!(t, Target::BetterAuthPostgres { .. }));
             let sqlite = find(kind, c, |t| *t == Target::GuestpassSqlite);
             let pg = find(kind, c, |t| matches!(t, Target::GuestpassPostgres { .. }));
-            let ratio = |gp: Option<&Row>| match (gp, ba) {
+            let ratio = |gp: Option<&Row>, ba: Option<&Row>| match (gp, ba) {
                 (Some(g), Some(b)) if b.measured.per_sec() > 0.0 => {
                     format!("{:.1}×", g.measured.per_sec() / b.measured.per_sec())
                 }
@@ -109,15 +110,16 @@ impl Report {
             };
             let _ = writeln!(
                 t,
-                "| {} | {c} | {} | {} | {rss} |",
+                "| {} | {c} | {} | {} | {} | {rss} |",
                 kind.label(),
-                ratio(sqlite),
-                ratio(pg)
+                ratio(sqlite, ba),
+                ratio(pg, ba),
+                ratio(pg, ba_pg)
             );
         }
         t.push_str("\nRead with care:\n\
-- Better Auth runs on its in-memory adapter (nothing written to disk, nothing durable), which flatters it; Guestpass commits every sign-in and upgrade to SQLite (WAL) or PostgreSQL before answering.\n\
-- The PostgreSQL row's RSS is the Guestpass process only; PostgreSQL's own processes are not counted.\n\
+- Durable: every Guestpass row (it commits every sign-in and upgrade to SQLite (WAL) or PostgreSQL before answering) and the Better Auth PostgreSQL row (a `pg` Pool on the same PostgreSQL server, a fresh database per cell, Better Auth's own schema; each write is committed before it answers). Not durable: the Better Auth in-memory row (nothing written to disk, all lost on restart), which flatters it: it is the upper bound of Better Auth's own code, not a deployment.\n\
+- The PostgreSQL rows' RSS is the server process only (Guestpass's binary, Better Auth's node); PostgreSQL's own processes are not counted.\n\
 - The email upgrade is bound by the password hash, at each server's recommended default: Guestpass argon2id m=19 MiB, t=2, p=1 (OWASP); Better Auth scrypt N=16384, r=16, p=1. Its throughput is roughly cores ÷ hash time, not a measure of the server.\n\
 - Better Auth's upgrade is its own link: `POST /sign-up/email` with the guest's bearer token (a new user; the guest is deleted). Guestpass's is `POST /anonymous/upgrade` (the same user, in place).\n\
 - get-session uses one pre-created live session per wrk thread; the sessions are checked live before and after the run (both servers answer 200 `null` for a dead one).\n");

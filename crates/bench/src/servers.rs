@@ -1,6 +1,7 @@
 //! The servers under test, each a child process on a loopback port: the reference
 //! server's binary with a generated config, and the stock Better Auth peer of
-//! `tests/peers/better-auth`. Dropping a [`Server`] kills it.
+//! `tests/peers/better-auth` (in memory, or on PostgreSQL). Dropping a [`Server`]
+//! kills it.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -18,15 +19,22 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     GuestpassSqlite,
-    GuestpassPostgres { url: String },
+    GuestpassPostgres {
+        url: String,
+    },
     BetterAuthMemory,
+    /// Better Auth on the same PostgreSQL server as Guestpass's: the durable,
+    /// like-for-like baseline (the in-memory one writes nothing).
+    BetterAuthPostgres {
+        url: String,
+    },
 }
 
 impl Target {
     pub fn server(&self) -> &'static str {
         match self {
             Target::GuestpassSqlite | Target::GuestpassPostgres { .. } => "Guestpass",
-            Target::BetterAuthMemory => "Better Auth",
+            Target::BetterAuthMemory | Target::BetterAuthPostgres { .. } => "Better Auth",
         }
     }
 
@@ -35,11 +43,33 @@ impl Target {
             Target::GuestpassSqlite => "SQLite (WAL)",
             Target::GuestpassPostgres { .. } => "PostgreSQL",
             Target::BetterAuthMemory => "in-memory adapter (no disk)",
+            Target::BetterAuthPostgres { .. } => "PostgreSQL (pg Pool)",
         }
     }
 
     pub fn is_guestpass(&self) -> bool {
-        !matches!(self, Target::BetterAuthMemory)
+        matches!(
+            self,
+            Target::GuestpassSqlite | Target::GuestpassPostgres { .. }
+        )
+    }
+
+    /// The PostgreSQL server's URL, for a target that runs on one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        match self {
+            Target::GuestpassPostgres { url } | Target::BetterAuthPostgres { url } => Some(url),
+            Target::GuestpassSqlite | Target::BetterAuthMemory => None,
+        }
+    }
+
+    /// The same server on another PostgreSQL database (a fresh one per run); any
+    /// other target as it is.
+    pub fn with_postgres_url(&self, url: String) -> Self {
+        match self {
+            Target::GuestpassPostgres { .. } => Target::GuestpassPostgres { url },
+            Target::BetterAuthPostgres { .. } => Target::BetterAuthPostgres { url },
+            Target::GuestpassSqlite | Target::BetterAuthMemory => self.clone(),
+        }
     }
 }
 
@@ -51,7 +81,8 @@ pub struct Paths {
 
 pub struct Server {
     pub base_url: String,
-    /// A Guestpass server's database URL (None for Better Auth).
+    /// A Guestpass server's database URL (None for Better Auth, whose database the
+    /// bench never opens itself).
     pub database_url: Option<String>,
     child: Child,
     // Held open: the Better Auth peer exits when its stdin closes, so it cannot
@@ -69,7 +100,8 @@ impl Server {
                 start_guestpass(paths, &url, dir)
             }
             Target::GuestpassPostgres { url } => start_guestpass(paths, url, tempfile::tempdir()?),
-            Target::BetterAuthMemory => start_better_auth(paths),
+            Target::BetterAuthMemory => start_better_auth(paths, None),
+            Target::BetterAuthPostgres { url } => start_better_auth(paths, Some(url)),
         }
     }
 
@@ -199,23 +231,35 @@ fn http_ok(url: &str) -> bool {
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
-fn start_better_auth(paths: &Paths) -> anyhow::Result<Server> {
+/// The peer on its in-memory adapter, or on the PostgreSQL database `database_url`
+/// (it creates Better Auth's schema there before it says it is ready).
+fn start_better_auth(paths: &Paths, database_url: Option<&str>) -> anyhow::Result<Server> {
     let dir = &paths.better_auth_dir;
-    if !dir.join("node_modules/better-auth").is_dir() {
+    let needed = if database_url.is_some() {
+        "node_modules/pg"
+    } else {
+        "node_modules/better-auth"
+    };
+    if !dir.join(needed).is_dir() {
         bail!(
-            "the Better Auth peer is not installed: run `npm ci` in {} (scripts/setup.sh test does it)",
+            "the Better Auth peer is not installed (no {needed}): run `npm ci` in {}",
             dir.display()
         );
     }
     let tmp = tempfile::tempdir()?;
     let log = std::fs::File::create(tmp.path().join("better-auth.log"))?;
-    let mut child = Command::new("node")
-        .arg("server.mjs")
+    let mut cmd = Command::new("node");
+    cmd.arg("server.mjs")
         .arg("0")
         .current_dir(dir)
         // "production" would turn Better Auth's rate limiter on.
         .env_remove("NODE_ENV")
-        .env_remove("PEER_ANON_RATE_LIMIT")
+        .env_remove("PEER_ANON_RATE_LIMIT");
+    match database_url {
+        Some(url) => cmd.env("PEER_DATABASE_URL", url),
+        None => cmd.env_remove("PEER_DATABASE_URL"),
+    };
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)

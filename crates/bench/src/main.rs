@@ -51,8 +51,9 @@ struct Cli {
     /// wrk connections of live get-session traffic during the cleanup.
     #[arg(long, default_value_t = 2)]
     cleanup_connections: usize,
-    /// A PostgreSQL server to also run Guestpass on (a fresh database per run is
-    /// created in it and dropped). Unset: SQLite only.
+    /// A PostgreSQL server to also run Guestpass and Better Auth on (a fresh database
+    /// per run is created in it and dropped). Unset: SQLite and Better Auth in memory
+    /// only.
     #[arg(long, env = "GUESTPASS_TEST_POSTGRES_URL")]
     postgres_url: Option<String>,
     /// The repository root (the server binary and the Better Auth peer are found there).

@@ -165,6 +165,88 @@ impl PostgresStore {
     }
 }
 
+// The stale-guest batch, after picking: delete the guests by primary key and
+// audit each one actually deleted, in one statement each. DELETE … RETURNING
+// reports only the rows this transaction removed, so a guest is audited by
+// whichever instance deleted it. (A single `DELETE … WHERE id IN (SELECT …) AND
+// <stale>` was planned as a walk of the whole stale range per batch: quadratic,
+// hours at a million guests.)
+
+impl SqliteStore {
+    /// The ids bound one by one: SQLite has no arrays, and binding is cheap in-process.
+    async fn delete_and_audit(
+        tx: &mut sqlx::SqliteConnection,
+        picked: &[String],
+        audits: impl Fn(&[String]) -> Vec<AuditRow>,
+    ) -> DbResult<Vec<String>> {
+        let mut delete = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM users WHERE id IN (");
+        let mut list = delete.separated(", ");
+        for id in picked {
+            list.push_bind(id);
+        }
+        delete.push(") RETURNING id");
+        let ids: Vec<String> = delete.build_query_scalar().fetch_all(&mut *tx).await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let rows = audits(&ids);
+        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
+        );
+        insert.push_values(&rows, |mut row, a| {
+            row.push_bind(&a.id)
+                .push_bind(&a.event)
+                .push_bind(&a.user_id)
+                .push_bind(&a.actor)
+                .push_bind(a.created_at)
+                .push_bind(&a.ip_hash)
+                .push_bind(&a.detail);
+        });
+        insert.build().execute(&mut *tx).await?;
+        Ok(ids)
+    }
+}
+
+impl PostgresStore {
+    /// One array per column: a 2,000-guest batch bound one value at a time was
+    /// 2,000 + 14,000 parameters for PostgreSQL to parse and plan, every batch.
+    async fn delete_and_audit(
+        tx: &mut sqlx::PgConnection,
+        picked: &[String],
+        audits: impl Fn(&[String]) -> Vec<AuditRow>,
+    ) -> DbResult<Vec<String>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM users WHERE id = ANY($1) RETURNING id")
+                .bind(picked)
+                .fetch_all(&mut *tx)
+                .await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let rows = audits(&ids);
+        let column = |f: fn(&AuditRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::bigint[], $6::text[], $7::text[])",
+        )
+        .bind(column(|a| &a.id))
+        .bind(column(|a| &a.event))
+        .bind(column(|a| &a.user_id))
+        .bind(column(|a| &a.actor))
+        .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|a| a.ip_hash.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|a| &a.detail))
+        .execute(&mut *tx)
+        .await?;
+        Ok(ids)
+    }
+}
+
 /// A session joined with its user: user columns as `UserRow` reads them, the
 /// session's under `session_` names.
 #[derive(sqlx::FromRow)]
@@ -629,26 +711,9 @@ macro_rules! sql_store {
                 if picked.is_empty() {
                     return Ok(picked);
                 }
-                // Then delete them by primary key, named one by one. The single
-                // `DELETE … WHERE id IN (SELECT …) AND <stale>` this replaces was
-                // planned as a walk of the whole stale range per batch (SQLite, via
-                // users_stale_guests) or a sequential scan of users (PostgreSQL, a hash
-                // semi-join): quadratic, hours at a million guests.
-                // DELETE … RETURNING reports only rows this transaction removed, so
-                // a guest is audited by whichever instance actually deleted it.
-                let mut delete = sqlx::QueryBuilder::<<$store as StoreDb>::Db>::new(
-                    "DELETE FROM users WHERE id IN (",
-                );
-                let mut list = delete.separated(", ");
-                for id in &picked {
-                    list.push_bind(id);
-                }
-                delete.push(") RETURNING id");
-                let ids: Vec<String> = delete.build_query_scalar().fetch_all(&mut *tx).await?;
-                if !ids.is_empty() {
-                    let detail = serde_json::json!({ "reason": "inactive" });
-                    let audits: Vec<AuditRow> = ids
-                        .iter()
+                let detail = serde_json::json!({ "reason": "inactive" });
+                let audits = |ids: &[String]| -> Vec<AuditRow> {
+                    ids.iter()
                         .map(|id| {
                             AuditRow::new(
                                 guestpass_proto::AuditEventKind::UserDeleted,
@@ -659,23 +724,9 @@ macro_rules! sql_store {
                             )
                             .with_detail(detail.clone())
                         })
-                        .collect();
-                    // One statement for the whole batch: an INSERT per guest was a
-                    // round trip per row.
-                    let mut insert = sqlx::QueryBuilder::<<$store as StoreDb>::Db>::new(
-                        "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
-                    );
-                    insert.push_values(&audits, |mut row, a| {
-                        row.push_bind(&a.id)
-                            .push_bind(&a.event)
-                            .push_bind(&a.user_id)
-                            .push_bind(&a.actor)
-                            .push_bind(a.created_at)
-                            .push_bind(&a.ip_hash)
-                            .push_bind(&a.detail);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
+                        .collect()
+                };
+                let ids = Self::delete_and_audit(&mut tx, &picked, audits).await?;
                 tx.commit().await?;
                 Ok(ids)
             }

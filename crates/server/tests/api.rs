@@ -953,6 +953,8 @@ async fn cleanup_deletes_exactly_the_stale_guests(backend: Backend) {
         let (_, body) = s.admin_get(&path).await;
         for e in body["data"].as_array().unwrap() {
             assert_eq!(e["actor"], "system");
+            assert_eq!(e["detail"]["reason"], "inactive", "{e}");
+            assert!(e["ipHash"].is_null(), "{e}");
             ids.push(e["userId"].as_str().unwrap().to_string());
         }
         match body["listMetadata"]["after"].as_str() {

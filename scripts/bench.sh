@@ -2,12 +2,15 @@
 # The benchmark, end to end from a clean checkout: installs what it needs, builds, starts
 # Guestpass's reference server (SQLite, and PostgreSQL when a cluster is available) and a
 # stock Better Auth on loopback, loads them with wrk, runs the cleanup of 1,000,000 stale
-# guests, and prints a markdown table (also written to target/bench/results.md).
+# guests, then times the device (guest creation, relaunch, 10k notes, in core on the real
+# keyring; start to guest banner in the real window under Xvfb), and prints markdown tables
+# (also written to target/bench/results.md).
 #
 #   scripts/bench.sh            release build; 10 s per cell at 2 and 20 connections (~10 min)
 #   scripts/bench.sh --smoke    seconds: debug build, 1 s cells, 10,000 guests (CI runs it)
 #
-# Any other argument goes to guestpass-bench (target/<profile>/guestpass-bench --help).
+# Any other argument goes to guestpass-bench (target/<profile>/guestpass-bench --help);
+# with --scenario http|cleanup the device timers are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +18,13 @@ cd "$(dirname "$0")/.."
 # --profile=release|debug overrides.
 profile=release
 explicit=""
+smoke=""
+device=1
 for arg in "$@"; do
   case $arg in
-    --smoke) [ -n "$explicit" ] || profile=debug ;;
+    --smoke) smoke=1; [ -n "$explicit" ] || profile=debug ;;
     --profile=*) profile=${arg#--profile=}; explicit=1 ;;
+    --scenario=http|--scenario=cleanup|http|cleanup) device="" ;;
   esac
 done
 args=("$@")
@@ -42,4 +48,29 @@ if [ -z "${GUESTPASS_TEST_POSTGRES_URL:-}" ]; then
   fi
 fi
 
-exec "target/$profile/guestpass-bench" "${args[@]}"
+out=target/bench/results.md
+"target/$profile/guestpass-bench" "${args[@]}"
+[ -n "$device" ] || exit 0
+
+# The device: core's timers on the real keyring and a real SQLite file.
+echo "==> the device: guest creation, relaunch, notes (guestpass-core, real keyring)" >&2
+if [ -n "$smoke" ]; then
+  scripts/with-keyring.sh cargo test -q -p guestpass-core --bench device -- --smoke \
+    --markdown "$PWD/target/bench/device.md"
+else
+  scripts/with-keyring.sh cargo bench -q -p guestpass-core --bench device -- \
+    --markdown "$PWD/target/bench/device.md"
+fi
+{ echo; cat target/bench/device.md; } >> "$out"
+
+# Start to guest banner in the real window. The smoke run leaves it to the WebDriver
+# suite, which CI runs next with the same app build.
+if [ -z "$smoke" ]; then
+  scripts/setup.sh test
+  echo "==> the device: start to guest banner in the real window (Xvfb, WebDriver)" >&2
+  cargo build -p guestpass-app
+  xvfb-run -a -s "-screen 0 1280x1024x24" scripts/with-keyring.sh \
+    node tests/e2e/bench-start.mjs --runs 10 --markdown "$PWD/target/bench/start.md"
+  { echo; cat target/bench/start.md; } >> "$out"
+fi
+echo "==> all tables in $out" >&2

@@ -71,7 +71,8 @@ if [ "$what" = test ]; then
   fi
 fi
 if [ "$what" = test ] || [ "$what" = bench ]; then
-  if [ ! -d tests/peers/better-auth/node_modules ]; then
+  # Checked by its newest package, so a checkout installed before it was added updates.
+  if [ ! -d tests/peers/better-auth/node_modules/pg ]; then
     echo "==> installing the Better Auth test peer's Node packages"
     (cd tests/peers/better-auth && npm ci --no-audit --no-fund --loglevel=error)
   fi

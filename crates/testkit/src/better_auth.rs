@@ -29,7 +29,8 @@ impl BetterAuthPeer {
             port,
             env,
             // "production" would turn Better Auth's rate limiter on.
-            &["NODE_ENV", "PORT"],
+            // PEER_DATABASE_URL would put it on PostgreSQL (the benchmark's mode).
+            &["NODE_ENV", "PORT", "PEER_DATABASE_URL"],
         );
         Self {
             base_url: format!("http://127.0.0.1:{}", peer.port),

@@ -21,6 +21,7 @@ pub mod guest_batch;
 pub mod hashing;
 pub mod mail;
 pub mod oidc;
+mod pg_readers;
 pub mod ratelimit;
 mod readers;
 pub mod server;

@@ -32,13 +32,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 
 use crate::db::*;
+use crate::pg_readers::PgReaders;
 use crate::readers::Readers;
 
 // `pub(crate)` for the batch of anonymous sign-ins in `store_guests.rs`.
@@ -53,11 +54,14 @@ pub struct SqliteStore {
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
+    /// The session lookup's own connections (see `pg_readers.rs`).
+    readers: PgReaders,
 }
 
 /// Opens the database named by `url`, runs the embedded migrations, and returns it.
 pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(timeout)
@@ -72,12 +76,15 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
                     Ok(true)
                 })
             })
-            .connect(url)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations/server/postgres")
             .run(&pool)
             .await?;
-        Ok(Arc::new(PostgresStore { pool }))
+        Ok(Arc::new(PostgresStore {
+            pool,
+            readers: PgReaders::new(options, PG_READERS, timeout, PG_PING_IDLE),
+        }))
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -108,6 +115,9 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
 
 /// A pooled PostgreSQL connection idle longer than this is pinged before use.
 const PG_PING_IDLE: Duration = Duration::from_secs(1);
+
+/// Session lookups on PostgreSQL at once, beside the pool's 10 connections.
+const PG_READERS: usize = 8;
 
 /// Each SQLite connection is a thread of sqlx's; readers in WAL mode never wait
 /// for the writer, so a few suffice on a small machine.
@@ -156,12 +166,17 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
+    /// On a reader connection (`pg_readers.rs`), not through the pool.
     async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
-        Ok(sqlx::query_as(SESSION_BY_TOKEN)
-            .bind(token_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.readers
+            .read(async |conn| {
+                sqlx::query_as(SESSION_BY_TOKEN)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(conn)
+                    .await
+            })
+            .await
     }
 }
 

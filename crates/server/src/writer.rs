@@ -91,8 +91,9 @@ const RECENT: usize = 8;
 /// whoever is waiting: half the connections per batch, twice the commits. So when
 /// the recent batches were bigger than what is waiting now, the writer waits (at
 /// most [`GATHER_MAX`], less as soon as they are there) for the rest to arrive
-/// and commits them together. A lone client is never held: after a quiet spell
-/// the recent batches are of one.
+/// and commits them together. A client left alone after a burst waits at most
+/// GATHER_MAX on each of its next [`RECENT`] sign-ins; after that the recent
+/// batches are of one and nothing waits.
 async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usize) {
     let until = Instant::now() + GATHER_MAX;
     while jobs.len() < expected.min(MAX_BATCH) {

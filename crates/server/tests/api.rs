@@ -1208,18 +1208,9 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
 async fn database_outage_is_503_and_recovers(backend: Backend) {
     let s = TestServer::start(&backend).await;
     let (_, token) = s.guest().await;
-    match s.db.pg_name() {
-        None => {
-            // SQLite: another process holds the write lock past the busy timeout.
-            let path = s.db.url.trim_start_matches("sqlite://").to_string();
-            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
-            let mut blocker = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-                .await
-                .unwrap();
-            sqlx::query("BEGIN EXCLUSIVE")
-                .execute(&mut blocker)
-                .await
-                .unwrap();
+    let outage = Outage::start(&s).await;
+    match outage {
+        Outage::SqliteLocked(_) => {
             let got = s.post("/sign-in/anonymous", None, json!({})).await;
             assert_error(&got, 503, "SERVICE_UNAVAILABLE");
             let got = s
@@ -1230,21 +1221,8 @@ async fn database_outage_is_503_and_recovers(backend: Backend) {
                 )
                 .await;
             assert_error(&got, 503, "SERVICE_UNAVAILABLE");
-            sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
         }
-        Some(name) => {
-            let mut admin = s.db.pg_admin().await;
-            sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            sqlx::query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            )
-            .bind(name)
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        Outage::Postgres(..) => {
             let got = s.post("/sign-in/anonymous", None, json!({})).await;
             assert_error(&got, 503, "SERVICE_UNAVAILABLE");
             assert_error(
@@ -1253,12 +1231,9 @@ async fn database_outage_is_503_and_recovers(backend: Backend) {
                 "SERVICE_UNAVAILABLE",
             );
             assert_error(&s.get("/health", None).await, 503, "SERVICE_UNAVAILABLE");
-            sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
         }
     }
+    outage.end().await;
     // Back: the next requests succeed without restarting the server.
     assert_eq!(s.post("/sign-in/anonymous", None, json!({})).await.0, 200);
     let (_, me) = s.get("/get-session", Some(&token)).await;

@@ -127,6 +127,60 @@ impl TestDb {
     }
 }
 
+/// Something that makes the database unusable for the server, and undoes it.
+pub enum Outage {
+    /// Another connection holds SQLite's write lock past the busy timeout.
+    SqliteLocked(sqlx::SqliteConnection),
+    /// The PostgreSQL database refuses connections and the server's are cut.
+    Postgres(sqlx::PgConnection, String),
+}
+
+impl Outage {
+    pub async fn start(s: &TestServer) -> Self {
+        match s.db.pg_name() {
+            None => {
+                let path = s.db.url.trim_start_matches("sqlite://").to_owned();
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Outage::SqliteLocked(conn)
+            }
+            Some(name) => {
+                let mut admin = s.db.pg_admin().await;
+                sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(name)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+                Outage::Postgres(admin, name.to_owned())
+            }
+        }
+    }
+
+    pub async fn end(self) {
+        match self {
+            Outage::SqliteLocked(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            Outage::Postgres(mut admin, name) => {
+                sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
 pub fn t0() -> chrono::DateTime<Utc> {
     // Five seconds into a minute: rate-limit windows are predictable.
     Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 5).unwrap()

@@ -33,15 +33,16 @@ fn start() -> Option<mpsc::Sender<Job>> {
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Arc::new(Mutex::new(queue));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let started = (0..cores)
-        .filter(|i| {
-            let queue = Arc::clone(&queue);
-            std::thread::Builder::new()
-                .name(format!("password-hash-{i}"))
-                .spawn(move || work(&queue))
-                .is_ok()
-        })
-        .count();
+    let mut started = 0;
+    for i in 0..cores {
+        let queue = Arc::clone(&queue);
+        let spawned = std::thread::Builder::new()
+            .name(format!("password-hash-{i}"))
+            .spawn(move || work(&queue));
+        if spawned.is_ok() {
+            started += 1;
+        }
+    }
     (started > 0).then_some(jobs)
 }
 

@@ -4,6 +4,7 @@
 //! keyring [`Vault`], and exposes the spec's client API (`get_session`,
 //! `sign_in_anonymous`) plus the app's own data (notes, preferences).
 
+mod accounts;
 mod audit;
 pub mod backend;
 mod engine;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use guestpass_proto::{ErrorCode, SessionResponse, User};
 use tokio::sync::RwLock;
 
+pub use accounts::{GuestSummary, SignInChoice, SignInOutcome};
 pub use audit::LocalAuditEvent;
 pub use backend::{Backend, Dialect};
 pub use engine::UpgradeOutcome;

@@ -30,6 +30,17 @@ pub struct SyncStatus {
     pub refused_upgrade: Option<ApiError>,
     pub backend_url: Option<String>,
     pub last_synced_at: Option<String>,
+    /// Record changes made here and not yet held by the server ("3 changes waiting").
+    pub pending_changes: u64,
+    /// Changes the server refused for good (too large, over quota), set aside.
+    pub refused_changes: u64,
+    /// When the server last held every change of this user.
+    pub last_saved_at: Option<String>,
+    /// Whether records sync at all: false without a backend and on a stock Better
+    /// Auth backend (no records API), where notes are kept on this device only.
+    pub records_on_server: bool,
+    /// A full account whose server session expired or was revoked: "Sign in again".
+    pub sign_in_required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +63,11 @@ impl SyncStatus {
             refused_upgrade: None,
             backend_url,
             last_synced_at: None,
+            pending_changes: 0,
+            refused_changes: 0,
+            last_saved_at: None,
+            records_on_server: false,
+            sign_in_required: false,
         }
     }
 }

@@ -24,6 +24,17 @@ pub enum ErrorCode {
     InvalidEmailOrPassword,
     InvalidToken,
     UserNotFound,
+    // Server, records (DESIGN.md §3a) and accounts (§2a).
+    /// One change is over [`crate::RECORD_CHANGE_MAX_BYTES`].
+    RecordTooLarge,
+    /// The push would take the user over its record or byte quota; nothing applied.
+    QuotaExceeded,
+    /// The cursor is older than the tombstone horizon: pull from the start.
+    CursorExpired,
+    /// The app's sync protocol is older than the server accepts.
+    ClientTooOld,
+    /// A sensitive operation a guest may not do (spec: gate with isAnonymous).
+    AnonymousNotAllowed,
     // Server, for malformed requests and outages.
     InvalidRequest,
     InvalidUserId,
@@ -51,6 +62,10 @@ pub enum ErrorCode {
     SocialTimeout,
     /// The social sign-in could not be completed (provider or callback trouble).
     SocialFailed,
+    /// Signing out and removing data would lose changes the server does not hold yet.
+    UnsyncedChanges,
+    /// A sign-in is waiting for the person's answer (merge, leave behind, cancel).
+    SignInPending,
     /// A code this build does not know (a newer server); the message still helps.
     #[serde(other)]
     Unknown,
@@ -78,6 +93,11 @@ impl ErrorCode {
             InvalidEmailOrPassword => "INVALID_EMAIL_OR_PASSWORD",
             InvalidToken => "INVALID_TOKEN",
             UserNotFound => "USER_NOT_FOUND",
+            RecordTooLarge => "RECORD_TOO_LARGE",
+            QuotaExceeded => "QUOTA_EXCEEDED",
+            CursorExpired => "CURSOR_EXPIRED",
+            ClientTooOld => "CLIENT_TOO_OLD",
+            AnonymousNotAllowed => "ANONYMOUS_NOT_ALLOWED",
             InvalidRequest => "INVALID_REQUEST",
             InvalidUserId => "INVALID_USER_ID",
             PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -98,6 +118,8 @@ impl ErrorCode {
             SocialCancelled => "SOCIAL_CANCELLED",
             SocialTimeout => "SOCIAL_TIMEOUT",
             SocialFailed => "SOCIAL_FAILED",
+            UnsyncedChanges => "UNSYNCED_CHANGES",
+            SignInPending => "SIGN_IN_PENDING",
             Unknown => "UNKNOWN",
         }
     }
@@ -123,6 +145,11 @@ impl ErrorCode {
             InvalidEmailOrPassword => "Invalid email or password",
             InvalidToken => "Invalid or expired token",
             UserNotFound => "User not found",
+            RecordTooLarge => "This record is too large to sync (at most 256 KiB per change)",
+            QuotaExceeded => "Storage quota exceeded",
+            CursorExpired => "Sync position expired; a full resync is needed",
+            ClientTooOld => "This app is too old to sync with the server; please update it",
+            AnonymousNotAllowed => "Create an account first: guests cannot do this",
             InvalidRequest => "Invalid request",
             InvalidUserId => "Invalid user id",
             PayloadTooLarge => "Request body too large",
@@ -143,6 +170,8 @@ impl ErrorCode {
             SocialCancelled => "Sign-in was cancelled",
             SocialTimeout => "Sign-in timed out",
             SocialFailed => "Sign-in with the provider failed",
+            UnsyncedChanges => "Some changes are not on the server yet",
+            SignInPending => "A sign-in is waiting for your answer",
             Unknown => "Unknown error",
         }
     }
@@ -160,10 +189,13 @@ impl ErrorCode {
             | SocialTimeout
             | SocialFailed => 400,
             Unauthorized | InvalidIdToken | InvalidEmailOrPassword => 401,
+            AnonymousNotAllowed => 403,
             UnknownProvider | UserNotFound | NotFound | NoteNotFound => 404,
             MethodNotAllowed => 405,
             UserIdTaken | EmailAlreadyInUse | ProviderAccountInUse => 409,
-            PayloadTooLarge => 413,
+            CursorExpired => 410,
+            PayloadTooLarge | RecordTooLarge | QuotaExceeded => 413,
+            ClientTooOld => 426,
             InvalidEmail | PasswordTooShort | PasswordTooLong => 422,
             RateLimited => 429,
             ServiceUnavailable | BackendUnreachable => 503,

@@ -5,6 +5,7 @@
 mod error;
 mod ids;
 mod model;
+mod records;
 pub mod routes;
 mod time;
 mod validate;
@@ -12,6 +13,7 @@ mod validate;
 pub use error::{ApiError, ErrorCode};
 pub use ids::{new_note_id, new_session_id, new_user_id, parse_user_id, IdError};
 pub use model::*;
+pub use records::*;
 pub use time::{format_time, rfc3339_millis};
 pub use validate::{validate_email, validate_password, PASSWORD_MAX, PASSWORD_MIN};
 

@@ -235,3 +235,55 @@ pub struct AuditEvent {
     #[serde(default)]
     pub detail: serde_json::Value,
 }
+
+/// `POST /sign-in/social`: sign in with a provider identity (or create a full account).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SocialSignInRequest {
+    pub provider: String,
+    pub id_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+impl std::fmt::Debug for SocialSignInRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocialSignInRequest")
+            .field("provider", &self.provider)
+            .field("id_token", &"<redacted>")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+/// `POST /anonymous/merge` (bearer = the account): fold the guest into the account.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MergeRequest {
+    pub guest_token: String,
+}
+
+impl std::fmt::Debug for MergeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergeRequest")
+            .field("guest_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What a merge folded in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergedSummary {
+    pub guest_id: String,
+    /// Record changes re-owned by the account.
+    pub records: u64,
+}
+
+/// `200` of a merge, the same on a retry after it completed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeResponse {
+    pub user: User,
+    pub merged: MergedSummary,
+}

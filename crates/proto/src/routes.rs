@@ -14,7 +14,21 @@ pub const ADMIN_LIST_USERS: &str = "/admin/list-users";
 pub const ADMIN_REMOVE_USER: &str = "/admin/remove-user";
 pub const ADMIN_AUDIT_LOG: &str = "/admin/audit-log";
 
+// Accounts (DESIGN.md §2a, §4).
+pub const SIGN_IN_SOCIAL: &str = "/sign-in/social";
+pub const MERGE: &str = "/anonymous/merge";
+/// Better Auth's sign-up: holding a guest's bearer it is the in-place upgrade.
+pub const SIGN_UP_EMAIL: &str = "/sign-up/email";
+
+// Records (DESIGN.md §3a).
+pub const SYNC_PUSH: &str = "/sync/push";
+pub const SYNC_PULL: &str = "/sync/pull";
+/// Server-sent events: `event: pull` whenever the caller's records changed.
+pub const SYNC_EVENTS: &str = "/sync/events";
+
 /// Header carrying a newly created or rotated session token.
 pub const SET_AUTH_TOKEN: &str = "set-auth-token";
 /// Header carrying the admin API key (`Authorization: Bearer` works too).
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// Header on every sync request: the app's record-sync protocol version.
+pub const SYNC_PROTOCOL_HEADER: &str = "x-guestpass-sync-protocol";

@@ -80,8 +80,15 @@ pub async fn sign_in_email(
             session: guest_session,
         }) if guest.is_anonymous && guest.id != user.id => {
             let new = (session.clone(), audit.clone());
-            fold_on_sign_in(&state, &guest, &guest_session, &user.id, ip_hash(&state, ip), new)
-                .await?
+            fold_on_sign_in(
+                &state,
+                &guest,
+                &guest_session,
+                &user.id,
+                ip_hash(&state, ip),
+                new,
+            )
+            .await?
         }
         _ => false,
     };
@@ -157,10 +164,22 @@ async fn create_email_account(
     let (session, token) = mint_session(&user.id, now);
     let link_token = new_token();
     let audits = vec![
-        AuditRow::new(AuditEventKind::UserCreated, &user.id, &user.id, now, ip_hash.clone())
-            .with_detail(serde_json::json!({ "isAnonymous": false, "method": "email" })),
-        AuditRow::new(AuditEventKind::SessionCreated, &user.id, &user.id, now, ip_hash)
-            .with_detail(serde_json::json!({ "sessionId": session.id, "method": "email" })),
+        AuditRow::new(
+            AuditEventKind::UserCreated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash.clone(),
+        )
+        .with_detail(serde_json::json!({ "isAnonymous": false, "method": "email" })),
+        AuditRow::new(
+            AuditEventKind::SessionCreated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash,
+        )
+        .with_detail(serde_json::json!({ "sessionId": session.id, "method": "email" })),
     ];
     let account = NewAccount {
         user,

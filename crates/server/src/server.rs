@@ -312,8 +312,14 @@ pub fn router(state: SharedState) -> Router {
         .route(routes::GET_SESSION, get(auth::get_session))
         .route(routes::UPGRADE, post(upgrade::upgrade))
         .route(routes::UPGRADE_SOCIAL, post(upgrade::upgrade_social))
-        .route(routes::SIGN_IN_EMAIL, post(better_auth_compat::sign_in_email))
-        .route(routes::SIGN_UP_EMAIL, post(better_auth_compat::sign_up_email))
+        .route(
+            routes::SIGN_IN_EMAIL,
+            post(better_auth_compat::sign_in_email),
+        )
+        .route(
+            routes::SIGN_UP_EMAIL,
+            post(better_auth_compat::sign_up_email),
+        )
         .route(routes::SIGN_IN_SOCIAL, post(social_sign_in::sign_in_social))
         .route(routes::MERGE, post(merge::merge))
         .route(routes::VERIFY_EMAIL, get(upgrade::verify_email))

@@ -107,12 +107,24 @@ pub async fn sign_in_social(
     let (session, token) = mint_session(&user.id, now);
     let ip_hash = ip_hash(&state, ip);
     let audits = vec![
-        AuditRow::new(AuditEventKind::UserCreated, &user.id, &user.id, now, ip_hash.clone())
-            .with_detail(serde_json::json!({
-                "isAnonymous": false, "method": "social", "provider": body.provider
-            })),
-        AuditRow::new(AuditEventKind::SessionCreated, &user.id, &user.id, now, ip_hash)
-            .with_detail(serde_json::json!({ "sessionId": session.id, "method": "social" })),
+        AuditRow::new(
+            AuditEventKind::UserCreated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash.clone(),
+        )
+        .with_detail(serde_json::json!({
+            "isAnonymous": false, "method": "social", "provider": body.provider
+        })),
+        AuditRow::new(
+            AuditEventKind::SessionCreated,
+            &user.id,
+            &user.id,
+            now,
+            ip_hash,
+        )
+        .with_detail(serde_json::json!({ "sessionId": session.id, "method": "social" })),
     ];
     let account = NewAccount {
         user,

@@ -289,7 +289,8 @@ impl SessionWithUser {
     }
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, email, name, image, email_verified, is_anonymous, password_hash, \
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, name, image, email_verified, is_anonymous, password_hash, \
                             metadata, created_at, updated_at, last_active_at";
 
 macro_rules! sql_store {

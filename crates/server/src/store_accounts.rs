@@ -240,7 +240,7 @@ macro_rules! accounts_store {
                 }
                 // Every moved record is new to the account (those it had stayed behind).
                 let (records, bytes): (i64, i64) = sqlx::query_as(
-                    "SELECT COUNT(*), COALESCE(SUM(b), 0) FROM (SELECT SUM(length(change)) AS b \
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(b), 0) AS BIGINT) FROM (SELECT SUM(length(change)) AS b \
                      FROM record_changes WHERE user_id = $1 AND seq >= $2 \
                      GROUP BY collection, record_id) per_record",
                 )

@@ -44,9 +44,7 @@ pub(crate) fn account_input(
 ) -> ApiResult<(String, Option<String>)> {
     validate_email(email)?;
     validate_password(password)?;
-    let name = name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty());
+    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
         return Err(Failure::bad_request("Name too long"));
     }

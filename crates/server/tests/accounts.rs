@@ -173,6 +173,17 @@ async fn merge_moves_the_guests_records_after_the_accounts(backend: Backend) {
         401,
         "UNAUTHORIZED",
     );
+    // Nor can its id come back as a new guest, with or without a device key.
+    for body in [
+        json!({ "id": guest_id }),
+        json!({ "id": guest_id, "deviceKey": "k".repeat(43) }),
+    ] {
+        assert_error(
+            &s.post("/sign-in/anonymous", None, body).await,
+            409,
+            "USER_ID_TAKEN",
+        );
+    }
     // The tombstone keeps the token's digest, never the token.
     assert_eq!(sql.count("merges", "guest_id", &guest_id).await, 1);
     assert_eq!(sql.count("merges", "guest_token_hash", &guest).await, 0);

@@ -81,3 +81,45 @@ async fn better_auths_client_guest_sign_up_sign_out_sign_in() {
     assert_eq!(users["data"].as_array().unwrap().len(), 1, "{users}");
     s.stop().await;
 }
+
+/// The same script against a stock Better Auth server: every step succeeds
+/// there too and answers the same fields, except the one place the reference
+/// server means to differ — Better Auth's sign-up as a guest makes a new user
+/// with a new token (its link), ours upgrades the guest in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_journey_on_a_stock_better_auth_differs_only_in_place() {
+    let peer = tokio::task::spawn_blocking(guestpass_testkit::better_auth::BetterAuthPeer::start)
+        .await
+        .unwrap();
+    let theirs = run_client(&peer.base_url).await;
+    let s = TestServer::start(&Backend::Sqlite).await;
+    let ours = run_client(&s.base).await;
+    s.stop().await;
+
+    let id = theirs["anonymous"]["user"]["id"].clone();
+    assert_eq!(theirs["guestSession"]["user"]["id"], id, "{theirs}");
+    assert_ne!(theirs["signUp"]["user"]["id"], id, "{theirs}");
+    assert_eq!(theirs["signUp"]["sameToken"], false, "{theirs}");
+    assert_eq!(ours["signUp"]["sameToken"], true, "{ours}");
+    let account = &theirs["signUp"]["user"]["id"];
+    assert_eq!(theirs["signIn"]["user"]["id"], *account, "{theirs}");
+    for step in [
+        "anonymous",
+        "guestSession",
+        "signUp",
+        "accountSession",
+        "signOut",
+        "signedOutSession",
+        "signIn",
+        "signedInSession",
+        "wrongPassword",
+    ] {
+        let (a, b) = (&theirs[step], &ours[step]);
+        assert_eq!(a["error"], b["error"], "{step}: {theirs}\n{ours}");
+        assert_eq!(a["user"].is_null(), b["user"].is_null(), "{step}");
+        if !a["user"].is_null() {
+            assert_eq!(a["user"]["isAnonymous"], b["user"]["isAnonymous"], "{step}");
+        }
+    }
+    drop(peer);
+}

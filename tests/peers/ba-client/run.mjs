@@ -27,6 +27,9 @@ const client = createAuthClient({
   baseURL,
   plugins: [anonymousClient()],
   fetchOptions: {
+    // What a browser sends on every POST; Better Auth's own server refuses
+    // state-changing calls without it (the reference server does not need it).
+    headers: { origin: new URL(baseURL).origin },
     auth: { type: "Bearer", token: () => token ?? undefined },
     onSuccess: (ctx) => {
       const next = ctx.response.headers.get("set-auth-token");

@@ -461,15 +461,16 @@ fn header_text() -> impl Strategy<Value = String> {
     prop_oneof![any::<String>(), "[ -~]{0,64}", "[\\x00-\\xff]{0,16}"]
 }
 
-fn headers() -> impl Strategy<
-    Value = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ),
-> {
+/// api key, content type, content length, forwarded-for, sync protocol.
+type HeaderSet = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn headers() -> impl Strategy<Value = HeaderSet> {
     let api_key = prop_oneof![
         6 => Just(None),
         2 => Just(Some(ADMIN_KEY.to_string())),

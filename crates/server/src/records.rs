@@ -24,6 +24,7 @@ use guestpass_proto::{
 use serde::Deserialize;
 
 use crate::auth::require_session;
+use crate::db::UserRow;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::{activity_granularity, AppState, SharedState};
@@ -79,11 +80,7 @@ pub async fn push(
         .records()
         .push(user_id, &changes, quota, now)
         .await?;
-    // Syncing is use: a guest whose app only syncs is not stale for the cleanup
-    // (recorded at most hourly, as get-session does).
-    if now - authed.user.last_active_at >= activity_granularity().num_milliseconds() {
-        state.db.touch_user(user_id, now).await?;
-    }
+    note_activity(&state, &authed.user, now).await?;
     match outcome {
         PushOutcome::Applied {
             accepted,
@@ -110,6 +107,15 @@ pub async fn push(
             )))
         }
     }
+}
+
+/// Syncing is use: a guest whose app only syncs is not stale for the cleanup
+/// (recorded at most hourly, as get-session does).
+async fn note_activity(state: &AppState, user: &UserRow, now: i64) -> ApiResult<()> {
+    if now - user.last_active_at >= activity_granularity().num_milliseconds() {
+        state.db.touch_user(&user.id, now).await?;
+    }
+    Ok(())
 }
 
 fn quota_of(state: &AppState, anonymous: bool) -> Quota {
@@ -224,6 +230,7 @@ pub async fn pull(
     let store = state.db.records();
     let user_id = &authed.user.id;
     let after = cursor.as_ref().map_or(0, |c| c.seq);
+    note_activity(&state, &authed.user, state.clock.now_ms()).await?;
     let mut page = store.pull(user_id, after, i64::from(limit)).await?;
     let mut reset = false;
     if let Some(c) = &cursor {

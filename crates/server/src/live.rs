@@ -199,27 +199,45 @@ pub(crate) async fn pg_listener(
     Ok(listener)
 }
 
-/// Fans notifications out until the task is aborted. sqlx reconnects (and
-/// listens again) on the next receive after a lost connection; what was sent
-/// meanwhile is lost, so every local stream is woken to pull once.
-pub(crate) async fn pg_listen(mut listener: sqlx::postgres::PgListener, live: Arc<Live>) {
-    let mut backoff = Duration::from_millis(100);
+/// Fans notifications out until the task is aborted. When the connection is
+/// lost (the database restarted), a new listener is connected with backoff;
+/// whatever was sent meanwhile is lost, so once it listens again every local
+/// stream is woken to pull once.
+pub(crate) async fn pg_listen(
+    mut listener: sqlx::postgres::PgListener,
+    pool: sqlx::PgPool,
+    live: Arc<Live>,
+) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(n)) => {
-                backoff = Duration::from_millis(100);
-                live.notify(n.payload());
-            }
+            Ok(Some(n)) => live.notify(n.payload()),
             Ok(None) => {
                 tracing::warn!("record notifications: connection lost; reconnecting");
+                listener = reconnect(&pool).await;
                 live.notify_all();
             }
             Err(e) => {
-                // The database is down: retry paced, not in a hot loop.
-                tracing::warn!(error = %e, "record notifications: listen failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tracing::warn!(error = %e, "record notifications failed; reconnecting");
+                listener = reconnect(&pool).await;
                 live.notify_all();
+            }
+        }
+    }
+}
+
+/// A listening connection, retried (paced, not in a hot loop) until it works.
+async fn reconnect(pool: &sqlx::PgPool) -> sqlx::postgres::PgListener {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match pg_listener(pool).await {
+            Ok(listener) => {
+                tracing::info!("record notifications: listening again");
+                return listener;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "record notifications: reconnect failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -477,6 +477,10 @@ impl PostgresStore {
         let listener = crate::live::pg_listener(&self.pool)
             .await
             .map_err(DbError::from)?;
-        Ok(Some(tokio::spawn(crate::live::pg_listen(listener, live))))
+        Ok(Some(tokio::spawn(crate::live::pg_listen(
+            listener,
+            self.pool.clone(),
+            live,
+        ))))
     }
 }

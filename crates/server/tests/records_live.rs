@@ -241,3 +241,34 @@ async fn a_late_commit_is_never_skipped_on_postgres() {
     assert_eq!(ids, ["late", "second"]);
     Arc::try_unwrap(s).ok().unwrap().stop().await;
 }
+
+/// The database restarts (every connection cut, refused for a while): the
+/// instance's LISTEN comes back by itself, wakes its streams once (they may
+/// have missed pushes), and events flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_survive_a_database_outage() {
+    let Some(backend) = Backend::postgres() else {
+        return report_skip("live_events_survive_a_database_outage");
+    };
+    let s = TestServer::start(&backend).await;
+    let (_, token) = s.guest().await;
+    let mut events = Events::open(&s, &token).await;
+    assert_eq!(events.next().await, pull_event());
+
+    let outage = Outage::start(&s).await;
+    outage.end().await;
+    // The wake-up after the listener is back (the only thing that sends one now).
+    assert_eq!(events.next().await, pull_event());
+    // A pooled connection cut by the outage may fail its first use (503).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = push(&s, &token, vec![note("after", "outage")]).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+    }
+    assert_eq!(events.next().await, pull_event());
+    s.stop().await;
+}

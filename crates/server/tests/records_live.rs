@@ -55,6 +55,23 @@ async fn a_push_wakes_the_users_open_streams(backend: Backend) {
     assert_eq!(laptop.next().await, pull_event());
     assert_eq!(s.handle.live_subscribers(), 1);
 
+    // Signed out elsewhere: the stream of that session ends at its next event.
+    let (_, first) = s.full_user("two@example.com").await;
+    let (status, body) = s
+        .post(
+            "/sign-in/email",
+            None,
+            json!({"email": "two@example.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["token"].as_str().unwrap().to_string();
+    let mut revoked = Events::open(&s, &first).await;
+    assert_eq!(revoked.next().await, pull_event());
+    s.post("/sign-out", Some(&first), json!({})).await;
+    push_ok(&s, &second, vec![note("a", "1")]).await;
+    assert_eq!(revoked.next().await, None);
+
     // Shutdown ends open streams instead of waiting for them forever.
     s.stop().await;
     assert_eq!(laptop.next().await, None);

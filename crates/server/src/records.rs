@@ -24,7 +24,8 @@ use guestpass_proto::{
 use serde::Deserialize;
 
 use crate::auth::require_session;
-use crate::db::UserRow;
+use crate::clock::Clock;
+use crate::db::{Db, DbResult, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::{activity_granularity, AppState, SharedState};
@@ -260,4 +261,17 @@ fn to_wire(c: StoredChange) -> RecordChange {
         deleted: c.deleted,
         schema_version: u32::try_from(c.schema_version).unwrap_or(0),
     }
+}
+
+/// Deletes the logs of records deleted longer than `retention_days` ago (0:
+/// never); returns the changes deleted. Run by the cleanup task and `admin cleanup`.
+pub async fn prune_tombstones(db: &Db, clock: &dyn Clock, retention_days: u64) -> DbResult<u64> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let horizon_ms = i64::try_from(retention_days)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(86_400_000);
+    let cutoff = clock.now_ms().saturating_sub(horizon_ms);
+    db.records().prune_tombstones(cutoff).await
 }

@@ -102,9 +102,9 @@ pub async fn push(
                 "an account"
             };
             Err(Failure::new(ErrorCode::QuotaExceeded).with_message(format!(
-                "Storage quota exceeded: {who} may keep {} records and {} MiB; nothing of this push was saved",
+                "Storage quota exceeded: {who} may keep {} records and {}; nothing of this push was saved",
                 quota.max_records,
-                quota.max_bytes / (1024 * 1024)
+                shown_size(quota.max_bytes)
             )))
         }
     }
@@ -117,6 +117,15 @@ async fn note_activity(state: &AppState, user: &UserRow, now: i64) -> ApiResult<
         state.db.touch_user(&user.id, now).await?;
     }
     Ok(())
+}
+
+fn shown_size(bytes: i64) -> String {
+    const MIB: i64 = 1024 * 1024;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn quota_of(state: &AppState, anonymous: bool) -> Quota {

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -102,72 +100,11 @@ async fn a_replayed_push_changes_nothing(backend: Backend) {
 }
 
 /// Many pushes for one user at once while a device pulls in a loop: every
-/// acknowledged change reaches the puller exactly once. A plain sequence would
-/// skip changes whose transaction commits after a later one's.
+/// acknowledged change reaches the puller exactly once (`common::sync`).
 async fn concurrent_pushes_are_pulled_exactly_once(backend: Backend) {
     let s = Arc::new(TestServer::start(&backend).await);
     let (_, token) = s.guest().await;
-    const PUSHERS: usize = 8;
-    const BATCHES: usize = 6;
-    const PER_BATCH: usize = 5;
-    let done = Arc::new(AtomicBool::new(false));
-
-    let puller = {
-        let (s, token, done) = (s.clone(), token.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                // Read `done` before pulling: the pull after it was set sees
-                // every acknowledged push.
-                let finished = done.load(Ordering::SeqCst);
-                let (status, body) = pull(&s, &token, cursor.as_deref(), Some(7)).await;
-                assert_eq!(status, 200, "{body}");
-                assert_eq!(body["reset"], false);
-                seen.extend(keys(body["changes"].as_array().unwrap()));
-                cursor = Some(body["cursor"].as_str().unwrap().to_string());
-                if finished && body["more"] == false {
-                    return seen;
-                }
-            }
-        })
-    };
-    let mut pushers = Vec::new();
-    for p in 0..PUSHERS {
-        let (s, token) = (s.clone(), token.clone());
-        pushers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for b in 0..BATCHES {
-                let batch: Vec<Value> = (0..PER_BATCH)
-                    .map(|i| note(&format!("p{p}_b{b}_{i}"), &format!("{p}/{b}/{i}")))
-                    .collect();
-                assert_eq!(
-                    push_ok(&s, &token, batch.clone()).await,
-                    (PER_BATCH as u64, 0)
-                );
-                acked.extend(keys(&batch));
-            }
-            acked
-        }));
-    }
-    let mut acked = HashSet::new();
-    for p in pushers {
-        acked.extend(p.await.unwrap());
-    }
-    done.store(true, Ordering::SeqCst);
-    let seen = puller.await.unwrap();
-    let mut counts: HashMap<_, usize> = HashMap::new();
-    for k in &seen {
-        *counts.entry(k.clone()).or_default() += 1;
-    }
-    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "pulled twice: {doubled:?}");
-    let missed: Vec<_> = acked.iter().filter(|k| !counts.contains_key(*k)).collect();
-    assert!(
-        missed.is_empty(),
-        "acknowledged but never pulled: {missed:?}"
-    );
-    assert_eq!(seen.len(), PUSHERS * BATCHES * PER_BATCH);
+    pushes_are_pulled_exactly_once(std::slice::from_ref(&s), &token).await;
     Arc::try_unwrap(s).ok().unwrap().stop().await;
 }
 

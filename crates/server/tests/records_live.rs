@@ -111,6 +111,23 @@ async fn a_push_on_one_instance_wakes_streams_on_another() {
     db.drop_db().await;
 }
 
+/// Pushes and pulls of one user spread over two instances on one PostgreSQL:
+/// still every acknowledged change pulled exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_pushing_at_once_are_pulled_exactly_once() {
+    let Some((a, b)) = two_instances().await else {
+        return report_skip("two_instances_pushing_at_once_are_pulled_exactly_once");
+    };
+    let (_, token) = a.guest().await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    pushes_are_pulled_exactly_once(&[a.clone(), b.clone()], &token).await;
+    let b = Arc::try_unwrap(b).ok().unwrap();
+    let db = b.db.clone();
+    b.handle.shutdown().await.unwrap();
+    Arc::try_unwrap(a).ok().unwrap().stop().await;
+    db.drop_db().await;
+}
+
 /// Rows of `user_id` in `record_changes` and `record_heads`, read straight from the database.
 async fn rows_of(s: &TestServer, user_id: &str) -> (i64, i64) {
     const Q: &str = "SELECT (SELECT COUNT(*) FROM record_changes WHERE user_id = $1), \

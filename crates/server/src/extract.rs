@@ -17,12 +17,18 @@ use crate::error::Failure;
 /// Largest request body accepted (every legitimate body is well under 1 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// A route's own body limit (the push of record sync carries more than any
+/// other body), set as a request extension beside axum's `DefaultBodyLimit`.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
 /// How long a request's body may take to arrive (set on every request by the
 /// router from `requestReadTimeoutSecs`).
 #[derive(Clone, Copy, Debug)]
 pub struct ReadTimeout(pub Duration);
 
-/// A JSON body: `content-type: application/json`, at most [`BODY_LIMIT`] bytes,
+/// A JSON body: `content-type: application/json`, at most [`BODY_LIMIT`] bytes
+/// (or the route's [`BodyLimit`]),
 /// no unknown fields (the proto types deny them).
 pub struct ApiJson<T>(pub T);
 
@@ -70,12 +76,19 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let limit = req.extensions().get::<ReadTimeout>().copied();
-    if let Some(n) = announced.filter(|&n| n > BODY_LIMIT as u64) {
+    let max = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(BODY_LIMIT, |l| l.0);
+    if let Some(n) = announced.filter(|&n| n > max as u64) {
         // A client still sending when we close gets a reset that can swallow the 413;
         // read and discard a modest excess first so it sees the typed answer. A huge
         // announcement is refused at once: that client is not owed the courtesy.
-        if n <= DRAIN_LIMIT {
-            let drain = drain(req.into_body());
+        // The excess is what counts: a route with a larger limit (sync push)
+        // drains as modest an excess as the others.
+        let most = max as u64 + DRAIN_LIMIT;
+        if n <= most {
+            let drain = drain(req.into_body(), most);
             match limit {
                 Some(ReadTimeout(limit)) => {
                     let _ = tokio::time::timeout(limit, drain).await;
@@ -110,15 +123,16 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
     Ok((content_type_ok, bytes))
 }
 
-/// The most of an oversized body read (and thrown away) before answering 413.
+/// The most an oversized body may exceed the limit by and still be read (and
+/// thrown away) before answering 413.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
-async fn drain(mut body: axum::body::Body) {
+async fn drain(mut body: axum::body::Body, most: u64) {
     use http_body_util::BodyExt;
     let mut seen = 0u64;
     while let Some(Ok(frame)) = body.frame().await {
         seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-        if seen > DRAIN_LIMIT {
+        if seen > most {
             break;
         }
     }

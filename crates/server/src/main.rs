@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use guestpass_proto::{format_time, parse_user_id, AuditEventKind};
 use guestpass_server::clock::{Clock, SystemClock};
 use guestpass_server::db::{AuditFilter, AuditRow, Db, UserFilter};
-use guestpass_server::{cleanup, store, Config, Secret};
+use guestpass_server::{cleanup, records, store, Config, Secret};
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +66,9 @@ enum AdminCommand {
         #[arg(long)]
         max_age: Option<u64>,
     },
+    /// Start a new record-sync epoch: the step after restoring a backup. Every
+    /// device then pulls from the start and pushes again what the backup lost.
+    NewEpoch,
     /// Audit events, newest first.
     AuditLog {
         #[arg(long, default_value_t = 50)]
@@ -195,11 +198,19 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
                 );
             } else {
                 let report = cleanup::run_once(&db, clock.as_ref(), max_age).await?;
+                let retention = config.records.tombstone_retention_days;
+                let changes = records::prune_tombstones(&db, clock.as_ref(), retention).await?;
                 println!(
-                    "deleted {} stale guest(s); pruned {} expired row(s)",
+                    "deleted {} stale guest(s); pruned {} expired row(s); pruned {changes} change(s) of records deleted over {retention} day(s) ago",
                     report.guests_deleted, report.rows_pruned
                 );
             }
+        }
+        AdminCommand::NewEpoch => {
+            let epoch = db.records().new_epoch(clock.now_ms()).await?;
+            println!(
+                "new record epoch {epoch}: devices will pull from the start and push again what they hold"
+            );
         }
         AdminCommand::AuditLog { limit, user } => {
             let user_id = user

@@ -58,6 +58,11 @@ pub async fn merge(
     match state.db.merge_guest(&plan).await? {
         MergeOutcome::Merged { account, merge } => {
             tracing::info!(guest_id = %merge.guest_id, account_id = %merge.account_id, records = merge.records, "guest merged into an account");
+            // The account's other devices connected here pull the re-owned records now
+            // (on other instances they arrive with their next pull).
+            if merge.records > 0 {
+                state.live.notify(&merge.account_id);
+            }
             Ok(Json(answer(&account, &merge)))
         }
         MergeOutcome::AlreadyMerged(done) => retried(&state, &account, done).await,
@@ -89,6 +94,9 @@ pub(crate) async fn fold_on_sign_in(
     Ok(match state.db.merge_guest(&plan).await? {
         MergeOutcome::Merged { merge, .. } => {
             tracing::info!(guest_id = %merge.guest_id, account_id = %merge.account_id, records = merge.records, "guest merged on sign-in");
+            if merge.records > 0 {
+                state.live.notify(&merge.account_id);
+            }
             true
         }
         _ => false,

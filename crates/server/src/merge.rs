@@ -42,6 +42,11 @@ pub async fn merge(
     }
     let now = state.clock.now_ms();
     let Some((guest, _)) = state.db.session_by_token(&token_hash, now).await? else {
+        // A retry racing the first request: that one may have committed (and
+        // ended the guest's session) since the tombstone was read above.
+        if let Some(done) = state.db.merge_by_token(&token_hash).await? {
+            return retried(&state, &account, done).await;
+        }
         return Err(ErrorCode::Unauthorized.into());
     };
     if !guest.is_anonymous {

@@ -50,7 +50,10 @@ async function onSyncStatus(status) {
   if (wasQueued && !state.queuedEmail) {
     // The queue drained: the local user may have just been upgraded.
     const { data } = await authClient.getSession();
-    if (data) state.user = data.user;
+    if (data) {
+      state.justCreated = state.user?.isAnonymous && !data.user.isAnonymous;
+      state.user = data.user;
+    }
   }
   render();
   // A finished pass may have brought notes from another device of this account.

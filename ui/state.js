@@ -12,6 +12,8 @@ export const state = {
   panel: null,
   /** The email of an upgrade waiting for the server. */
   queuedEmail: null,
+  /** This guest became an account in this window ("Account created"), not signed in to one. */
+  justCreated: false,
 };
 
 const renderers = [];

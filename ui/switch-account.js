@@ -8,6 +8,7 @@ import { setStatus, setUser, state } from "./state.js";
 export async function switchTo(user, message) {
   state.panel = null;
   state.queuedEmail = null;
+  state.justCreated = false;
   if (state.sync) state.sync = { ...state.sync, signInRequired: false };
   setUser(user);
   await refreshNotes();

@@ -3,7 +3,7 @@
 // asked first what should happen to them (merge.js); nothing changes before that.
 
 import { authClient, checkEmail } from "../auth-client.js";
-import { $, busy, clearErrors, providerLabel, showError } from "../dom.js";
+import { $, busy, clearErrors, countWords, providerLabel, showError } from "../dom.js";
 import { onRender, setPanel, state } from "../state.js";
 import { switchTo } from "../switch-account.js";
 import { askMerge } from "./merge.js";
@@ -48,6 +48,15 @@ export function openSignIn({ email = "", again = false } = {}) {
   emailField().value = email;
   passwordField().value = "";
   (email ? passwordField() : emailField()).focus();
+  if (!again && state.user?.isAnonymous) tellWhatGuestHolds();
+}
+
+/** Says up front what the guest would bring along, so the question after is no surprise. */
+async function tellWhatGuestHolds() {
+  const { data } = await authClient.guestSummary();
+  if (!data || (data.notes === 0 && data.preferences === 0)) return;
+  const one = data.notes + data.preferences === 1;
+  $("sign-in-lead").textContent = `You have ${countWords(data)} as a guest. After you sign in, you choose whether to bring ${one ? "it" : "them"} into the account; nothing changes before that.`;
 }
 
 function closeSignIn() {

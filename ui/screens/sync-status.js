@@ -52,6 +52,10 @@ function renderPill({ sync }) {
   pill.dataset.pending = String(sync.pendingChanges ?? 0);
   pill.textContent = text;
   pill.title = title;
+  // The empty list's promise follows where notes really live.
+  $("notes-empty").textContent = sync.recordsOnServer
+    ? "No notes yet. What you write is saved here and on the server."
+    : "No notes yet. Everything you write stays on this device.";
 }
 
 function renderReauth({ user, sync, panel }) {

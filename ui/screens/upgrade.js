@@ -64,6 +64,7 @@ function renderUpgrade({ user, panel, queuedEmail }) {
   $("queued-email").textContent = queuedEmail ?? "";
   $("verify-note").hidden = guest || user.emailVerified || reauth;
   $("verify-email").textContent = user.email ?? "";
+  $("verify-created").hidden = !state.justCreated;
 }
 
 export async function renderSocialButtons() {
@@ -110,6 +111,7 @@ async function socialUpgrade(provider) {
   $("upgrade-submit").disabled = false;
   if (error) return showUpgradeError(error, provider);
   state.panel = null;
+  state.justCreated = true;
   setUser(data.user);
   setStatus(`Signed in with ${providerLabel(provider)}. Everything you made as a guest is still here.`);
 }
@@ -138,6 +140,7 @@ async function submitUpgrade(e) {
   state.panel = null;
   if (data.status === "upgraded") {
     state.queuedEmail = null;
+    state.justCreated = true;
     setUser(data.user);
     setStatus("Your account is ready. Everything you made as a guest is still here.");
   } else {

@@ -1,0 +1,197 @@
+// Issue 11, end to end in the real window against the real reference server: a guest
+// whose email already has an account signs in to it instead and brings the note along
+// (asked once, with the count); signing out leaves a new empty guest; signing in again
+// brings the account and its note back without a question.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+
+const EMAIL = "jane@example.com";
+const PASSWORD = "correct-horse-42";
+const NOTE = "Bring me along to the account";
+
+/** An account that exists on the server before the app starts: a guest upgraded over HTTP. */
+async function createAccount(server) {
+  const guest = await server.post("/sign-in/anonymous", {});
+  assert.equal(guest.status, 200);
+  const upgraded = await server.post("/anonymous/upgrade", { email: EMAIL, password: PASSWORD }, guest.body.token);
+  assert.equal(upgraded.status, 200, JSON.stringify(upgraded.body));
+  return upgraded.body.user.id;
+}
+
+const noteBodies = async (app) =>
+  Promise.all((await app.findElements(By.css("#notes-list .note-body"))).map((e) => e.getText()));
+
+async function waitUpToDate(app) {
+  const sync = await app.findElement(By.css("#sync-status"));
+  await app.wait(async () => (await sync.getAttribute("data-state")) === "upToDate", 15000, "sync never reached up to date");
+}
+
+async function waitForAccount(app, text) {
+  const kind = await visible(app, "#account-kind");
+  await app.wait(until.elementTextIs(kind, text), 15000, `the account never showed ${text}`);
+}
+
+test("accounts in the real window", async (t) => {
+  const server = await startServer();
+  const device = newDevice();
+  const driver = await startDriver({ ...device.env, GUESTPASS_BACKEND_URL: server.url, GUESTPASS_BACKEND_DIALECT: "guestpass" });
+  let accountId;
+  try {
+    accountId = await createAccount(server);
+
+    await t.test("the sign-in form checks its fields and a guest has no sign-out", async () => {
+      const app = await launchApp(driver);
+      try {
+        await visible(app, "#guest-banner");
+        assert.equal(await app.findElement(By.css("#account-menu-button")).isEnabled(), false, "a guest has no account menu");
+        const open = await visible(app, "#sign-in-open");
+        assert.equal(await open.getText(), "Sign in");
+        await open.click();
+        await visible(app, "#sign-in-form");
+        const email = await app.findElement(By.css("#sign-in-email"));
+        const password = await app.findElement(By.css("#sign-in-password"));
+
+        // Caught on the device, tied to the field it is about.
+        await app.findElement(By.css("#sign-in-submit")).click();
+        const emailError = await visible(app, "#sign-in-email-error");
+        assert.equal(await emailError.getText(), "Invalid email");
+        assert.equal(await email.getAttribute("aria-invalid"), "true");
+        assert.match(await email.getAttribute("aria-describedby"), /\bsign-in-email-error\b/);
+
+        await email.sendKeys(EMAIL);
+        await app.findElement(By.css("#sign-in-submit")).click();
+        const passwordError = await visible(app, "#sign-in-password-error");
+        assert.equal(await passwordError.getText(), "Enter your password");
+        assert.equal(await password.getAttribute("aria-invalid"), "true");
+        assert.equal(await emailError.isDisplayed(), false);
+
+        // Refused by the server, in words, tied to the password to retype.
+        await password.sendKeys("not-the-password");
+        await app.findElement(By.css("#sign-in-submit")).click();
+        const error = await visible(app, "#sign-in-error");
+        await app.wait(async () => (await error.getAttribute("data-code")) !== null, 15000);
+        assert.equal(await error.getAttribute("data-code"), "INVALID_EMAIL_OR_PASSWORD");
+        assert.match(await password.getAttribute("aria-describedby"), /\bsign-in-error\b/);
+        assert.equal(await app.findElement(By.css("#sign-in-submit")).getText(), "Sign in", "the button is back once answered");
+
+        await app.findElement(By.css("#forgot-password")).click();
+        assert.match(await (await visible(app, "#forgot-note")).getText(), /account care/);
+        await screenshot(app, "accounts-sign-in-errors");
+
+        await app.findElement(By.css("#sign-in-cancel")).click();
+        await visible(app, "#guest-banner");
+        assert.equal(await app.findElement(By.css("#account-kind")).getText(), "Guest");
+      } finally {
+        await app.quit();
+      }
+    });
+
+    await t.test("(a) email already in use → sign in instead → bring the note into the account", async () => {
+      let app = await launchApp(driver);
+      try {
+        await visible(app, "#guest-banner");
+        await waitUpToDate(app);
+        await app.findElement(By.css("#note-input")).sendKeys(NOTE);
+        await app.findElement(By.css("#note-add")).click();
+        await visible(app, "#notes-list li.note");
+
+        await app.findElement(By.css("#create-account")).click();
+        await visible(app, "#upgrade-form");
+        await app.findElement(By.css("#upgrade-email")).sendKeys(EMAIL);
+        await app.findElement(By.css("#upgrade-password")).sendKeys("a-new-password-1");
+        await app.findElement(By.css("#upgrade-submit")).click();
+        const error = await visible(app, "#upgrade-error");
+        await app.wait(until.elementTextIs(error, "Email already in use"), 15000);
+        const instead = await visible(app, "#upgrade-sign-in-instead");
+        assert.equal(await instead.getText(), "Sign in to that account instead");
+        assert.equal(await app.findElement(By.css("#upgrade-email")).getAttribute("aria-invalid"), "true");
+        await screenshot(app, "accounts-email-in-use");
+        await instead.click();
+
+        await visible(app, "#sign-in-form");
+        assert.equal(await app.findElement(By.css("#sign-in-email")).getAttribute("value"), EMAIL, "prefilled");
+        assert.equal(await app.findElement(By.css("#upgrade-panel")).isDisplayed(), false);
+        const password = await app.findElement(By.css("#sign-in-password"));
+        assert.equal(await app.switchTo().activeElement().getAttribute("id"), "sign-in-password", "the password is next");
+        await password.sendKeys(PASSWORD);
+        await screenshot(app, "accounts-sign-in-prefilled");
+        await app.findElement(By.css("#sign-in-submit")).click();
+
+        // Asked once, in plain words, with the count; bringing them in is the default.
+        const bring = await visible(app, "#merge-dialog #merge-bring");
+        assert.equal(await bring.getText(), `Bring your 1 note into ${EMAIL}`);
+        assert.equal(await app.findElement(By.css("#merge-title")).getText(), "You have 1 note as a guest");
+        assert.equal(await app.switchTo().activeElement().getAttribute("id"), "merge-bring", "the default is focused");
+        assert.equal(await app.findElement(By.css("#merge-leave")).getText(), "Leave them behind");
+        await screenshot(app, "accounts-merge-question");
+        await bring.click();
+
+        await waitForAccount(app, EMAIL);
+        assert.equal(await app.findElement(By.css("#merge-dialog")).isDisplayed(), false);
+        assert.equal(await app.findElement(By.css("#guest-banner")).isDisplayed(), false, "banner gone");
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId, "the account's id");
+        assert.deepEqual(await noteBodies(app), [NOTE]);
+        await screenshot(app, "accounts-merged");
+      } finally {
+        await app.quit();
+      }
+
+      app = await launchApp(driver);
+      try {
+        await waitForAccount(app, EMAIL);
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId);
+        assert.equal(await app.findElement(By.css("#guest-banner")).isDisplayed(), false);
+        await visible(app, "#notes-list li.note");
+        assert.deepEqual(await noteBodies(app), [NOTE]);
+        await screenshot(app, "accounts-merged-relaunch");
+      } finally {
+        await app.quit();
+      }
+      assert.equal(sql(device.dataDir, `SELECT user_id FROM notes WHERE body = '${NOTE}'`), accountId, "one note, owned by the account");
+    });
+
+    await t.test("(b) sign out → a new empty guest; sign in again → the account and its note, no question", async () => {
+      const app = await launchApp(driver);
+      try {
+        await waitForAccount(app, EMAIL);
+        const menuButton = await app.findElement(By.css("#account-menu-button"));
+        await menuButton.click();
+        await visible(app, "#account-menu");
+        assert.equal(await menuButton.getAttribute("aria-expanded"), "true");
+        assert.equal(await app.findElement(By.css("#account-menu-email")).getText(), EMAIL);
+        assert.equal(await app.findElement(By.css("#sign-out-remove")).getText(), "Sign out and remove my data from this computer");
+        await screenshot(app, "accounts-menu");
+        await app.findElement(By.css("#sign-out")).click();
+
+        await waitForAccount(app, "Guest");
+        await visible(app, "#guest-banner");
+        const guestId = await app.findElement(By.css("#user-id")).getText();
+        assert.match(guestId, /^usr_[0-9A-HJKMNP-TV-Z]{26}$/);
+        assert.notEqual(guestId, accountId, "a new guest");
+        assert.deepEqual(await noteBodies(app), [], "the account's note is hidden, not shown to the guest");
+        assert.equal(await app.findElement(By.css("#notes-empty")).isDisplayed(), true);
+        await screenshot(app, "accounts-signed-out");
+
+        await app.findElement(By.css("#sign-in-open")).click();
+        await (await visible(app, "#sign-in-email")).sendKeys(EMAIL);
+        await app.findElement(By.css("#sign-in-password")).sendKeys(PASSWORD);
+        await app.findElement(By.css("#sign-in-submit")).click();
+
+        await waitForAccount(app, EMAIL);
+        assert.equal(await app.findElement(By.css("#merge-dialog")).isDisplayed(), false, "an empty guest is not asked");
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId);
+        await visible(app, "#notes-list li.note");
+        assert.deepEqual(await noteBodies(app), [NOTE]);
+        await screenshot(app, "accounts-signed-in-again");
+      } finally {
+        await app.quit();
+      }
+      assert.equal(sql(device.dataDir, `SELECT COUNT(*) FROM notes WHERE body = '${NOTE}'`), "1", "the note once, not doubled");
+    });
+  } finally {
+    await driver.stop();
+    await server.stop();
+  }
+});

@@ -5,7 +5,8 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+import path from "node:path";
+import { By, newDevice, repo, startDriver, startServer, startOidcProvider, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
 
 const EMAIL = "jane@example.com";
 const PASSWORD = "correct-horse-42";
@@ -193,5 +194,72 @@ test("accounts in the real window", async (t) => {
   } finally {
     await driver.stop();
     await server.stop();
+  }
+});
+
+test("a provider identity already linked to an account: sign in with it instead", async () => {
+  const idp = await startOidcProvider();
+  const server = await startServer(`[socialProviders.mock]\nclientId = "guestpass-app"\nissuer = "${idp.issuer}"\n`);
+  const social = {
+    GUESTPASS_BACKEND_URL: server.url,
+    GUESTPASS_SOCIAL_PROVIDERS: JSON.stringify([{ name: "mock", issuer: idp.issuer, clientId: "guestpass-app" }]),
+    GUESTPASS_BROWSER: path.join(repo, "tests/e2e/play-browser.mjs"),
+  };
+  // The browser player signs in as the provider's default person every time.
+  const first = newDevice();
+  const second = newDevice();
+  const drivers = [];
+  try {
+    // Device one links the identity: its guest becomes that account.
+    drivers.push(await startDriver({ ...first.env, ...social }));
+    let app = await launchApp(drivers[0]);
+    let accountId;
+    try {
+      await visible(app, "#guest-banner");
+      await waitUpToDate(app);
+      await app.findElement(By.css("#create-account")).click();
+      await (await visible(app, "#social-buttons button[data-provider='mock']")).click();
+      const kind = await app.findElement(By.css("#account-kind"));
+      await app.wait(async () => (await kind.getText()) !== "Guest", 20000, "device one never left the guest state");
+      accountId = await app.findElement(By.css("#user-id")).getText();
+    } finally {
+      await app.quit();
+    }
+
+    // Device two: a guest with a note tries to link the same identity.
+    drivers.push(await startDriver({ ...second.env, ...social }));
+    app = await launchApp(drivers[1]);
+    try {
+      await visible(app, "#guest-banner");
+      await waitUpToDate(app);
+      await app.findElement(By.css("#note-input")).sendKeys("Written on the second computer");
+      await app.findElement(By.css("#note-add")).click();
+      await visible(app, "#notes-list li.note");
+      await app.findElement(By.css("#create-account")).click();
+      await (await visible(app, "#social-buttons button[data-provider='mock']")).click();
+
+      const error = await visible(app, "#upgrade-error", 20000);
+      await app.wait(async () => (await error.getAttribute("data-code")) !== null, 20000);
+      assert.equal(await error.getAttribute("data-code"), "PROVIDER_ACCOUNT_IN_USE");
+      const instead = await visible(app, "#upgrade-sign-in-instead");
+      assert.equal(await instead.getText(), "Sign in with Mock instead");
+      await screenshot(app, "accounts-provider-in-use");
+      await instead.click();
+
+      const bring = await visible(app, "#merge-dialog #merge-bring", 20000);
+      assert.match(await bring.getText(), /^Bring your 1 note into \S+@\S+$/);
+      await bring.click();
+      const kind = await app.findElement(By.css("#account-kind"));
+      await app.wait(async () => (await kind.getText()) !== "Guest", 20000, "device two never signed in");
+      assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId, "the account device one made");
+      assert.deepEqual(await noteBodies(app), ["Written on the second computer"]);
+      await screenshot(app, "accounts-provider-signed-in");
+    } finally {
+      await app.quit();
+    }
+  } finally {
+    for (const d of drivers) await d.stop();
+    await server.stop();
+    await idp.stop();
   }
 });

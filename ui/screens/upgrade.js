@@ -29,7 +29,9 @@ function showUpgradeError(error, provider = null) {
   clearUpgradeError();
   showError($("upgrade-error"), error, fieldFor(error.code));
   if (error.code === "EMAIL_ALREADY_IN_USE") {
-    offerInstead("Sign in to that account instead", () => openSignIn({ email: $("upgrade-email").value.trim() }));
+    // From a provider the email is the provider's, not the one typed in this form.
+    const email = provider ? "" : $("upgrade-email").value.trim();
+    offerInstead("Sign in to that account instead", () => openSignIn({ email }));
   } else if (error.code === "PROVIDER_ACCOUNT_IN_USE" && provider) {
     offerInstead(`Sign in with ${providerLabel(provider)} instead`, () => signInWithProvider(provider));
   }

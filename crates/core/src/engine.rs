@@ -20,8 +20,9 @@ pub(crate) struct Engine {
     pub(crate) backend: Option<Backend>,
     status: watch::Sender<SyncStatus>,
     /// One pass at a time: the loop and an upgrade never deliver the same work twice.
-    /// Queuing an upgrade takes it too, so the first pass's clean-up cannot race it.
-    pass: Mutex<()>,
+    /// Queuing an upgrade takes it too, so the first pass's clean-up cannot race it;
+    /// so do a merge and a sign-out (accounts/).
+    pub(crate) pass: Mutex<()>,
     /// Whether this process already erased a queued password left without its row.
     swept: AtomicBool,
     wake: Notify,
@@ -95,8 +96,12 @@ impl Guestpass {
         let _one = self.sync.pass.lock().await;
         self.publish(|s| s.state = SyncState::Syncing);
         let result = match self.sweep_once().await {
-            Ok(()) => sync::sync_once(&self.store, &self.vault, backend).await,
+            Ok(()) => self.account_work(backend).await,
             Err(e) => Err(SyncError::Local(e)),
+        };
+        let result = match result {
+            Ok(()) => sync::sync_once(&self.store, &self.vault, backend).await,
+            Err(e) => Err(e),
         };
         let mut hint = None;
         let (state, reason) = match result {
@@ -137,8 +142,14 @@ impl Guestpass {
             ),
             None => (None, None),
         };
+        // A full account the server no longer knows: only signing in again helps.
+        let sign_in_required = state == SyncState::NeedsAttention
+            && reason
+                .as_ref()
+                .is_some_and(|r| r.code == ErrorCode::Unauthorized);
         self.publish(|s| {
             s.state = state;
+            s.sign_in_required = sign_in_required;
             s.reason = reason;
             s.refused_upgrade = pending.as_ref().and_then(|p| p.refused.clone());
             s.pending_upgrade = pending.filter(|p| p.refused.is_none()).map(|p| p.email);
@@ -159,6 +170,18 @@ impl Guestpass {
             sync::erase_stray_password(&self.store, &self.vault, &user_id).await?;
         }
         self.sync.swept.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Account work that comes before any sync: finish an interrupted merge, send the
+    /// revocations an offline sign-out queued.
+    async fn account_work(&self, backend: &Backend) -> Result<(), SyncError> {
+        match crate::accounts::roll_forward(self, backend).await {
+            Ok(_) => {}
+            Err(crate::accounts::FinishError::Local(e)) => return Err(SyncError::Local(e)),
+            Err(crate::accounts::FinishError::Backend(e)) => return Err(SyncError::Backend(e)),
+        }
+        crate::accounts::revoke_pending(self, backend).await?;
         Ok(())
     }
 

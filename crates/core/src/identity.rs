@@ -19,8 +19,10 @@ use crate::vault::{Slot, Vault};
 
 /// Why a session was (re)created, kept in the audit detail.
 #[derive(Debug, Clone, Copy)]
-enum Reason {
+pub(crate) enum Reason {
     FirstLaunch,
+    /// A full account signed in on this device.
+    SignIn,
     Expired,
     TokenMissing,
 }
@@ -29,6 +31,7 @@ impl Reason {
     fn as_str(self) -> &'static str {
         match self {
             Reason::FirstLaunch => "first-launch",
+            Reason::SignIn => "sign-in",
             Reason::Expired => "expired",
             Reason::TokenMissing => "token-missing",
         }
@@ -158,7 +161,7 @@ async fn insert_user(conn: &mut SqliteConnection, user: &User) -> Result<(), sql
 
 /// Inserts a session row and puts its token in the keyring. Called inside a write
 /// transaction; the caller commits.
-async fn start_session(
+pub(crate) async fn start_session(
     store: &Store,
     conn: &mut SqliteConnection,
     vault: &Vault,
@@ -203,7 +206,7 @@ async fn start_session(
 
 /// Commits; if the commit fails the token just written to the keyring is withdrawn so
 /// keyring and database keep agreeing.
-async fn commit_or_forget(
+pub(crate) async fn commit_or_forget(
     store: &Store,
     vault: &Vault,
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,

@@ -54,6 +54,8 @@ pub struct Guestpass {
     current: RwLock<Option<String>>,
     sync: engine::Engine,
     social: social::Social,
+    /// A sign-in waiting for the person's answer to the merge question.
+    pending_sign_in: tokio::sync::Mutex<Option<accounts::PendingSignIn>>,
 }
 
 impl Guestpass {
@@ -78,6 +80,7 @@ impl Guestpass {
             current: RwLock::new(None),
             sync: engine::Engine::new(backend),
             social: social::Social::new(config.social),
+            pending_sign_in: tokio::sync::Mutex::new(None),
         })
     }
 

@@ -114,7 +114,7 @@ struct Discovery {
 }
 
 /// "google" → "Google", for messages.
-fn display_name(provider: &str) -> String {
+pub(crate) fn display_name(provider: &str) -> String {
     let mut chars = provider.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -134,6 +134,24 @@ fn needs_connection(label: &str) -> Error {
 }
 
 impl Guestpass {
+    /// The configuration of `provider`, or `UNKNOWN_PROVIDER` in words.
+    pub(crate) fn social_config(&self, provider: &str) -> Result<SocialProvider> {
+        self.social
+            .providers
+            .iter()
+            .find(|p| p.name == provider)
+            .cloned()
+            .ok_or_else(|| {
+                api(
+                    ErrorCode::UnknownProvider,
+                    format!(
+                        "Signing in with {} is not set up in this app.",
+                        display_name(provider)
+                    ),
+                )
+            })
+    }
+
     /// The configured providers' names, for the "Continue with …" buttons.
     pub fn social_providers(&self) -> Vec<String> {
         self.social
@@ -285,7 +303,7 @@ impl Guestpass {
 
     /// Discovery, the browser, the loopback callback and the code exchange: the ID token
     /// and the nonce it must carry.
-    async fn provider_flow(
+    pub(crate) async fn provider_flow(
         &self,
         config: &SocialProvider,
         label: &str,

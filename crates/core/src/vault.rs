@@ -19,6 +19,9 @@ pub enum Slot {
     /// device register the same id again when an answer was lost. Kept for the
     /// guest's lifetime.
     DeviceKey,
+    /// A signed-out account's server token, kept only until the server has revoked
+    /// it (the sign-out happened offline).
+    PendingRevocation,
 }
 
 impl Slot {
@@ -28,6 +31,7 @@ impl Slot {
             Slot::Remote => "remote-session",
             Slot::PendingPassword => "pending-password",
             Slot::DeviceKey => "device-key",
+            Slot::PendingRevocation => "pending-revocation",
         }
     }
 }

@@ -136,7 +136,7 @@ async fn already_upgraded(b: &Backend, req: &UpgradeRequest) -> Result<Remote, B
 /// `set-auth-token` is the signed one the bearer plugin hands out; the body's bare token
 /// is accepted too and used when the header is missing. A sign-up that needs email
 /// verification first answers `"token": null`: then there is no token.
-async fn signed_in(resp: Response) -> Result<Remote, BackendError> {
+pub(super) async fn signed_in(resp: Response) -> Result<Remote, BackendError> {
     if !resp.status().is_success() {
         return Err(failure(resp).await);
     }
@@ -192,7 +192,7 @@ async fn read_json(resp: Response) -> Result<Value, BackendError> {
 }
 
 /// Turns a non-2xx answer into the error the sync engine acts on.
-async fn failure(resp: Response) -> BackendError {
+pub(super) async fn failure(resp: Response) -> BackendError {
     let status = resp.status();
     let wait = retry_after(&resp).or_else(|| x_retry_after(&resp));
     match resp.bytes().await {

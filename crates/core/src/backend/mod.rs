@@ -6,8 +6,11 @@
 //! Every failure is one of [`BackendError`]'s variants so the sync engine can decide
 //! between "retry later" and "tell the person".
 
+mod accounts;
 mod better_auth;
 mod guestpass;
+
+pub use accounts::Merged;
 
 use std::time::Duration;
 

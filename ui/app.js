@@ -5,6 +5,7 @@
 import { authClient, syncApi } from "./auth-client.js";
 import { $ } from "./dom.js";
 import { render, state } from "./state.js";
+import { switchTo } from "./switch-account.js";
 import { initAccountMenu } from "./screens/account-menu.js";
 import { initFatal, showFatal } from "./screens/fatal.js";
 import { initMerge } from "./screens/merge.js";
@@ -56,8 +57,17 @@ async function onSyncStatus(status) {
     }
   }
   render();
-  // A finished pass may have brought notes from another device of this account.
-  if (state.user && status.state === "upToDate") refreshNotes({ background: true });
+  if (state.user && status.state === "upToDate") {
+    if (state.mergeRollingForward) {
+      // The pass that reached the server finished the merge: show the account.
+      state.mergeRollingForward = false;
+      const before = state.user.id;
+      const { data } = await authClient.getSession();
+      if (data && data.user.id !== before) return switchTo(data.user, "Your notes are in your account now.");
+    }
+    // A finished pass may have brought notes from another device of this account.
+    refreshNotes({ background: true });
+  }
 }
 
 window.addEventListener("DOMContentLoaded", () => {

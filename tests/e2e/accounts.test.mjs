@@ -13,10 +13,10 @@ const PASSWORD = "correct-horse-42";
 const NOTE = "Bring me along to the account";
 
 /** An account that exists on the server before the app starts: a guest upgraded over HTTP. */
-async function createAccount(server) {
+async function createAccount(server, email) {
   const guest = await server.post("/sign-in/anonymous", {});
   assert.equal(guest.status, 200);
-  const upgraded = await server.post("/anonymous/upgrade", { email: EMAIL, password: PASSWORD }, guest.body.token);
+  const upgraded = await server.post("/anonymous/upgrade", { email, password: PASSWORD }, guest.body.token);
   assert.equal(upgraded.status, 200, JSON.stringify(upgraded.body));
   return upgraded.body.user.id;
 }
@@ -34,17 +34,50 @@ async function waitForAccount(app, text) {
   await app.wait(until.elementTextIs(kind, text), 15000, `the account never showed ${text}`);
 }
 
+async function writeNote(app, body) {
+  const before = (await noteBodies(app)).length;
+  await app.findElement(By.css("#note-input")).sendKeys(body);
+  await app.findElement(By.css("#note-add")).click();
+  await app.wait(async () => (await noteBodies(app)).length > before, 10000, "the note never showed");
+}
+
+/** One launch of the app: `fn(app)`, a screenshot named for the step if it fails, then quit. */
+async function withApp(driver, name, fn) {
+  const app = await launchApp(driver);
+  try {
+    await fn(app);
+  } catch (e) {
+    await screenshot(app, `${name}-FAILED`).catch(() => {});
+    throw e;
+  } finally {
+    await app.quit();
+  }
+}
+
+async function signIn(app, email) {
+  await (await visible(app, "#sign-in-email")).clear();
+  await app.findElement(By.css("#sign-in-email")).sendKeys(email);
+  await app.findElement(By.css("#sign-in-password")).sendKeys(PASSWORD);
+  await app.findElement(By.css("#sign-in-submit")).click();
+}
+
 test("accounts in the real window", async (t) => {
   const server = await startServer();
-  const device = newDevice();
-  const driver = await startDriver({ ...device.env, GUESTPASS_BACKEND_URL: server.url, GUESTPASS_BACKEND_DIALECT: "guestpass" });
-  let accountId;
+  const backend = { GUESTPASS_BACKEND_URL: server.url, GUESTPASS_BACKEND_DIALECT: "guestpass" };
+  const drivers = [];
+  /** A device of its own (data dir, keyring service) and a driver that launches the app on it. */
+  const deviceWithDriver = async () => {
+    const device = newDevice();
+    const driver = await startDriver({ ...device.env, ...backend });
+    drivers.push(driver);
+    return { device, driver };
+  };
   try {
-    accountId = await createAccount(server);
+    const accountId = await createAccount(server, EMAIL);
 
     await t.test("the sign-in form checks its fields and a guest has no sign-out", async () => {
-      const app = await launchApp(driver);
-      try {
+      const { driver } = await deviceWithDriver();
+      await withApp(driver, "accounts-validation", async (app) => {
         await visible(app, "#guest-banner");
         assert.equal(await app.findElement(By.css("#account-menu-button")).isEnabled(), false, "a guest has no account menu");
         const open = await visible(app, "#sign-in-open");
@@ -74,6 +107,7 @@ test("accounts in the real window", async (t) => {
         const error = await visible(app, "#sign-in-error");
         await app.wait(async () => (await error.getAttribute("data-code")) !== null, 15000);
         assert.equal(await error.getAttribute("data-code"), "INVALID_EMAIL_OR_PASSWORD");
+        assert.match(await error.getText(), /[Ww]rong email or password|Invalid email or password/);
         assert.match(await password.getAttribute("aria-describedby"), /\bsign-in-error\b/);
         assert.equal(await app.findElement(By.css("#sign-in-submit")).getText(), "Sign in", "the button is back once answered");
 
@@ -84,19 +118,15 @@ test("accounts in the real window", async (t) => {
         await app.findElement(By.css("#sign-in-cancel")).click();
         await visible(app, "#guest-banner");
         assert.equal(await app.findElement(By.css("#account-kind")).getText(), "Guest");
-      } finally {
-        await app.quit();
-      }
+      });
     });
 
     await t.test("(a) email already in use → sign in instead → bring the note into the account", async () => {
-      let app = await launchApp(driver);
-      try {
+      const { device, driver } = await deviceWithDriver();
+      await withApp(driver, "accounts-merge", async (app) => {
         await visible(app, "#guest-banner");
         await waitUpToDate(app);
-        await app.findElement(By.css("#note-input")).sendKeys(NOTE);
-        await app.findElement(By.css("#note-add")).click();
-        await visible(app, "#notes-list li.note");
+        await writeNote(app, NOTE);
 
         await app.findElement(By.css("#create-account")).click();
         await visible(app, "#upgrade-form");
@@ -114,9 +144,10 @@ test("accounts in the real window", async (t) => {
         await visible(app, "#sign-in-form");
         assert.equal(await app.findElement(By.css("#sign-in-email")).getAttribute("value"), EMAIL, "prefilled");
         assert.equal(await app.findElement(By.css("#upgrade-panel")).isDisplayed(), false);
-        const password = await app.findElement(By.css("#sign-in-password"));
         assert.equal(await app.switchTo().activeElement().getAttribute("id"), "sign-in-password", "the password is next");
-        await password.sendKeys(PASSWORD);
+        const lead = await app.findElement(By.css("#sign-in-lead"));
+        await app.wait(until.elementTextMatches(lead, /You have 1 note as a guest/), 10000);
+        await app.findElement(By.css("#sign-in-password")).sendKeys(PASSWORD);
         await screenshot(app, "accounts-sign-in-prefilled");
         await app.findElement(By.css("#sign-in-submit")).click();
 
@@ -135,33 +166,39 @@ test("accounts in the real window", async (t) => {
         assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId, "the account's id");
         assert.deepEqual(await noteBodies(app), [NOTE]);
         await screenshot(app, "accounts-merged");
-      } finally {
-        await app.quit();
-      }
+      });
 
-      app = await launchApp(driver);
-      try {
+      await withApp(driver, "accounts-merge-relaunch", async (app) => {
         await waitForAccount(app, EMAIL);
         assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId);
         assert.equal(await app.findElement(By.css("#guest-banner")).isDisplayed(), false);
         await visible(app, "#notes-list li.note");
         assert.deepEqual(await noteBodies(app), [NOTE]);
         await screenshot(app, "accounts-merged-relaunch");
-      } finally {
-        await app.quit();
-      }
+      });
       assert.equal(sql(device.dataDir, `SELECT user_id FROM notes WHERE body = '${NOTE}'`), accountId, "one note, owned by the account");
     });
 
-    await t.test("(b) sign out → a new empty guest; sign in again → the account and its note, no question", async () => {
-      const app = await launchApp(driver);
-      try {
-        await waitForAccount(app, EMAIL);
+    // Its own account, so that notes (a) brought to the server never show up here.
+    await t.test("(b) sign in on a fresh install; sign out → a new empty guest; sign in again → the account and its note, no question", async () => {
+      const email = "sam@example.com";
+      const samId = await createAccount(server, email);
+      const { device, driver } = await deviceWithDriver();
+      await withApp(driver, "accounts-sign-out", async (app) => {
+        await visible(app, "#guest-banner");
+        await waitUpToDate(app);
+        await app.findElement(By.css("#sign-in-open")).click();
+        await signIn(app, email);
+        await waitForAccount(app, email);
+        assert.equal(await app.findElement(By.css("#merge-dialog")).isDisplayed(), false, "an empty guest is not asked");
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), samId);
+        await writeNote(app, "Written as Sam");
+
         const menuButton = await app.findElement(By.css("#account-menu-button"));
         await menuButton.click();
         await visible(app, "#account-menu");
         assert.equal(await menuButton.getAttribute("aria-expanded"), "true");
-        assert.equal(await app.findElement(By.css("#account-menu-email")).getText(), EMAIL);
+        assert.equal(await app.findElement(By.css("#account-menu-email")).getText(), email);
         assert.equal(await app.findElement(By.css("#sign-out-remove")).getText(), "Sign out and remove my data from this computer");
         await screenshot(app, "accounts-menu");
         await app.findElement(By.css("#sign-out")).click();
@@ -170,29 +207,24 @@ test("accounts in the real window", async (t) => {
         await visible(app, "#guest-banner");
         const guestId = await app.findElement(By.css("#user-id")).getText();
         assert.match(guestId, /^usr_[0-9A-HJKMNP-TV-Z]{26}$/);
-        assert.notEqual(guestId, accountId, "a new guest");
+        assert.notEqual(guestId, samId, "a new guest");
         assert.deepEqual(await noteBodies(app), [], "the account's note is hidden, not shown to the guest");
         assert.equal(await app.findElement(By.css("#notes-empty")).isDisplayed(), true);
         await screenshot(app, "accounts-signed-out");
 
         await app.findElement(By.css("#sign-in-open")).click();
-        await (await visible(app, "#sign-in-email")).sendKeys(EMAIL);
-        await app.findElement(By.css("#sign-in-password")).sendKeys(PASSWORD);
-        await app.findElement(By.css("#sign-in-submit")).click();
-
-        await waitForAccount(app, EMAIL);
+        await signIn(app, email);
+        await waitForAccount(app, email);
         assert.equal(await app.findElement(By.css("#merge-dialog")).isDisplayed(), false, "an empty guest is not asked");
-        assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId);
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), samId);
         await visible(app, "#notes-list li.note");
-        assert.deepEqual(await noteBodies(app), [NOTE]);
+        assert.deepEqual(await noteBodies(app), ["Written as Sam"]);
         await screenshot(app, "accounts-signed-in-again");
-      } finally {
-        await app.quit();
-      }
-      assert.equal(sql(device.dataDir, `SELECT COUNT(*) FROM notes WHERE body = '${NOTE}'`), "1", "the note once, not doubled");
+      });
+      assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM notes WHERE body = 'Written as Sam'"), "1", "the note once, not doubled");
     });
   } finally {
-    await driver.stop();
+    for (const d of drivers) await d.stop();
     await server.stop();
   }
 });
@@ -212,9 +244,8 @@ test("a provider identity already linked to an account: sign in with it instead"
   try {
     // Device one links the identity: its guest becomes that account.
     drivers.push(await startDriver({ ...first.env, ...social }));
-    let app = await launchApp(drivers[0]);
     let accountId;
-    try {
+    await withApp(drivers[0], "accounts-provider-one", async (app) => {
       await visible(app, "#guest-banner");
       await waitUpToDate(app);
       await app.findElement(By.css("#create-account")).click();
@@ -222,14 +253,11 @@ test("a provider identity already linked to an account: sign in with it instead"
       const kind = await app.findElement(By.css("#account-kind"));
       await app.wait(async () => (await kind.getText()) !== "Guest", 20000, "device one never left the guest state");
       accountId = await app.findElement(By.css("#user-id")).getText();
-    } finally {
-      await app.quit();
-    }
+    });
 
     // Device two: a guest with a note tries to link the same identity.
     drivers.push(await startDriver({ ...second.env, ...social }));
-    app = await launchApp(drivers[1]);
-    try {
+    await withApp(drivers[1], "accounts-provider-two", async (app) => {
       await visible(app, "#guest-banner");
       await waitUpToDate(app);
       await app.findElement(By.css("#note-input")).sendKeys("Written on the second computer");
@@ -254,9 +282,7 @@ test("a provider identity already linked to an account: sign in with it instead"
       assert.equal(await app.findElement(By.css("#user-id")).getText(), accountId, "the account device one made");
       assert.deepEqual(await noteBodies(app), ["Written on the second computer"]);
       await screenshot(app, "accounts-provider-signed-in");
-    } finally {
-      await app.quit();
-    }
+    });
   } finally {
     for (const d of drivers) await d.stop();
     await server.stop();

@@ -5,8 +5,8 @@
 
 import { authClient } from "../auth-client.js";
 import { $, countWords } from "../dom.js";
-import { setPanel, setStatus, setUser } from "../state.js";
-import { switchTo } from "../switch-account.js";
+import { setPanel, setStatus, setUser, state } from "../state.js";
+import { showCurrentUser, switchTo } from "../switch-account.js";
 
 const dialog = () => $("merge-dialog");
 const allButtons = () => dialog().querySelectorAll("button");
@@ -17,7 +17,6 @@ let working = false;
 function step(confirming) {
   $("merge-ask").hidden = confirming;
   $("merge-confirm").hidden = !confirming;
-  $("merge-error").hidden = true;
   (confirming ? $("merge-leave-back") : $("merge-bring")).focus();
 }
 
@@ -46,24 +45,23 @@ async function answer(choice) {
   if (!asked || working) return;
   working = true;
   for (const b of allButtons()) b.disabled = true;
-  $("merge-error").hidden = true;
   $("merge-progress").textContent = PROGRESS[choice];
   $("merge-progress").hidden = false;
   const { data, error } = await authClient.completeSignIn(choice);
   working = false;
   for (const b of allButtons()) b.disabled = false;
   $("merge-progress").hidden = true;
-  if (error) {
-    // The question stays open: the person can try again or choose otherwise.
-    const el = $("merge-error");
-    el.textContent = error.message;
-    el.dataset.code = error.code;
-    el.hidden = false;
-    return;
-  }
   const { account, guest } = asked;
   asked = null;
   dialog().close();
+  if (error) {
+    // The answer was taken even so: a merge the server did not finish stays durable
+    // on the device and rolls forward on a later pass (app.js watches for it). Show
+    // who the user is now and say what happened.
+    if (choice === "merge") state.mergeRollingForward = true;
+    await showCurrentUser(error.message, true);
+    return;
+  }
   const who = account.email ?? "your account";
   if (choice === "cancel") {
     setPanel(null);

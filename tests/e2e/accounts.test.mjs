@@ -5,6 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { By, newDevice, repo, startDriver, startServer, startOidcProvider, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
 
@@ -222,6 +223,48 @@ test("accounts in the real window", async (t) => {
         await screenshot(app, "accounts-signed-in-again");
       });
       assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM notes WHERE body = 'Written as Sam'"), "1", "the note once, not doubled");
+    });
+
+    await t.test("a session the server revoked: 'Sign in again' keeps the data and resumes the same account", async () => {
+      const email = "ria@example.com";
+      const riaId = await createAccount(server, email);
+      const { driver } = await deviceWithDriver();
+      await withApp(driver, "accounts-sign-in-again", async (app) => {
+        await visible(app, "#guest-banner");
+        await waitUpToDate(app);
+        await app.findElement(By.css("#sign-in-open")).click();
+        await signIn(app, email);
+        await waitForAccount(app, email);
+        await writeNote(app, "Kept while signed out by the server");
+
+        // Another device (or an admin) ended every session of this account on the server.
+        execFileSync("sqlite3", [server.dbPath, `DELETE FROM sessions WHERE user_id = '${riaId}'`]);
+        // The first pass after that forgets the dead session ("reconnecting"), the next
+        // finds no way back but a sign-in: ask for passes now instead of waiting a minute.
+        let status;
+        for (let pass = 0; pass < 4 && !status?.signInRequired; pass++) {
+          status = await app.executeAsyncScript("const done = arguments[0]; window.__TAURI__.core.invoke('sync_now').then(done, done);");
+        }
+        assert.equal(status?.signInRequired, true, `never asked to sign in again: ${JSON.stringify(status)}`);
+        const banner = await visible(app, "#reauth-banner");
+        assert.match(await banner.getText(), /ria@example\.com has ended/);
+        assert.equal(await app.findElement(By.css("#sync-status")).getText(), "Sign in to sync");
+        assert.deepEqual(await noteBodies(app), ["Kept while signed out by the server"], "local data stays");
+        await screenshot(app, "accounts-session-ended");
+
+        await app.findElement(By.css("#reauth-sign-in")).click();
+        assert.equal(await (await visible(app, "#sign-in-title")).getText(), "Sign in again");
+        assert.equal(await app.findElement(By.css("#sign-in-email")).getAttribute("value"), email, "prefilled");
+        await app.findElement(By.css("#sign-in-password")).sendKeys(PASSWORD);
+        await app.findElement(By.css("#sign-in-submit")).click();
+
+        const sync = await app.findElement(By.css("#sync-status"));
+        await app.wait(async () => !(await banner.isDisplayed()) && (await sync.getAttribute("data-state")) === "upToDate", 15000, "never back in sync");
+        assert.equal(await app.findElement(By.css("#merge-dialog")).isDisplayed(), false, "the same account: no question");
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), riaId);
+        assert.deepEqual(await noteBodies(app), ["Kept while signed out by the server"]);
+        await screenshot(app, "accounts-signed-in-again-after-revoke");
+      });
     });
   } finally {
     for (const d of drivers) await d.stop();

@@ -59,6 +59,8 @@ export async function startServer(configToml = "") {
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
+    /** The server's SQLite file, for a test that plays another device (e.g. revoking sessions). */
+    dbPath: path.join(dir, "server.db"),
     async post(route, body, token) {
       const res = await fetch(`${url}/api/auth${route}`, {
         method: "POST",

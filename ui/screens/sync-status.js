@@ -24,7 +24,11 @@ export function describe(status) {
   const noRecords = status.backendUrl && !status.recordsOnServer;
   let text = LABELS[status.state] ?? status.state;
   let title = reason ?? "";
-  if (status.state === "needsAttention") {
+  if (status.signInRequired) {
+    // The banner says the rest; the server's "Unauthorized" would only alarm.
+    text = "Sign in to sync";
+    title = "Your session on the server ended. Your notes stay on this computer.";
+  } else if (status.state === "needsAttention") {
     if (reason) text += `: ${reason}`;
   } else if (status.state === "upToDate" && pending > 0) {
     text = waiting(pending);

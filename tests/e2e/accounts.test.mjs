@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { By, newDevice, repo, startDriver, startServer, startOidcProvider, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
 
@@ -330,5 +331,56 @@ test("a provider identity already linked to an account: sign in with it instead"
     for (const d of drivers) await d.stop();
     await server.stop();
     await idp.stop();
+  }
+});
+
+test("sign out and remove my data: asked with the count when the server cannot confirm, then removed for good", async () => {
+  const server = await startServer();
+  const device = newDevice();
+  const driver = await startDriver({ ...device.env, GUESTPASS_BACKEND_URL: server.url, GUESTPASS_BACKEND_DIALECT: "guestpass" });
+  const secret = "Shopping list for the surprise party";
+  let serverUp = true;
+  try {
+    const email = "lee@example.com";
+    await createAccount(server, email);
+    await withApp(driver, "accounts-remove", async (app) => {
+      await visible(app, "#guest-banner");
+      await waitUpToDate(app);
+      await app.findElement(By.css("#sign-in-open")).click();
+      await signIn(app, email);
+      await waitForAccount(app, email);
+      await writeNote(app, secret);
+
+      // With the server gone nothing can confirm it holds the note: the person is asked.
+      await server.stop();
+      serverUp = false;
+      await app.findElement(By.css("#account-menu-button")).click();
+      await (await visible(app, "#sign-out-remove")).click();
+      const message = await visible(app, "#sign-out-dialog #sign-out-message", 20000);
+      assert.match(await message.getText(), /\b1 (note|change)\b/, "the count is named");
+      assert.equal(await app.switchTo().activeElement().getAttribute("id"), "sign-out-keep", "the safe answer is focused");
+      await screenshot(app, "accounts-remove-asked");
+
+      // "Cancel" changes nothing.
+      await app.findElement(By.css("#sign-out-back")).click();
+      assert.equal(await app.findElement(By.css("#sign-out-dialog")).isDisplayed(), false);
+      assert.equal(await app.findElement(By.css("#account-kind")).getText(), email);
+      assert.deepEqual(await noteBodies(app), [secret]);
+
+      await app.findElement(By.css("#account-menu-button")).click();
+      await (await visible(app, "#sign-out-remove")).click();
+      await (await visible(app, "#sign-out-force", 20000)).click();
+      await waitForAccount(app, "Guest");
+      assert.deepEqual(await noteBodies(app), []);
+      await screenshot(app, "accounts-removed");
+    });
+    assert.equal(sql(device.dataDir, `SELECT COUNT(*) FROM notes WHERE body = '${secret}'`), "0");
+    for (const file of ["guestpass.db", "guestpass.db-wal"]) {
+      const bytes = existsSync(path.join(device.dataDir, file)) ? readFileSync(path.join(device.dataDir, file)) : Buffer.alloc(0);
+      assert.equal(bytes.includes(secret), false, `the removed text is not left in ${file}`);
+    }
+  } finally {
+    await driver.stop();
+    if (serverUp) await server.stop();
   }
 });

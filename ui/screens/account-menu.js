@@ -68,6 +68,7 @@ async function signOut({ removeData, force }, btn) {
 function askUnsynced(error) {
   $("sign-out-message").textContent = error.message;
   $("sign-out-error").hidden = true;
+  openMenu(false);
   const dialog = $("sign-out-dialog");
   if (!dialog.open) dialog.showModal();
   $("sign-out-keep").focus();
@@ -91,6 +92,6 @@ export function initAccountMenu() {
   $("sign-out-force").addEventListener("click", (e) => signOut({ removeData: true, force: true }, e.currentTarget));
   $("sign-out-back").addEventListener("click", () => {
     $("sign-out-dialog").close();
-    $("sign-out-remove").focus();
+    toggle().focus();
   });
 }

@@ -58,12 +58,15 @@ async function onSyncStatus(status) {
   }
   render();
   if (state.user && status.state === "upToDate") {
-    if (state.mergeRollingForward) {
-      // The pass that reached the server finished the merge: show the account.
-      state.mergeRollingForward = false;
-      const before = state.user.id;
+    // Not while a sign-in is being answered here: that shows its own outcome.
+    const answering = state.panel === "signIn" || $("merge-dialog").open;
+    if (state.user.isAnonymous && !answering) {
+      // A merge the server had not finished (in this window or before a restart) is
+      // rolled forward by a pass: the device's user is then the account.
       const { data } = await authClient.getSession();
-      if (data && data.user.id !== before) return switchTo(data.user, "Your notes are in your account now.");
+      if (data && data.user.id !== state.user.id && !data.user.isAnonymous) {
+        return switchTo(data.user, `Signed in as ${data.user.email ?? "your account"}. Your guest notes are in your account now.`);
+      }
     }
     // A finished pass may have brought notes from another device of this account.
     refreshNotes({ background: true });

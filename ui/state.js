@@ -14,8 +14,6 @@ export const state = {
   queuedEmail: null,
   /** This guest became an account in this window ("Account created"), not signed in to one. */
   justCreated: false,
-  /** A merge the server did not finish: the core completes it on a later pass. */
-  mergeRollingForward: false,
 };
 
 const renderers = [];

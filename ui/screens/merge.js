@@ -5,7 +5,7 @@
 
 import { authClient } from "../auth-client.js";
 import { $, countWords } from "../dom.js";
-import { setPanel, setStatus, setUser, state } from "../state.js";
+import { setPanel, setStatus, setUser } from "../state.js";
 import { showCurrentUser, switchTo } from "../switch-account.js";
 
 const dialog = () => $("merge-dialog");
@@ -56,9 +56,8 @@ async function answer(choice) {
   dialog().close();
   if (error) {
     // The answer was taken even so: a merge the server did not finish stays durable
-    // on the device and rolls forward on a later pass (app.js watches for it). Show
-    // who the user is now and say what happened.
-    if (choice === "merge") state.mergeRollingForward = true;
+    // on the device and rolls forward on a later pass (app.js shows the account then).
+    // Show who the user is now and say what happened.
     await showCurrentUser(error.message, true);
     return;
   }

@@ -82,4 +82,8 @@ if [ "$what" = test ]; then
     echo "==> installing the OpenID Connect test peer's Node packages"
     (cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  if [ ! -d tests/peers/ba-client/node_modules ]; then
+    echo "==> installing the Better Auth client test's Node packages"
+    (cd tests/peers/ba-client && npm ci --no-audit --no-fund --loglevel=error)
+  fi
 fi

@@ -3,6 +3,7 @@
 //! with its own SQLite file, plus a real SMTP listener to catch verification mail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod crash_child;
 pub mod keyring_daemon;
 pub mod server_process;

@@ -207,6 +207,12 @@ async fn merge_of_an_offline_guest_keeps_every_note_and_preference() {
         0
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM merge_intent").await, 0);
+    // No secret of the sign-in reached the database files.
+    let bytes = device.db_bytes();
+    let token = device.keyring(&id, "remote-session").unwrap();
+    for secret in [PASSWORD, token.as_str()] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
     let deleted = count(
         &app,
         &format!("SELECT COUNT(*) FROM audit_log WHERE event = 'user.deleted' AND user_id = '{guest}' AND json_extract(detail, '$.reason') = 'merged'"),

@@ -1,6 +1,7 @@
 //! No secret at rest or in logs: after a full journey — a guest syncing notes and
 //! upgrading with a password, another linking a social account with a real ID
-//! token, email sign-in, the admin API with its key, and refusals of each — every
+//! token, email sign-in, sign-up, a merge, a social sign-in, the admin API with its
+//! key, and refusals of each — every
 //! byte of every SQLite file (database, WAL, SHM) of both devices and the server,
 //! everything the app core and the server logged at DEBUG, and every error message
 //! are searched for the session tokens, the password, the admin key and the ID
@@ -288,6 +289,72 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         )
         .await;
     messages.push(replay.to_string());
+    // The account routes (issue 11): a sign-up, a guest merged into that account
+    // (and the retry), the linked identity signing in, and their refusals.
+    let (status, signed_up) = server
+        .post(
+            "/sign-up/email",
+            None,
+            json!({"email": "merger@example.com", "password": PASSWORD, "name": "M"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{signed_up}");
+    let sign_up_token = signed_up["token"].as_str().unwrap().to_owned();
+    let (_, taken) = server
+        .post(
+            "/sign-up/email",
+            None,
+            json!({"email": "merger@example.com", "password": PASSWORD, "name": "M"}),
+        )
+        .await;
+    messages.push(taken.to_string());
+    let (_, merged_guest) = server.post("/sign-in/anonymous", None, json!({})).await;
+    let merged_guest_token = merged_guest["token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let (status, merged) = server
+            .post(
+                "/anonymous/merge",
+                Some(&sign_up_token),
+                json!({ "guestToken": merged_guest_token }),
+            )
+            .await;
+        assert_eq!(status, 200, "{merged}");
+    }
+    let (_, refused_merge) = server
+        .post(
+            "/anonymous/merge",
+            Some(&email_token),
+            json!({ "guestToken": merged_guest_token }),
+        )
+        .await;
+    messages.push(refused_merge.to_string());
+    // The nonce the app sent with that ID token: the token then signs in to
+    // the account it was linked to.
+    let nonce = recorder
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|body| serde_json::from_slice::<Value>(body).ok())
+        .find(|v| v["idToken"].as_str() == Some(id_token.as_str()))
+        .map(|v| v["nonce"].clone());
+    let (status, social) = server
+        .post(
+            "/sign-in/social",
+            None,
+            json!({"provider": PROVIDER, "idToken": id_token, "nonce": nonce}),
+        )
+        .await;
+    assert_eq!(status, 200, "{social}");
+    let social_token = social["token"].as_str().unwrap().to_owned();
+    let (_, refused_social) = server
+        .post(
+            "/sign-in/social",
+            None,
+            json!({"provider": PROVIDER, "idToken": id_token, "nonce": "another"}),
+        )
+        .await;
+    messages.push(refused_social.to_string());
     assert!(server.admin_user(&guest_a.user.id).await.is_some());
     let refused_admin = reqwest::Client::new()
         .get(format!("{}/api/auth/admin/list-users", server.url()))
@@ -321,6 +388,20 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         ),
         format!(
             "{:?}",
+            guestpass_proto::MergeRequest {
+                guest_token: merged_guest_token.clone(),
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::SocialSignInRequest {
+                provider: PROVIDER.into(),
+                id_token: id_token.clone(),
+                nonce: None,
+            }
+        ),
+        format!(
+            "{:?}",
             guestpass_proto::SocialUpgradeRequest {
                 provider: PROVIDER.into(),
                 id_token: id_token.clone(),
@@ -337,6 +418,9 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         ("ID token", id_token),
         ("email sign-in token", email_token),
         ("fresh guest token", fresh_token),
+        ("sign-up token", sign_up_token),
+        ("merged guest token", merged_guest_token),
+        ("social sign-in token", social_token),
     ];
     for (device, user) in [
         (&device_a, &guest_a.user.id),

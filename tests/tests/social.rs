@@ -5,132 +5,17 @@
 //! step by step through the provider's redirects, to the app's loopback callback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use guestpass_core::{Dialect, Guestpass, Opener, SocialProvider};
+use guestpass_core::{Dialect, Guestpass, SocialProvider};
 use guestpass_proto::{ErrorCode, SessionResponse};
 use guestpass_testkit::oidc::OidcPeer;
+use guestpass_tests::browser::{Browser, Mode};
 use guestpass_tests::{count, Device, RefServer};
-use tokio::sync::{mpsc, Notify};
 
 const PROVIDER: &str = "acme";
 const CLIENT_ID: &str = "guestpass-desktop";
-
-/// What the pretend browser does with the URL the app opens.
-#[derive(Clone)]
-enum Mode {
-    /// Follows it through the provider, adding these query parameters to the authorize
-    /// URL (the peer reads `login_hint`, `peer_sub`, `peer_aud`, `peer_error`).
-    Follow(Vec<(&'static str, String)>),
-    /// Opens nothing (the person walks away or presses Cancel in the app).
-    Idle,
-    /// Goes straight to the app's callback with a forged `state` (a CSRF attempt).
-    ForgedState,
-}
-
-/// One step the browser took: the URL it asked for, the status and the body it got.
-#[derive(Debug, Clone)]
-struct Hop {
-    url: String,
-    status: u16,
-    body: String,
-}
-
-struct Browser {
-    mode: Mode,
-    opened: Arc<Notify>,
-    opens: AtomicUsize,
-    hops: mpsc::UnboundedSender<Vec<Hop>>,
-}
-
-impl Browser {
-    fn new(mode: Mode) -> (Self, mpsc::UnboundedReceiver<Vec<Hop>>) {
-        let (hops, rx) = mpsc::unbounded_channel();
-        (
-            Self {
-                mode,
-                opened: Arc::new(Notify::new()),
-                opens: AtomicUsize::new(0),
-                hops,
-            },
-            rx,
-        )
-    }
-
-    fn follow(extra: &[(&'static str, &str)]) -> (Self, mpsc::UnboundedReceiver<Vec<Hop>>) {
-        Self::new(Mode::Follow(
-            extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-        ))
-    }
-}
-
-impl Opener for Browser {
-    fn open(&self, url: &str) -> Result<(), String> {
-        self.opens.fetch_add(1, Ordering::SeqCst);
-        self.opened.notify_one();
-        let mut url = url::Url::parse(url).map_err(|e| e.to_string())?;
-        let tx = self.hops.clone();
-        match self.mode.clone() {
-            Mode::Idle => {}
-            Mode::Follow(extra) => {
-                for (k, v) in extra {
-                    url.query_pairs_mut().append_pair(k, &v);
-                }
-                tokio::spawn(async move {
-                    let _ = tx.send(walk(url.to_string()).await);
-                });
-            }
-            Mode::ForgedState => {
-                let redirect = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "redirect_uri")
-                    .map(|(_, v)| v.into_owned())
-                    .expect("redirect_uri in the authorize URL");
-                let forged = format!("{redirect}?code=stolen-code&state=forged-state");
-                tokio::spawn(async move {
-                    let _ = tx.send(walk(forged).await);
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A browser without auto-redirects: GET, and follow `Location` by hand.
-async fn walk(mut url: String) -> Vec<Hop> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut hops = Vec::new();
-    for _ in 0..10 {
-        let resp = http.get(&url).send().await.expect("browser request");
-        let status = resp.status().as_u16();
-        let next = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .map(|l| l.to_str().unwrap().to_owned());
-        let body = resp.text().await.unwrap_or_default();
-        hops.push(Hop {
-            url: url.clone(),
-            status,
-            body,
-        });
-        match next {
-            Some(location) if (300..400).contains(&status) => {
-                url = url::Url::parse(&url)
-                    .unwrap()
-                    .join(&location)
-                    .unwrap()
-                    .to_string();
-            }
-            _ => break,
-        }
-    }
-    hops
-}
 
 /// The reference server with the provider configured, and a registered guest with notes.
 struct World {

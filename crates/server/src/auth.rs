@@ -1,5 +1,6 @@
-//! Guests and sessions: anonymous sign-in, get-session, email sign-in, sign-out,
-//! a guest deleting itself.
+//! Guests and sessions: anonymous sign-in, get-session, sign-out, a guest
+//! deleting itself, and the password check and session minting the sign-in
+//! routes (`better_auth_compat.rs`) share.
 
 use std::net::IpAddr;
 
@@ -9,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use guestpass_proto::{
     new_session_id, new_user_id, parse_user_id, routes, AnonymousSignInRequest, AuditEventKind,
-    EmailSignInRequest, ErrorCode, SessionResponse, SignInResponse, SuccessResponse,
+    ErrorCode, SessionResponse, SignInResponse, SuccessResponse,
 };
 
 use crate::crypto::{keyed_hash, new_token, sha256_hex};
 use crate::db::{AuditRow, GuestOutcome, NewGuest, SessionRow, UserRow};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{bearer, client_ip, ApiJson, JsonOrEmpty, Peer};
+use crate::extract::{bearer, client_ip, JsonOrEmpty, Peer};
 use crate::hashing::verify_password;
 use crate::ratelimit::{self, Decision};
 use crate::state::{activity_granularity, session_slide_after, session_ttl, AppState, SharedState};
@@ -71,7 +72,7 @@ pub fn mint_session(user_id: &str, now: i64) -> (SessionRow, String) {
 }
 
 /// `{user, session, token}` with the token repeated in `set-auth-token`.
-fn signed_in(user: &UserRow, session: &SessionRow, token: String) -> Response {
+pub(crate) fn signed_in(user: &UserRow, session: &SessionRow, token: String) -> Response {
     let header = HeaderValue::from_str(&token).ok();
     let body = SignInResponse {
         user: user.to_wire(),
@@ -258,18 +259,19 @@ pub async fn get_session(
     .into_response())
 }
 
-pub async fn sign_in_email(
-    State(state): State<SharedState>,
-    peer: Peer,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<EmailSignInRequest>,
-) -> ApiResult<Response> {
+/// The account an email and password open, checked in equal time whether the
+/// email is known or not; `INVALID_EMAIL_OR_PASSWORD` otherwise.
+pub(crate) async fn check_email_password(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> ApiResult<UserRow> {
     if !state.config.auth_methods.email_password {
         return Err(Failure::new(ErrorCode::NotFound)
             .with_message("Email and password sign-in is disabled"));
     }
-    let email = body.email.trim().to_lowercase();
-    let user = if email.is_empty() || body.password.len() > 4 * guestpass_proto::PASSWORD_MAX {
+    let email = email.trim().to_lowercase();
+    let user = if email.is_empty() || password.len() > 4 * guestpass_proto::PASSWORD_MAX {
         None
     } else {
         state.db.user_by_email(&email).await?
@@ -278,26 +280,33 @@ pub async fn sign_in_email(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.decoy_hash.clone());
-    let password = body.password;
     let ok = verify_password(password, stored)
         .await
         .ok_or_else(Failure::internal)?;
-    let user = match user {
-        Some(user) if ok && user.password_hash.is_some() => user,
-        _ => return Err(ErrorCode::InvalidEmailOrPassword.into()),
-    };
+    match user {
+        Some(user) if ok && user.password_hash.is_some() => Ok(user),
+        _ => Err(ErrorCode::InvalidEmailOrPassword.into()),
+    }
+}
+
+/// A new session for `user_id` and its `session.created` row (`method` says how).
+pub(crate) fn new_session_for(
+    state: &AppState,
+    user_id: &str,
+    method: &str,
+    ip: Option<IpAddr>,
+) -> (SessionRow, String, AuditRow) {
     let now = state.clock.now_ms();
-    let (session, token) = mint_session(&user.id, now);
+    let (session, token) = mint_session(user_id, now);
     let audit = AuditRow::new(
         AuditEventKind::SessionCreated,
-        &user.id,
-        &user.id,
+        user_id,
+        user_id,
         now,
-        ip_hash(&state, ip_of(&state, &headers, &peer)),
+        ip_hash(state, ip),
     )
-    .with_detail(serde_json::json!({ "sessionId": session.id, "method": "email" }));
-    state.db.create_session(&session, &audit).await?;
-    Ok(signed_in(&user, &session, token))
+    .with_detail(serde_json::json!({ "sessionId": session.id, "method": method }));
+    (session, token, audit)
 }
 
 pub async fn sign_out(

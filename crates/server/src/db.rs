@@ -270,7 +270,7 @@ pub struct AuditFilter {
 }
 
 #[async_trait]
-pub trait Database: Send + Sync + 'static {
+pub trait Database: crate::db_accounts::AccountStore + Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs.
     fn kind(&self) -> &'static str;
 

@@ -10,23 +10,28 @@
 
 pub mod admin;
 pub mod auth;
+pub mod better_auth_compat;
 pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod db_accounts;
 pub mod error;
 pub mod extract;
 pub mod guest_batch;
 pub mod hashing;
 pub mod mail;
+pub mod merge;
 pub mod oidc;
 mod pg_readers;
 pub mod ratelimit;
 mod readers;
 pub mod server;
+pub mod social_sign_in;
 pub mod state;
 pub mod store;
+mod store_accounts;
 mod store_guests;
 pub mod upgrade;
 pub mod writer;

@@ -32,7 +32,7 @@ use crate::extract::{ReadTimeout, BODY_LIMIT};
 use crate::mail::{MailError, Mailer};
 use crate::state::{AppState, SharedState};
 use crate::writer::Writer;
-use crate::{admin, auth, cleanup, store, upgrade};
+use crate::{admin, auth, better_auth_compat, cleanup, merge, social_sign_in, store, upgrade};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -312,7 +312,16 @@ pub fn router(state: SharedState) -> Router {
         .route(routes::GET_SESSION, get(auth::get_session))
         .route(routes::UPGRADE, post(upgrade::upgrade))
         .route(routes::UPGRADE_SOCIAL, post(upgrade::upgrade_social))
-        .route(routes::SIGN_IN_EMAIL, post(auth::sign_in_email))
+        .route(
+            routes::SIGN_IN_EMAIL,
+            post(better_auth_compat::sign_in_email),
+        )
+        .route(
+            routes::SIGN_UP_EMAIL,
+            post(better_auth_compat::sign_up_email),
+        )
+        .route(routes::SIGN_IN_SOCIAL, post(social_sign_in::sign_in_social))
+        .route(routes::MERGE, post(merge::merge))
         .route(routes::VERIFY_EMAIL, get(upgrade::verify_email))
         .route(routes::SIGN_OUT, post(auth::sign_out))
         .route(

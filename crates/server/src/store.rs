@@ -289,13 +289,14 @@ impl SessionWithUser {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, name, image, email_verified, is_anonymous, password_hash, \
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, name, image, email_verified, is_anonymous, password_hash, \
                             metadata, created_at, updated_at, last_active_at";
 
 macro_rules! sql_store {
     ($store:ty, $kind:literal, $skip_locked:literal) => {
         impl $store {
-            async fn insert_audit<'c, E>(exec: E, a: &AuditRow) -> Result<(), sqlx::Error>
+            pub(crate) async fn insert_audit<'c, E>(exec: E, a: &AuditRow) -> Result<(), sqlx::Error>
             where
                 E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
             {
@@ -315,7 +316,7 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn insert_session<'c, E>(exec: E, s: &SessionRow) -> Result<(), sqlx::Error>
+            pub(crate) async fn insert_session<'c, E>(exec: E, s: &SessionRow) -> Result<(), sqlx::Error>
             where
                 E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
             {
@@ -524,18 +525,19 @@ macro_rules! sql_store {
 
             async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Option<UserRow>> {
                 let mut tx = self.pool.begin().await?;
-                let user: Option<UserRow> = sqlx::query_as(&format!(
-                    "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
-                     is_anonymous = FALSE, email_verified = ($2 IS NOT NULL), updated_at = $4, \
-                     last_active_at = $4 WHERE id = $1 AND is_anonymous = TRUE RETURNING {USER_COLUMNS}"
-                ))
+                // The identity goes in before the email: a provider identity already
+                // linked elsewhere is the conflict to report (PROVIDER_ACCOUNT_IN_USE),
+                // even though a real provider gives it the same, equally taken, email.
+                let guest: Option<String> = sqlx::query_scalar(
+                    "UPDATE users SET updated_at = $2 WHERE id = $1 AND is_anonymous = TRUE RETURNING id",
+                )
                 .bind(&link.user_id)
-                .bind(&link.email)
-                .bind(&link.name)
                 .bind(link.now)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some(user) = user else { return Ok(None) };
+                if guest.is_none() {
+                    return Ok(None);
+                }
                 sqlx::query(
                     "INSERT INTO accounts (id, user_id, provider, provider_account_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -546,6 +548,17 @@ macro_rules! sql_store {
                 .bind(&link.provider_account_id)
                 .bind(link.now)
                 .execute(&mut *tx)
+                .await?;
+                let user: UserRow = sqlx::query_as(&format!(
+                    "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
+                     is_anonymous = FALSE, email_verified = ($2 IS NOT NULL), updated_at = $4, \
+                     last_active_at = $4 WHERE id = $1 RETURNING {USER_COLUMNS}"
+                ))
+                .bind(&link.user_id)
+                .bind(&link.email)
+                .bind(&link.name)
+                .bind(link.now)
+                .fetch_one(&mut *tx)
                 .await?;
                 Self::insert_audit(&mut *tx, &link.audit).await?;
                 tx.commit().await?;
@@ -781,7 +794,7 @@ macro_rules! sql_store {
 }
 
 /// Names the sqlx database type of each store for the helper signatures.
-trait StoreDb {
+pub(crate) trait StoreDb {
     type Db: sqlx::Database;
 }
 impl StoreDb for SqliteStore {

@@ -70,14 +70,17 @@ const RATE_UPSERT: &str =
      RETURNING hits";
 
 /// Round trip 1: the write lock, every window's new count, and which of the
-/// batch's ids exist. Rows: `('hits', bucket, window_start, hits)` and
+/// batch's ids exist or were merged into an account (a folded guest's id never
+/// comes back as a new guest). Rows: `('hits', bucket, window_start, hits)` and
 /// `('taken', id, 0, 0)`.
 const SQLITE_OPEN: &str = "BEGIN IMMEDIATE; \
      INSERT INTO rate_limits (bucket, window_start, hits) \
      SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each($1) AS j WHERE TRUE \
      ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + excluded.hits \
      RETURNING 'hits', bucket, window_start, hits; \
-     SELECT 'taken', id, 0, 0 FROM users WHERE id IN (SELECT value FROM json_each($2))";
+     SELECT 'taken', id, 0, 0 FROM users WHERE id IN (SELECT value FROM json_each($2)) \
+     UNION ALL SELECT 'taken', guest_id, 0, 0 FROM merges \
+     WHERE guest_id IN (SELECT value FROM json_each($2))";
 
 /// Round trip 2: the rows of the guests that go ahead, and the commit.
 const SQLITE_WRITE: &str = concat!(
@@ -166,9 +169,10 @@ impl PostgresStore {
         let claims = plan::claims(batch, &mut out);
         if !claims.is_empty() {
             // An existing id is skipped (reported taken), not an error that would
-            // undo the whole batch.
+            // undo the whole batch; so is a merged guest's.
             let inserted: Vec<String> = sqlx::query_scalar(concat!(
                 insert_users_from!("json_array_elements($1::json) AS j(value)"),
+                " WHERE NOT EXISTS (SELECT 1 FROM merges m WHERE m.guest_id = j.value ->> 0)",
                 " ON CONFLICT (id) DO NOTHING RETURNING id"
             ))
             .bind(plan::users_json(batch, &claims)?)

@@ -11,14 +11,14 @@ use serde::Deserialize;
 
 use crate::auth::{ip_hash, ip_of, require_session, Authed};
 use crate::crypto::{new_token, sha256_hex};
-use crate::db::{AuditRow, EmailUpgrade, SocialLink};
+use crate::db::{AuditRow, EmailUpgrade, SocialLink, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery, Peer};
 use crate::hashing::hash_password;
-use crate::oidc::OidcError;
-use crate::state::{verification_ttl, SharedState};
+use crate::social_sign_in::verify_identity;
+use crate::state::{verification_ttl, AppState, SharedState};
 
-const NAME_MAX: usize = 256;
+pub(crate) const NAME_MAX: usize = 256;
 
 pub async fn upgrade(
     State(state): State<SharedState>,
@@ -27,6 +27,39 @@ pub async fn upgrade(
     ApiJson(body): ApiJson<UpgradeRequest>,
 ) -> ApiResult<Json<SessionResponse>> {
     let Authed { user, session } = require_session(&state, &headers).await?;
+    let ip = ip_hash(&state, ip_of(&state, &headers, &peer));
+    let upgraded = upgrade_in_place(&state, &user, body, ip).await?;
+    Ok(Json(SessionResponse {
+        user: upgraded.to_wire(),
+        session: session.to_wire(),
+    }))
+}
+
+/// Email, password and name of a new account, checked and normalised: the
+/// email lower-cased (uniqueness is case-insensitive), a blank name dropped.
+pub(crate) fn account_input(
+    email: &str,
+    password: &str,
+    name: Option<String>,
+) -> ApiResult<(String, Option<String>)> {
+    validate_email(email)?;
+    validate_password(password)?;
+    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
+        return Err(Failure::bad_request("Name too long"));
+    }
+    Ok((email.trim().to_lowercase(), name))
+}
+
+/// The in-place upgrade of `user` (the caller's, from its bearer) to an email
+/// account: same id, same sessions. Shared by `/anonymous/upgrade` and Better
+/// Auth's `/sign-up/email` holding a guest's bearer.
+pub(crate) async fn upgrade_in_place(
+    state: &AppState,
+    user: &UserRow,
+    body: UpgradeRequest,
+    ip_hash: Option<String>,
+) -> ApiResult<UserRow> {
     if !state.config.auth_methods.email_password {
         return Err(Failure::new(ErrorCode::NotFound)
             .with_message("Email and password accounts are disabled"));
@@ -34,17 +67,7 @@ pub async fn upgrade(
     if !user.is_anonymous {
         return Err(ErrorCode::UserNotAnonymous.into());
     }
-    validate_email(&body.email)?;
-    validate_password(&body.password)?;
-    // Stored lower-cased: uniqueness is case-insensitive.
-    let email = body.email.trim().to_lowercase();
-    let name = body
-        .name
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
-        return Err(Failure::bad_request("Name too long"));
-    }
+    let (email, name) = account_input(&body.email, &body.password, body.name)?;
     // Cheap early answer before the deliberately slow hash; the unique index is
     // what actually guarantees it.
     if state.db.user_by_email(&email).await?.is_some() {
@@ -70,7 +93,7 @@ pub async fn upgrade(
             &user.id,
             &user.id,
             now,
-            ip_hash(&state, ip_of(&state, &headers, &peer)),
+            ip_hash,
         )
         .with_detail(serde_json::json!({ "upgrade": "email", "isAnonymous": false })),
     };
@@ -80,7 +103,14 @@ pub async fn upgrade(
         .await?
         .ok_or_else(|| Failure::new(ErrorCode::UserNotAnonymous))?;
     tracing::info!(user_id = %upgraded.id, "guest upgraded to an email account");
+    send_verification(state, &upgraded.id, email, &token);
+    Ok(upgraded)
+}
 
+/// Mails the verification link for `token`, after the commit and off the
+/// request: a slow mail server does not hold the answer, and a failed send does
+/// not undo the account.
+pub(crate) fn send_verification(state: &AppState, user_id: &str, email: String, token: &str) {
     if let Some(mailer) = state.mailer.clone() {
         let link = format!(
             "{}{}{}?token={}",
@@ -89,16 +119,10 @@ pub async fn upgrade(
             routes::VERIFY_EMAIL,
             token
         );
-        // Sent after the commit and off the request: a slow mail server does not
-        // hold the answer, and a failed send does not undo the upgrade.
         tokio::spawn(async move { mailer.send_verification(&email, &link).await });
     } else {
-        tracing::warn!(user_id = %upgraded.id, "no smtpUrl configured: verification email not sent");
+        tracing::warn!(%user_id, "no smtpUrl configured: verification email not sent");
     }
-    Ok(Json(SessionResponse {
-        user: upgraded.to_wire(),
-        session: session.to_wire(),
-    }))
 }
 
 #[derive(Deserialize)]
@@ -137,51 +161,26 @@ pub async fn upgrade_social(
     ApiJson(body): ApiJson<SocialUpgradeRequest>,
 ) -> ApiResult<Json<SessionResponse>> {
     let Authed { user, session } = require_session(&state, &headers).await?;
-    let Some(provider) = state.config.social_providers.get(&body.provider) else {
+    if !state.config.social_providers.contains_key(&body.provider) {
         return Err(ErrorCode::UnknownProvider.into());
-    };
+    }
     if !user.is_anonymous {
         return Err(ErrorCode::UserNotAnonymous.into());
     }
+    let verified = verify_identity(
+        &state,
+        &body.provider,
+        &body.id_token,
+        body.nonce.as_deref(),
+    )
+    .await?;
     let now = state.clock.now_ms();
-    let claims = match state
-        .oidc
-        .verify(
-            provider,
-            &body.id_token,
-            body.nonce.as_deref(),
-            now.div_euclid(1000),
-        )
-        .await
-    {
-        Ok(claims) => claims,
-        Err(OidcError::Invalid(why)) => {
-            tracing::info!(provider = %body.provider, %why, "ID token refused");
-            return Err(ErrorCode::InvalidIdToken.into());
-        }
-        Err(OidcError::Unreachable(why)) => {
-            tracing::warn!(provider = %body.provider, %why, "identity provider unreachable");
-            return Err(
-                Failure::unavailable().with_message("The identity provider cannot be reached")
-            );
-        }
-    };
-    // Only an address the provider vouches for becomes the account's (verified) email.
-    let email = claims
-        .email
-        .filter(|_| claims.email_verified == Some(true))
-        .map(|e| e.trim().to_lowercase())
-        .filter(|e| validate_email(e).is_ok());
-    let name = claims
-        .name
-        .map(|n| n.trim().chars().take(NAME_MAX).collect::<String>())
-        .filter(|n| !n.is_empty());
     let link = SocialLink {
         user_id: user.id.clone(),
         provider: body.provider.clone(),
-        provider_account_id: claims.sub,
-        email,
-        name,
+        provider_account_id: verified.sub,
+        email: verified.email,
+        name: verified.name,
         now,
         audit: AuditRow::new(
             AuditEventKind::UserUpdated,

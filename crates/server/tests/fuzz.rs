@@ -49,6 +49,7 @@ const SERVER_CODES: &[ErrorCode] = &[
     ErrorCode::ProviderAccountInUse,
     ErrorCode::InvalidIdToken,
     ErrorCode::UnknownProvider,
+    ErrorCode::AnonymousNotAllowed,
     ErrorCode::InvalidEmailOrPassword,
     ErrorCode::InvalidToken,
     ErrorCode::UserNotFound,
@@ -73,6 +74,9 @@ const ROUTES: &[&str] = &[
     routes::ADMIN_LIST_USERS,
     routes::ADMIN_REMOVE_USER,
     routes::ADMIN_AUDIT_LOG,
+    routes::SIGN_IN_SOCIAL,
+    routes::MERGE,
+    routes::SIGN_UP_EMAIL,
 ];
 
 // ---------------------------------------------------------------------------
@@ -530,6 +534,9 @@ enum Field {
     Provider,
     IdToken,
     Nonce,
+    /// A session token offered as the guest to merge.
+    GuestToken,
+    Flag,
 }
 
 fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
@@ -580,6 +587,12 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         Field::Nonce => s(&["n-1", "", "wrong"]),
+        Field::GuestToken => prop_oneof![
+            s(&["", "null", "Bearer x"]),
+            "[A-Za-z0-9_-]{1,64}".prop_map(Value::String),
+        ]
+        .boxed(),
+        Field::Flag => any::<bool>().prop_map(Value::Bool).boxed(),
     }
 }
 
@@ -596,7 +609,7 @@ fn field_value(field: Field, idp_tokens: Vec<String>) -> impl Strategy<Value = V
 }
 
 fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
-    if path.contains("anonymous/upgrade-social") {
+    if path.contains("anonymous/upgrade-social") || path.contains("sign-in/social") {
         &[
             ("provider", Field::Provider),
             ("idToken", Field::IdToken),
@@ -609,7 +622,21 @@ fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
             ("name", Field::Name),
         ]
     } else if path.contains("sign-in/email") {
-        &[("email", Field::Email), ("password", Field::Password)]
+        &[
+            ("email", Field::Email),
+            ("password", Field::Password),
+            ("rememberMe", Field::Flag),
+        ]
+    } else if path.contains("sign-up/email") {
+        &[
+            ("email", Field::Email),
+            ("password", Field::Password),
+            ("name", Field::Name),
+            ("image", Field::Name),
+            ("callbackURL", Field::Name),
+        ]
+    } else if path.contains("anonymous/merge") {
+        &[("guestToken", Field::GuestToken)]
     } else if path.contains("sign-in/anonymous") {
         &[("id", Field::UserId)]
     } else {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { By, newDevice, repo, startDriver, startServer, startOidcProvider, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
 
 const EMAIL = "jane@example.com";
 const PASSWORD = "correct-horse-42";
@@ -382,5 +382,35 @@ test("sign out and remove my data: asked with the count when the server cannot c
   } finally {
     await driver.stop();
     if (serverUp) await server.stop();
+  }
+});
+
+test("on a stock Better Auth server: sign in, bring the note, and the app says notes stay on this device", async () => {
+  const peer = await startBetterAuth();
+  const device = newDevice();
+  const driver = await startDriver({ ...device.env, GUESTPASS_BACKEND_URL: peer.url, GUESTPASS_BACKEND_DIALECT: "better-auth" });
+  try {
+    const email = "bo@example.com";
+    const made = await peer.post("/sign-up/email", { email, password: PASSWORD, name: "" });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    await withApp(driver, "accounts-better-auth", async (app) => {
+      await visible(app, "#guest-banner");
+      await waitUpToDate(app);
+      assert.equal(await app.findElement(By.css("#sync-status")).getText(), "Notes are kept on this device only");
+      await writeNote(app, "Kept here on Better Auth");
+      await app.findElement(By.css("#sign-in-open")).click();
+      await signIn(app, email);
+      const bring = await visible(app, "#merge-dialog #merge-bring");
+      assert.equal(await bring.getText(), `Bring your 1 note into ${email}`);
+      await bring.click();
+      await waitForAccount(app, email);
+      assert.deepEqual(await noteBodies(app), ["Kept here on Better Auth"]);
+      await app.findElement(By.css("#account-menu-button")).click();
+      assert.match(await (await visible(app, "#account-menu-saved")).getText(), /kept on this device only/);
+      await screenshot(app, "accounts-better-auth");
+    });
+  } finally {
+    await driver.stop();
+    await peer.stop();
   }
 });

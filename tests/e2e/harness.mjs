@@ -99,6 +99,40 @@ export async function startOidcProvider() {
   };
 }
 
+/** A stock Better Auth server (npm better-auth, in memory) on a free loopback port. */
+export async function startBetterAuth() {
+  // stdin stays open: the peer exits when it closes, so it cannot outlive the test.
+  const child = spawn("node", [path.join(repo, "tests/peers/better-auth/server.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
+  const ready = await new Promise((resolve, reject) => {
+    let buf = "";
+    child.stdout.on("data", (d) => {
+      buf += d;
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)));
+    });
+    child.once("exit", (code) => reject(new Error(`the Better Auth peer exited with ${code}`)));
+  });
+  const url = `http://127.0.0.1:${ready.port}`;
+  return {
+    url,
+    async post(route, body) {
+      const res = await fetch(`${url}/api/auth${route}`, {
+        method: "POST",
+        // As a browser on the peer's own site would: Better Auth refuses a cookie-less
+        // form post without an Origin it trusts.
+        headers: { "content-type": "application/json", origin: url },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    }),
+  };
+}
+
 /** A device: its own data dir and keyring service name. */
 export function newDevice() {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "guestpass-e2e-"));

@@ -146,15 +146,24 @@ export async function startDriver(env = {}) {
   const nativePort = await freePort();
   const child = spawn("tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
     env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit"],
+    // Pipes of our own, not our stdout: an app window that outlives its driver (seen
+    // once when a quit did not take) would otherwise hold node --test's pipe open and
+    // the whole run would wait for it forever.
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  child.stdout.pipe(process.stdout);
+  child.stderr.pipe(process.stderr);
   await waitForPort(port, child);
+  const release = () => {
+    child.stdout.destroy();
+    child.stderr.destroy();
+  };
   return {
     url: `http://127.0.0.1:${port}/`,
     // SIGTERM, never SIGKILL: a killed tauri-driver leaves WebKitWebDriver behind.
     stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once("exit", resolve);
+      if (child.exitCode !== null) return resolve(release());
+      child.once("exit", () => resolve(release()));
       child.kill("SIGTERM");
     }),
   };

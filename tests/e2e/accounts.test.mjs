@@ -181,6 +181,46 @@ test("accounts in the real window", async (t) => {
       assert.equal(sql(device.dataDir, `SELECT user_id FROM notes WHERE body = '${NOTE}'`), accountId, "one note, owned by the account");
     });
 
+    await t.test("cancel stays a guest; leave behind needs a second yes, then the guest's note is gone", async () => {
+      const email = "max@example.com";
+      const maxId = await createAccount(server, email);
+      const { device, driver } = await deviceWithDriver();
+      await withApp(driver, "accounts-leave-behind", async (app) => {
+        await visible(app, "#guest-banner");
+        await waitUpToDate(app);
+        const guestId = await app.findElement(By.css("#user-id")).getText();
+        await writeNote(app, "Scratch note, not worth keeping");
+
+        await app.findElement(By.css("#sign-in-open")).click();
+        await signIn(app, email);
+        await visible(app, "#merge-dialog #merge-bring");
+        await app.findElement(By.css("#merge-cancel")).click();
+        await app.wait(async () => !(await app.findElement(By.css("#merge-dialog")).isDisplayed()), 10000);
+        assert.equal(await app.findElement(By.css("#account-kind")).getText(), "Guest", "cancel stays a guest");
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), guestId);
+        assert.deepEqual(await noteBodies(app), ["Scratch note, not worth keeping"]);
+
+        await app.findElement(By.css("#sign-in-open")).click();
+        await signIn(app, email);
+        await (await visible(app, "#merge-dialog #merge-leave")).click();
+        const confirm = await visible(app, "#merge-leave-confirm");
+        assert.equal(await app.findElement(By.css("#merge-confirm-title")).getText(), "Delete 1 note?");
+        assert.equal(await app.switchTo().activeElement().getAttribute("id"), "merge-leave-back", "the safe answer is focused");
+        await screenshot(app, "accounts-leave-behind-confirm");
+        // "Go back" returns to the question; nothing was deleted.
+        await app.findElement(By.css("#merge-leave-back")).click();
+        await visible(app, "#merge-bring");
+        assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM notes"), "1");
+        await app.findElement(By.css("#merge-leave")).click();
+        await confirm.click();
+
+        await waitForAccount(app, email);
+        assert.equal(await app.findElement(By.css("#user-id")).getText(), maxId);
+        assert.deepEqual(await noteBodies(app), []);
+      });
+      assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM notes WHERE body = 'Scratch note, not worth keeping'"), "0");
+    });
+
     // Its own account, so that notes (a) brought to the server never show up here.
     await t.test("(b) sign in on a fresh install; sign out → a new empty guest; sign in again → the account and its note, no question", async () => {
       const email = "sam@example.com";

@@ -26,7 +26,7 @@ export function describe(status) {
   let title = reason ?? "";
   if (status.signInRequired) {
     // The banner says the rest; the server's "Unauthorized" would only alarm.
-    text = "Sign in to sync";
+    text = pending > 0 ? `Sign in to sync · ${waiting(pending)}` : "Sign in to sync";
     title = "Your session on the server ended. Your notes stay on this computer.";
   } else if (status.state === "needsAttention") {
     if (reason) text += `: ${reason}`;

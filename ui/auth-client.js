@@ -22,7 +22,18 @@ export const authClient = {
   getSession: () => call("get_session"),
   signIn: {
     anonymous: () => call("sign_in_anonymous"),
+    // {data: {status: "signedIn", user, session} | {status: "choiceNeeded", account, guest: {notes, preferences}}, error}
+    email: ({ email, password }) => call("sign_in_email", { email, password }),
+    // The provider's page in the system browser, like upgradeWithSocial; same answer as email.
+    social: ({ provider }) => call("sign_in_social", { provider }),
   },
+  // The answer to "choiceNeeded": "merge" | "leaveBehind" | "cancel" → {data: {user, session}}.
+  completeSignIn: (choice) => call("complete_sign_in", { choice }),
+  // What the current guest holds: {notes, preferences}.
+  guestSummary: () => call("guest_summary"),
+  // A full account only. {data: the fresh guest's {user, session}}; error UNSYNCED_CHANGES
+  // when removing would lose changes the server does not hold (call again with force).
+  signOut: ({ removeData = false, force = false } = {}) => call("sign_out", { removeData, force }),
   anonymous: {
     // {data: {status: "upgraded", user, session} | {status: "queued", email}, error}
     upgrade: ({ email, password, name }) => call("upgrade", { email, password, name: name || null }),
@@ -41,10 +52,15 @@ export const syncApi = {
 };
 
 // The obvious mistakes, caught before any request (the server checks them too).
-export function checkUpgradeInput({ email, password }) {
+export function checkEmail(email) {
   const e = (email ?? "").trim();
   const domainOk = /^[^\s@]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/.test(e);
-  if (!domainOk) return { code: "INVALID_EMAIL", message: "Invalid email" };
+  return domainOk ? null : { code: "INVALID_EMAIL", message: "Invalid email" };
+}
+
+export function checkUpgradeInput({ email, password }) {
+  const bad = checkEmail(email);
+  if (bad) return bad;
   const n = [...(password ?? "")].length;
   if (n < 8) return { code: "PASSWORD_TOO_SHORT", message: "Password too short" };
   if (n > 128) return { code: "PASSWORD_TOO_LONG", message: "Password too long" };

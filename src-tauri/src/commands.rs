@@ -1,7 +1,7 @@
 //! Tauri commands: each delegates to `guestpass-core` and returns errors as
 //! `{code, message}` for the UI to branch on.
 
-use guestpass_core::{Note, SyncStatus, UpgradeOutcome};
+use guestpass_core::{GuestSummary, Note, SignInChoice, SignInOutcome, SyncStatus, UpgradeOutcome};
 use guestpass_proto::{ApiError, SessionResponse, User};
 use secrecy::SecretString;
 use tauri::{AppHandle, State};
@@ -121,4 +121,68 @@ pub(crate) async fn upgrade_with_social(
 pub(crate) async fn cancel_social(state: State<'_, AppState>) -> Reply<()> {
     state.core().await?.cancel_social();
     Ok(())
+}
+
+#[tauri::command]
+pub(crate) async fn guest_summary(state: State<'_, AppState>) -> Reply<GuestSummary> {
+    state.core().await?.guest_summary().await.map_err(api)
+}
+
+/// The password crosses the IPC boundary once and is handed straight to core; it is
+/// never logged or kept here.
+#[tauri::command]
+pub(crate) async fn sign_in_email(
+    state: State<'_, AppState>,
+    email: String,
+    password: String,
+) -> Reply<SignInOutcome> {
+    state
+        .core()
+        .await?
+        .sign_in_email(&email, &password)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn sign_in_social(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    provider: String,
+) -> Reply<SignInOutcome> {
+    state
+        .core()
+        .await?
+        .sign_in_social(&provider, &SystemBrowser(app))
+        .await
+        .map_err(api)
+}
+
+/// `choice` is "merge" | "leaveBehind" | "cancel"; anything else is refused by Tauri
+/// while reading the arguments, before core is called.
+#[tauri::command]
+pub(crate) async fn complete_sign_in(
+    state: State<'_, AppState>,
+    choice: SignInChoice,
+) -> Reply<SessionResponse> {
+    state
+        .core()
+        .await?
+        .complete_sign_in(choice)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn sign_out(
+    state: State<'_, AppState>,
+    remove_data: bool,
+    force: bool,
+) -> Reply<SessionResponse> {
+    state
+        .core()
+        .await?
+        .sign_out(remove_data, force)
+        .await
+        .map_err(api)
 }

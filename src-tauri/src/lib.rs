@@ -40,6 +40,11 @@ pub fn run() {
             commands::social_providers,
             commands::upgrade_with_social,
             commands::cancel_social,
+            commands::guest_summary,
+            commands::sign_in_email,
+            commands::sign_in_social,
+            commands::complete_sign_in,
+            commands::sign_out,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -59,6 +59,8 @@ export async function startServer(configToml = "") {
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
+    /** The server's SQLite file, for a test that plays another device (e.g. revoking sessions). */
+    dbPath: path.join(dir, "server.db"),
     async post(route, body, token) {
       const res = await fetch(`${url}/api/auth${route}`, {
         method: "POST",
@@ -97,6 +99,40 @@ export async function startOidcProvider() {
   };
 }
 
+/** A stock Better Auth server (npm better-auth, in memory) on a free loopback port. */
+export async function startBetterAuth() {
+  // stdin stays open: the peer exits when it closes, so it cannot outlive the test.
+  const child = spawn("node", [path.join(repo, "tests/peers/better-auth/server.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
+  const ready = await new Promise((resolve, reject) => {
+    let buf = "";
+    child.stdout.on("data", (d) => {
+      buf += d;
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)));
+    });
+    child.once("exit", (code) => reject(new Error(`the Better Auth peer exited with ${code}`)));
+  });
+  const url = `http://127.0.0.1:${ready.port}`;
+  return {
+    url,
+    async post(route, body) {
+      const res = await fetch(`${url}/api/auth${route}`, {
+        method: "POST",
+        // As a browser on the peer's own site would: Better Auth refuses a cookie-less
+        // form post without an Origin it trusts.
+        headers: { "content-type": "application/json", origin: url },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    },
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    }),
+  };
+}
+
 /** A device: its own data dir and keyring service name. */
 export function newDevice() {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "guestpass-e2e-"));
@@ -110,15 +146,24 @@ export async function startDriver(env = {}) {
   const nativePort = await freePort();
   const child = spawn("tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
     env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit"],
+    // Pipes of our own, not our stdout: an app window that outlives its driver (seen
+    // once when a quit did not take) would otherwise hold node --test's pipe open and
+    // the whole run would wait for it forever.
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  child.stdout.pipe(process.stdout);
+  child.stderr.pipe(process.stderr);
   await waitForPort(port, child);
+  const release = () => {
+    child.stdout.destroy();
+    child.stderr.destroy();
+  };
   return {
     url: `http://127.0.0.1:${port}/`,
     // SIGTERM, never SIGKILL: a killed tauri-driver leaves WebKitWebDriver behind.
     stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once("exit", resolve);
+      if (child.exitCode !== null) return resolve(release());
+      child.once("exit", () => resolve(release()));
       child.kill("SIGTERM");
     }),
   };

@@ -11,8 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio::sync::{watch, Mutex, Notify};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Dialect};
 use crate::error::{Error, Result};
+use crate::records;
 use crate::sync::{self, Outcome, SyncError, SyncState, SyncStatus};
 use crate::Guestpass;
 
@@ -137,12 +138,23 @@ impl Guestpass {
             ),
             None => (None, None),
         };
+        let counts = match &user {
+            Some(id) => records::status(&self.store, id).await.ok(),
+            None => None,
+        };
+        let on_server = backend.dialect() == Dialect::Guestpass;
         self.publish(|s| {
             s.state = state;
             s.reason = reason;
             s.refused_upgrade = pending.as_ref().and_then(|p| p.refused.clone());
             s.pending_upgrade = pending.filter(|p| p.refused.is_none()).map(|p| p.email);
             s.last_synced_at = synced;
+            s.records_on_server = on_server;
+            if let Some(c) = counts {
+                s.pending_changes = c.pending;
+                s.refused_changes = c.refused;
+                s.last_saved_at = c.last_saved_at;
+            }
         });
         (self.sync_status(), hint)
     }
@@ -253,8 +265,18 @@ impl Guestpass {
     /// Runs passes forever: right away, then every minute when healthy, with backoff
     /// and jitter after failures, and at once when woken.
     pub async fn run_sync(self: Arc<Self>) {
-        if self.sync.backend.is_none() {
+        let Some(backend) = self.sync.backend.clone() else {
             return;
+        };
+        if backend.dialect() == Dialect::Guestpass {
+            // Live "pull now" from the server; the loop below is the fallback.
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                records::live::run(&me.store, &me.vault, &backend, &me.sync.wake, |f| {
+                    backoff(f, None)
+                })
+                .await
+            });
         }
         let mut failures = 0u32;
         loop {

@@ -18,6 +18,13 @@ pub const DB_FILE: &str = "guestpass.db";
 pub struct Store {
     pool: SqlitePool,
     path: String,
+    /// This opening's CRDT actor (records): fresh and random every time the store is
+    /// opened, never persisted. A data folder copied to another machine, or restored
+    /// from a backup, therefore never writes under an actor that already wrote there
+    /// (Automerge requires one writer per actor: two writers reusing one actor would
+    /// number different changes alike and corrupt the documents). The cost is one
+    /// 16-byte actor per opening in the documents it edits.
+    actor: automerge::ActorId,
 }
 
 impl Store {
@@ -57,7 +64,11 @@ impl Store {
             sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
             other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),
         })?;
-        Ok(Self { pool, path: shown })
+        Ok(Self {
+            pool,
+            path: shown,
+            actor: automerge::ActorId::random(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -66,6 +77,10 @@ impl Store {
 
     pub fn path(&self) -> PathBuf {
         PathBuf::from(&self.path)
+    }
+
+    pub(crate) fn actor(&self) -> &automerge::ActorId {
+        &self.actor
     }
 
     pub(crate) fn err(&self, e: sqlx::Error) -> Error {

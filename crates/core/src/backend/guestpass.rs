@@ -20,7 +20,7 @@ fn remote(u: &User) -> RemoteUser {
 }
 
 /// Turns a non-2xx answer into the error the sync engine acts on.
-async fn failure(resp: Response) -> BackendError {
+pub(super) async fn failure(resp: Response) -> BackendError {
     let status = resp.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
         return BackendError::RateLimited {
@@ -40,7 +40,9 @@ async fn failure(resp: Response) -> BackendError {
     }
 }
 
-async fn body<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, BackendError> {
+pub(super) async fn body<T: serde::de::DeserializeOwned>(
+    resp: Response,
+) -> Result<T, BackendError> {
     resp.json::<T>()
         .await
         .map_err(|e| BackendError::Protocol(format!("unreadable answer: {}", e.without_url())))

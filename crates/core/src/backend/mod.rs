@@ -8,6 +8,7 @@
 
 mod better_auth;
 mod guestpass;
+mod records;
 
 use std::time::Duration;
 

@@ -86,6 +86,8 @@ pub struct Config {
     pub auth_methods: AuthMethods,
     pub rate_limit: RateLimitConfig,
     pub social_providers: BTreeMap<String, SocialProvider>,
+    /// Record sync (DESIGN.md §3a): quotas and the tombstone horizon.
+    pub records: RecordsConfig,
 }
 
 impl Default for Config {
@@ -107,6 +109,36 @@ impl Default for Config {
             auth_methods: AuthMethods::default(),
             rate_limit: RateLimitConfig::default(),
             social_providers: BTreeMap::new(),
+            records: RecordsConfig::default(),
+        }
+    }
+}
+
+/// `[records]`: what one user may keep, and how long tombstones are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RecordsConfig {
+    /// Distinct records (tombstones included) a guest may hold: anonymous storage
+    /// is free to abuse, so it is small.
+    pub guest_max_records: u64,
+    /// Sum of a guest's change sizes, in bytes.
+    pub guest_max_bytes: u64,
+    pub account_max_records: u64,
+    pub account_max_bytes: u64,
+    /// Days a record's log is kept after its latest change became a tombstone.
+    /// After that the cleanup deletes it, and a cursor older than it gets
+    /// CURSOR_EXPIRED. 0 keeps tombstones forever.
+    pub tombstone_retention_days: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        Self {
+            guest_max_records: 2_000,
+            guest_max_bytes: 8 * 1024 * 1024,
+            account_max_records: 50_000,
+            account_max_bytes: 64 * 1024 * 1024,
+            tombstone_retention_days: 90,
         }
     }
 }
@@ -276,6 +308,33 @@ impl Config {
         if let Some(v) = get("GUESTPASS_EMAIL_PASSWORD") {
             self.auth_methods.email_password = parse("GUESTPASS_EMAIL_PASSWORD", &v)?;
         }
+        let records = &mut self.records;
+        for (var, field) in [
+            (
+                "GUESTPASS_RECORDS_GUEST_MAX_RECORDS",
+                &mut records.guest_max_records,
+            ),
+            (
+                "GUESTPASS_RECORDS_GUEST_MAX_BYTES",
+                &mut records.guest_max_bytes,
+            ),
+            (
+                "GUESTPASS_RECORDS_ACCOUNT_MAX_RECORDS",
+                &mut records.account_max_records,
+            ),
+            (
+                "GUESTPASS_RECORDS_ACCOUNT_MAX_BYTES",
+                &mut records.account_max_bytes,
+            ),
+            (
+                "GUESTPASS_RECORDS_TOMBSTONE_RETENTION_DAYS",
+                &mut records.tombstone_retention_days,
+            ),
+        ] {
+            if let Some(v) = get(var) {
+                *field = parse(var, &v)?;
+            }
+        }
         let enabled = match get("GUESTPASS_ANONYMOUS") {
             Some(v) => parse("GUESTPASS_ANONYMOUS", &v)?,
             None => self.auth_methods.anonymous.enabled(),
@@ -323,6 +382,7 @@ mod tests {
         let env = |k: &str| match k {
             "GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE" => Some("0".to_string()),
             "GUESTPASS_LISTEN" => Some("127.0.0.1:0".to_string()),
+            "GUESTPASS_RECORDS_GUEST_MAX_RECORDS" => Some("10".to_string()),
             "GUESTPASS_TRUSTED_ORIGINS" => {
                 Some(" https://a.example , https://b.example:8443".into())
             }
@@ -331,6 +391,8 @@ mod tests {
         c.apply_env(env).unwrap();
         assert_eq!(c.rate_limit.anonymous_per_minute, 0);
         assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.records.guest_max_records, 10);
+        assert_eq!(c.records.account_max_records, 50_000);
         assert_eq!(
             c.trusted_origins,
             ["https://a.example", "https://b.example:8443"]
@@ -350,6 +412,8 @@ mod tests {
         assert_eq!(example.rate_limit.anonymous_per_minute, 30);
         assert_eq!(example.request_read_timeout_secs, 20);
         assert!(example.trusted_origins.is_empty(), "CORS closed by default");
+        assert_eq!(example.records.tombstone_retention_days, 90);
+        assert_eq!(example.records.guest_max_bytes, 8 * 1024 * 1024);
 
         let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
         assert!(plain.auth_methods.anonymous.enabled());

@@ -274,6 +274,9 @@ pub trait Database: Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs.
     fn kind(&self) -> &'static str;
 
+    /// Record sync storage (`store_records.rs`), on the same database.
+    fn records(&self) -> &dyn crate::store_records::RecordStore;
+
     /// A cheap round trip.
     async fn ping(&self) -> DbResult<()>;
 

@@ -17,12 +17,18 @@ use crate::error::Failure;
 /// Largest request body accepted (every legitimate body is well under 1 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// A route's own body limit (the push of record sync carries more than any
+/// other body), set as a request extension beside axum's `DefaultBodyLimit`.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
 /// How long a request's body may take to arrive (set on every request by the
 /// router from `requestReadTimeoutSecs`).
 #[derive(Clone, Copy, Debug)]
 pub struct ReadTimeout(pub Duration);
 
-/// A JSON body: `content-type: application/json`, at most [`BODY_LIMIT`] bytes,
+/// A JSON body: `content-type: application/json`, at most [`BODY_LIMIT`] bytes
+/// (or the route's [`BodyLimit`]),
 /// no unknown fields (the proto types deny them).
 pub struct ApiJson<T>(pub T);
 
@@ -70,7 +76,11 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let limit = req.extensions().get::<ReadTimeout>().copied();
-    if let Some(n) = announced.filter(|&n| n > BODY_LIMIT as u64) {
+    let max = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(BODY_LIMIT, |l| l.0);
+    if let Some(n) = announced.filter(|&n| n > max as u64) {
         // A client still sending when we close gets a reset that can swallow the 413;
         // read and discard a modest excess first so it sees the typed answer. A huge
         // announcement is refused at once: that client is not owed the courtesy.

@@ -19,15 +19,18 @@ pub mod error;
 pub mod extract;
 pub mod guest_batch;
 pub mod hashing;
+pub mod live;
 pub mod mail;
 pub mod oidc;
 mod pg_readers;
 pub mod ratelimit;
 mod readers;
+pub mod records;
 pub mod server;
 pub mod state;
 pub mod store;
 mod store_guests;
+pub mod store_records;
 pub mod upgrade;
 pub mod writer;
 

@@ -66,6 +66,9 @@ enum AdminCommand {
         #[arg(long)]
         max_age: Option<u64>,
     },
+    /// Start a new record-sync epoch: the step after restoring a backup. Every
+    /// device then pulls from the start and pushes again what the backup lost.
+    NewEpoch,
     /// Audit events, newest first.
     AuditLog {
         #[arg(long, default_value_t = 50)]
@@ -200,6 +203,12 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
                     report.guests_deleted, report.rows_pruned
                 );
             }
+        }
+        AdminCommand::NewEpoch => {
+            let epoch = db.records().new_epoch(clock.now_ms()).await?;
+            println!(
+                "new record epoch {epoch}: devices will pull from the start and push again what they hold"
+            );
         }
         AdminCommand::AuditLog { limit, user } => {
             let user_id = user

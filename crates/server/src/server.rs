@@ -28,11 +28,12 @@ use crate::config::Config;
 use crate::crypto::{digest, new_token};
 use crate::db::{Db, DbError};
 use crate::error::Failure;
-use crate::extract::{ReadTimeout, BODY_LIMIT};
+use crate::extract::{BodyLimit, ReadTimeout, BODY_LIMIT};
+use crate::live::Live;
 use crate::mail::{MailError, Mailer};
 use crate::state::{AppState, SharedState};
 use crate::writer::Writer;
-use crate::{admin, auth, cleanup, store, upgrade};
+use crate::{admin, auth, cleanup, live, records, store, upgrade};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -58,6 +59,10 @@ pub struct ServerHandle {
     shutdown: Option<oneshot::Sender<()>>,
     serve: JoinHandle<std::io::Result<()>>,
     cleanup: Option<JoinHandle<()>>,
+    /// The periodic prune of old tombstones (record sync).
+    records_prune: Option<JoinHandle<()>>,
+    /// PostgreSQL: this instance's LISTEN for pushes on other instances.
+    listener: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -84,14 +89,39 @@ impl ServerHandle {
         }
     }
 
-    /// Stops accepting, finishes in-flight requests, stops the cleanup task.
+    /// Runs one prune of old tombstones now, exactly as the periodic task does;
+    /// returns the changes deleted.
+    pub async fn prune_records(&self) -> Result<u64, DbError> {
+        records_prune_once(&self.state).await
+    }
+
+    /// Open `sync/events` streams on this instance.
+    pub fn live_subscribers(&self) -> usize {
+        self.state.live.subscribers()
+    }
+
+    fn stop_tasks(&mut self) {
+        // Open event streams would hold the graceful shutdown forever.
+        self.state.live.close();
+        for task in [
+            self.cleanup.take(),
+            self.records_prune.take(),
+            self.listener.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            task.abort();
+        }
+    }
+
+    /// Stops accepting, finishes in-flight requests (ending event streams),
+    /// stops the periodic tasks.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.cleanup.take() {
-            task.abort();
-        }
+        self.stop_tasks();
         match (&mut self.serve).await {
             Ok(result) => Ok(result?),
             Err(_) => Ok(()),
@@ -101,9 +131,7 @@ impl ServerHandle {
     /// Waits until the server stops (it only stops on shutdown or an I/O error).
     pub async fn wait(mut self) -> Result<(), ServerError> {
         let result = (&mut self.serve).await;
-        if let Some(task) = self.cleanup.take() {
-            task.abort();
-        }
+        self.stop_tasks();
         match result {
             Ok(r) => Ok(r?),
             Err(_) => Ok(()),
@@ -136,6 +164,8 @@ pub async fn launch_with_clock(
     // Checked before the database is touched: a typo fails fast.
     let cors = cors_layer(&config.trusted_origins)?;
     let state = Arc::new(build_state(config, clock).await?);
+    // Listening before the first request is served, so no push is missed.
+    let pg_listener = state.db.records().listen(state.live.clone()).await?;
     let addr = listener.local_addr()?;
     let mut app = router(state.clone());
     if let Some(cors) = cors {
@@ -153,6 +183,14 @@ pub async fn launch_with_clock(
             Duration::from_secs(state.config.cleanup_interval_secs),
         )
     });
+    let records_prune = (state.config.cleanup_interval_secs > 0
+        && state.config.records.tombstone_retention_days > 0)
+        .then(|| {
+            spawn_records_prune(
+                state.clone(),
+                Duration::from_secs(state.config.cleanup_interval_secs),
+            )
+        });
     tracing::info!(
         %addr,
         database = state.db.kind(),
@@ -168,6 +206,37 @@ pub async fn launch_with_clock(
         shutdown: Some(tx),
         serve,
         cleanup,
+        records_prune,
+        listener: pg_listener,
+    })
+}
+
+/// Deletes the logs of records deleted longer than `tombstoneRetentionDays` ago.
+async fn records_prune_once(state: &AppState) -> Result<u64, DbError> {
+    let days = state.config.records.tombstone_retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let horizon = chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
+    let cutoff = state
+        .clock
+        .now_ms()
+        .saturating_sub(horizon.num_milliseconds());
+    state.db.records().prune_tombstones(cutoff).await
+}
+
+fn spawn_records_prune(state: SharedState, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match records_prune_once(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(changes = n, "pruned the logs of old tombstones"),
+                Err(e) => tracing::warn!(error = %e, "tombstone prune failed; retrying later"),
+            }
+        }
     })
 }
 
@@ -303,6 +372,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         mailer,
         oidc: crate::oidc::OidcVerifier::new(),
         decoy_hash,
+        live: Arc::new(Live::default()),
     })
 }
 
@@ -321,7 +391,20 @@ pub fn router(state: SharedState) -> Router {
         )
         .route(routes::ADMIN_LIST_USERS, get(admin::list_users))
         .route(routes::ADMIN_REMOVE_USER, post(admin::remove_user))
-        .route(routes::ADMIN_AUDIT_LOG, get(admin::audit_log));
+        .route(routes::ADMIN_AUDIT_LOG, get(admin::audit_log))
+        .route(
+            routes::SYNC_PUSH,
+            // A push is larger than any other body: its own limit, this route only.
+            post(records::push)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(
+                    records::PUSH_BODY_LIMIT,
+                ))
+                .layer::<_, std::convert::Infallible>(axum::Extension(BodyLimit(
+                    records::PUSH_BODY_LIMIT,
+                ))),
+        )
+        .route(routes::SYNC_PULL, get(records::pull))
+        .route(routes::SYNC_EVENTS, get(live::events));
     Router::new()
         .nest(routes::BASE, api)
         .route("/health", get(health))

@@ -7,6 +7,7 @@ use chrono::Duration;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
+use crate::live::Live;
 use crate::mail::Mailer;
 use crate::oidc::OidcVerifier;
 use crate::writer::Writer;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub oidc: OidcVerifier,
     /// Verified against when a sign-in names an unknown email (equal timing).
     pub decoy_hash: String,
+    /// Open `sync/events` streams of this process ("pull now").
+    pub live: Arc<Live>,
 }
 
 pub type SharedState = Arc<AppState>;

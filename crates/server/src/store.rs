@@ -341,6 +341,10 @@ macro_rules! sql_store {
                 $kind
             }
 
+            fn records(&self) -> &dyn crate::store_records::RecordStore {
+                self
+            }
+
             async fn ping(&self) -> DbResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

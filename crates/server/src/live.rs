@@ -1,0 +1,207 @@
+//! "Pull now" (DESIGN.md §3a): `GET /sync/events` is a Server-Sent Events stream
+//! that says `event: pull` whenever the caller's record log grew.
+//!
+//! In one process: a `watch` channel per user with open streams, bumped after a
+//! push commits. A watch coalesces: a device that has not read the last event
+//! yet gets one event for many pushes, which is all "pull now" needs.
+//!
+//! Several instances on one PostgreSQL: a push also sends `NOTIFY
+//! guestpass_records, '<user id>'` inside its transaction (delivered on commit,
+//! never for a rollback), and each instance runs one [`pg_listen`] task that
+//! fans the notifications out to its own streams. The payload is the user id and
+//! nothing else.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use futures_util::stream::Stream;
+use tokio::sync::watch;
+
+use crate::auth::require_session;
+use crate::error::ApiResult;
+use crate::records::SyncProtocol;
+use crate::state::SharedState;
+
+/// The PostgreSQL channel of "this user's log grew".
+pub const PG_CHANNEL: &str = "guestpass_records";
+
+/// A comment line this often keeps proxies from closing an idle stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The open streams of this process, by user.
+pub struct Live {
+    users: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Flips to `true` on shutdown: every stream ends, so a graceful shutdown
+    /// (which waits for open responses) is not held forever by idle devices.
+    closed: watch::Sender<bool>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            users: Mutex::new(HashMap::new()),
+            closed: watch::channel(false).0,
+        }
+    }
+}
+
+impl Live {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `user_id`'s log grew (after commit): wake its streams.
+    pub fn notify(&self, user_id: &str) {
+        let mut users = self.users();
+        if let Some(tx) = users.get(user_id) {
+            if tx.receiver_count() == 0 {
+                users.remove(user_id);
+            } else {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Wakes every stream: notifications may have been missed (the PostgreSQL
+    /// listener lost its connection), and an extra pull costs one request.
+    pub fn notify_all(&self) {
+        let mut users = self.users();
+        users.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in users.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Ends every stream (server shutdown).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Streams open in this process (for tests and logs).
+    pub fn subscribers(&self) -> usize {
+        self.users().values().map(|tx| tx.receiver_count()).sum()
+    }
+
+    fn subscribe(self: &Arc<Self>, user_id: &str) -> Subscription {
+        let rx = self
+            .users()
+            .entry(user_id.to_string())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Subscription {
+            live: self.clone(),
+            user_id: user_id.to_string(),
+            rx: Some(rx),
+            closed: self.closed.subscribe(),
+        }
+    }
+}
+
+/// One open stream's receiver; dropping it (client gone) forgets the user once
+/// its last stream is gone, so the map does not grow with every user ever seen.
+struct Subscription {
+    live: Arc<Live>,
+    user_id: String,
+    rx: Option<watch::Receiver<u64>>,
+    closed: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// `true`: the log grew; `false`: the stream should end.
+    async fn next(&mut self) -> bool {
+        let Some(rx) = self.rx.as_mut() else {
+            return false;
+        };
+        if *self.closed.borrow() {
+            return false;
+        }
+        tokio::select! {
+            changed = rx.changed() => changed.is_ok(),
+            _ = self.closed.changed() => false,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut users = self.live.users();
+        if users
+            .get(&self.user_id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            users.remove(&self.user_id);
+        }
+    }
+}
+
+fn pull_event() -> Event {
+    Event::default().event("pull").data("{}")
+}
+
+/// `GET /sync/events` (bearer, protocol header). The first event is sent at
+/// once: the device pulls after every (re)connect, which covers whatever it
+/// missed while not connected, and knows from then on it is subscribed.
+pub async fn events(
+    State(state): State<SharedState>,
+    _protocol: SyncProtocol,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let authed = require_session(&state, &headers).await?;
+    let sub = state.live.subscribe(&authed.user.id);
+    Ok(Sse::new(stream(sub)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+fn stream(sub: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((sub, true), |(mut sub, first)| async move {
+        if first || sub.next().await {
+            Some((Ok(pull_event()), (sub, false)))
+        } else {
+            None
+        }
+    })
+}
+
+/// The one `LISTEN guestpass_records` of this instance. Connected (and
+/// listening) before the server answers its first request, so a stream opened
+/// on this instance hears every push committed on another one after that.
+pub(crate) async fn pg_listener(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(PG_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Fans notifications out until the task is aborted. sqlx reconnects (and
+/// listens again) on the next receive after a lost connection; what was sent
+/// meanwhile is lost, so every local stream is woken to pull once.
+pub(crate) async fn pg_listen(mut listener: sqlx::postgres::PgListener, live: Arc<Live>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(n)) => {
+                backoff = Duration::from_millis(100);
+                live.notify(n.payload());
+            }
+            Ok(None) => {
+                tracing::warn!("record notifications: connection lost; reconnecting");
+                live.notify_all();
+            }
+            Err(e) => {
+                // The database is down: retry paced, not in a hot loop.
+                tracing::warn!(error = %e, "record notifications: listen failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                live.notify_all();
+            }
+        }
+    }
+}

@@ -90,6 +90,34 @@ impl Device {
         }
         all
     }
+
+    /// A second device of the same user: a copy of this data folder and of its
+    /// keyring items under a service of its own, as if the folder had been copied
+    /// to another machine. Close every app of this device first (so the copy is
+    /// consistent); each opening of either gets its own CRDT actor.
+    pub fn twin(&self, user_id: &str) -> Device {
+        let twin = Device {
+            dir: tempfile::tempdir().expect("temp dir"),
+            service: format!("guestpass-e2e-{}", guestpass_proto::new_session_id()),
+            backend: self.backend.clone(),
+            social: self.social.clone(),
+        };
+        for entry in std::fs::read_dir(self.dir.path()).expect("read data dir") {
+            let entry = entry.expect("dir entry");
+            if entry.file_type().expect("file type").is_file() {
+                std::fs::copy(entry.path(), twin.dir.path().join(entry.file_name()))
+                    .expect("copy a data file");
+            }
+        }
+        for slot in ["session", "remote-session", "device-key"] {
+            if let Some(secret) = self.keyring(user_id, slot) {
+                twin.entry(user_id, slot)
+                    .set_password(&secret)
+                    .expect("copy a keyring item");
+            }
+        }
+        twin
+    }
 }
 
 pub async fn count(g: &Guestpass, sql: &str) -> i64 {

@@ -1,0 +1,282 @@
+//! Record sync between devices of one user through the real reference server: two
+//! app cores with their own data folders and keyring services (the second a copy
+//! of the first's, as if the folder moved to another machine), real SQLite files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guestpass_core::{Dialect, Guestpass, SyncState, SyncStatus};
+use guestpass_tests::{count, Device, RefServer};
+use serde_json::json;
+
+/// Device A, registered with the server, and B, its twin (same user).
+async fn pair(server: &RefServer) -> (Device, Guestpass, Device, Guestpass, String) {
+    let a_dev = Device::new(&server.url(), Dialect::Guestpass);
+    let a = a_dev.launch().await;
+    let me = a.ensure_session().await.unwrap();
+    sync(&a).await;
+    a.store().close().await;
+    drop(a);
+    let b_dev = a_dev.twin(&me.user.id);
+    let a = a_dev.launch().await;
+    let b = b_dev.launch().await;
+    assert_eq!(a.ensure_session().await.unwrap().user.id, me.user.id);
+    assert_eq!(b.ensure_session().await.unwrap().user.id, me.user.id);
+    (a_dev, a, b_dev, b, me.user.id)
+}
+
+async fn sync(g: &Guestpass) -> SyncStatus {
+    let s = g.sync_now().await;
+    assert_eq!(s.state, SyncState::UpToDate, "{s:?}");
+    s
+}
+
+async fn bodies(g: &Guestpass) -> Vec<String> {
+    let mut b: Vec<String> = g
+        .list_notes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    b.sort();
+    b
+}
+
+async fn pref(g: &Guestpass, key: &str) -> serde_json::Value {
+    g.get_session().await.unwrap().unwrap().user.metadata["preferences"][key].clone()
+}
+
+fn cleanup(devices: &[&Device], user_id: &str) {
+    for d in devices {
+        d.forget_keyring(user_id);
+    }
+}
+
+#[tokio::test]
+async fn notes_and_preferences_made_on_one_device_appear_on_the_other() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let kept = a.create_note("groceries: milk").await.unwrap();
+    let gone = a.create_note("to be deleted").await.unwrap();
+    a.update_note(&kept.id, "groceries: milk, eggs")
+        .await
+        .unwrap();
+    a.delete_note(&gone.id).await.unwrap();
+    a.set_preference("theme", json!("dark")).await.unwrap();
+    assert_eq!(
+        a.sync_status().pending_changes,
+        0,
+        "not counted before a pass"
+    );
+    let s = sync(&a).await;
+    assert_eq!((s.pending_changes, s.refused_changes), (0, 0));
+    assert!(s.records_on_server && s.last_saved_at.is_some(), "{s:?}");
+
+    sync(&b).await;
+    assert_eq!(bodies(&b).await, ["groceries: milk, eggs"]);
+    let on_b = &b.list_notes().await.unwrap()[0];
+    assert_eq!(
+        (on_b.id.as_str(), on_b.created_at.as_str()),
+        (kept.id.as_str(), kept.created_at.as_str())
+    );
+    assert_eq!(pref(&b, "theme").await, "dark");
+    // A second pass moves nothing (the pull comes back empty, nothing to push).
+    let before = count(&b, "SELECT COUNT(*) FROM records").await;
+    sync(&b).await;
+    assert_eq!(count(&b, "SELECT COUNT(*) FROM records").await, before);
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+#[tokio::test]
+async fn concurrent_offline_edits_of_one_note_keep_both_insertions() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let n = a.create_note("hello world").await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    // Both offline: each edits the same note.
+    a.update_note(&n.id, "hello big world").await.unwrap();
+    b.update_note(&n.id, "hello world again").await.unwrap();
+    assert_eq!(sync(&b).await.pending_changes, 0);
+    sync(&a).await;
+    sync(&b).await;
+    assert_eq!(bodies(&a).await, ["hello big world again"]);
+    assert_eq!(bodies(&b).await, ["hello big world again"]);
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+#[tokio::test]
+async fn an_edit_beats_a_concurrent_delete_and_a_later_delete_wins() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let n = a.create_note("draft").await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    a.delete_note(&n.id).await.unwrap();
+    b.update_note(&n.id, "draft, still wanted").await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    sync(&a).await;
+    assert_eq!(
+        bodies(&a).await,
+        ["draft, still wanted"],
+        "the edit brought it back"
+    );
+    assert_eq!(bodies(&b).await, ["draft, still wanted"]);
+    // A delete made after seeing the edit removes it everywhere.
+    a.delete_note(&n.id).await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    assert!(bodies(&a).await.is_empty() && bodies(&b).await.is_empty());
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+#[tokio::test]
+async fn the_last_preference_written_wins_whatever_order_devices_sync_in() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    a.set_preference("theme", json!("dark")).await.unwrap();
+    a.set_preference("fontSize", json!(12)).await.unwrap();
+    // B writes theme later; it syncs first, A's older write arrives after it.
+    b.set_preference("theme", json!("light")).await.unwrap();
+    sync(&b).await;
+    sync(&a).await;
+    sync(&b).await;
+    for g in [&a, &b] {
+        assert_eq!(pref(g, "theme").await, "light");
+        assert_eq!(pref(g, "fontSize").await, 12);
+    }
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+#[tokio::test]
+async fn an_oversized_change_is_set_aside_unsent_and_the_rest_flows() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    // A change over the limit, as an app built on core could write one (a note's
+    // own limit keeps its changes under it).
+    let big = vec![7u8; guestpass_proto::RECORD_CHANGE_MAX_BYTES + 1];
+    sqlx::query(
+        "INSERT INTO record_outbox (user_id, collection, id, change, deleted, schema_version, created_at)
+         VALUES (?, 'attachments', 'a1', ?, 0, 1, '2026-12-01T00:00:00.000Z')",
+    )
+    .bind(&user)
+    .bind(&big)
+    .execute(a.store().pool())
+    .await
+    .unwrap();
+    a.create_note("small and fine").await.unwrap();
+    let s = sync(&a).await;
+    assert_eq!((s.pending_changes, s.refused_changes), (0, 1), "{s:?}");
+    let why: String =
+        sqlx::query_scalar("SELECT last_error FROM record_outbox WHERE state = 'refused'")
+            .fetch_one(a.store().pool())
+            .await
+            .unwrap();
+    assert!(why.contains("RECORD_TOO_LARGE"), "{why}");
+    sync(&b).await;
+    assert_eq!(bodies(&b).await, ["small and fine"]);
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+#[tokio::test]
+async fn over_quota_only_the_refused_changes_are_set_aside() {
+    let mut server = RefServer::reserve().await;
+    let mut config = server.config();
+    config.records.guest_max_records = 3;
+    server.up_with(config).await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let mut notes = Vec::new();
+    for i in 0..5 {
+        notes.push(a.create_note(&format!("note {i}")).await.unwrap());
+    }
+    // One batch of five is refused whole (QUOTA_EXCEEDED); one by one, three fit.
+    let s = sync(&a).await;
+    assert_eq!((s.pending_changes, s.refused_changes), (0, 2), "{s:?}");
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT last_error FROM record_outbox WHERE state = 'refused'")
+            .fetch_all(a.store().pool())
+            .await
+            .unwrap();
+    assert!(
+        reasons.iter().all(|r| r.contains("QUOTA_EXCEEDED")),
+        "{reasons:?}"
+    );
+    // The queue keeps flowing: an edit of a note the server holds goes through.
+    a.update_note(&notes[0].id, "note 0, edited").await.unwrap();
+    let s = sync(&a).await;
+    assert_eq!((s.pending_changes, s.refused_changes), (0, 2));
+    sync(&b).await;
+    assert_eq!(bodies(&b).await, ["note 0, edited", "note 1", "note 2"]);
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+fn copy_server_db(from: &std::path::Path, to: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("server.db{suffix}");
+        let _ = std::fs::remove_file(to.join(&name));
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_restored_from_a_backup_gets_back_what_it_lost() {
+    let mut server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    a.create_note("before the backup").await.unwrap();
+    sync(&a).await;
+    let backup = tempfile::tempdir().unwrap();
+    server.down().await;
+    copy_server_db(server.dir.path(), backup.path());
+    server.up().await;
+    a.create_note("after the backup").await.unwrap();
+    a.set_preference("theme", json!("dark")).await.unwrap();
+    sync(&a).await;
+    // The disk dies; the backup comes back. A's cursor is now ahead of the log.
+    server.down().await;
+    copy_server_db(backup.path(), server.dir.path());
+    server.up().await;
+    let s = sync(&a).await;
+    assert_eq!(s.pending_changes, 0, "{s:?}");
+    sync(&b).await;
+    assert_eq!(bodies(&b).await, ["after the backup", "before the backup"]);
+    assert_eq!(pref(&b, "theme").await, "dark");
+    assert_eq!(bodies(&a).await, bodies(&b).await);
+    cleanup(&[&a_dev, &b_dev], &user);
+}
+
+#[tokio::test]
+async fn a_change_shows_on_the_other_online_device_live() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let b = Arc::new(b);
+    let mut status = b.subscribe_sync();
+    tokio::spawn(Arc::clone(&b).run_sync());
+    // B's first pass, then its events stream is what wakes it (its periodic pass
+    // is a minute away).
+    while status.borrow_and_update().state != SyncState::UpToDate {
+        status.changed().await.unwrap();
+    }
+    let mut delays = Vec::new();
+    for i in 0..5 {
+        let body = format!("live note {i}");
+        a.create_note(&body).await.unwrap();
+        sync(&a).await;
+        let pushed = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !bodies(&b).await.contains(&body) {
+                status.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("B heard of the push within 5 s");
+        delays.push(pushed.elapsed());
+    }
+    let worst = delays.iter().max().unwrap();
+    assert!(*worst < Duration::from_secs(2), "{delays:?}");
+    cleanup(&[&a_dev, &b_dev], &user);
+}

@@ -18,7 +18,7 @@ async fn pair(server: &RefServer) -> (Device, Guestpass, Device, Guestpass, Stri
     sync(&a).await;
     a.store().close().await;
     drop(a);
-    let b_dev = a_dev.twin(&me.user.id);
+    let b_dev = a_dev.twin(&me.user.id).await;
     let a = a_dev.launch().await;
     let b = b_dev.launch().await;
     assert_eq!(a.ensure_session().await.unwrap().user.id, me.user.id);
@@ -48,9 +48,9 @@ async fn pref(g: &Guestpass, key: &str) -> serde_json::Value {
     g.get_session().await.unwrap().unwrap().user.metadata["preferences"][key].clone()
 }
 
-fn cleanup(devices: &[&Device], user_id: &str) {
+async fn cleanup(devices: &[&Device], user_id: &str) {
     for d in devices {
-        d.forget_keyring(user_id);
+        d.forget_keyring_fast(user_id).await;
     }
 }
 
@@ -86,7 +86,7 @@ async fn notes_and_preferences_made_on_one_device_appear_on_the_other() {
     let before = count(&b, "SELECT COUNT(*) FROM records").await;
     sync(&b).await;
     assert_eq!(count(&b, "SELECT COUNT(*) FROM records").await, before);
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 #[tokio::test]
@@ -104,7 +104,7 @@ async fn concurrent_offline_edits_of_one_note_keep_both_insertions() {
     sync(&b).await;
     assert_eq!(bodies(&a).await, ["hello big world again"]);
     assert_eq!(bodies(&b).await, ["hello big world again"]);
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn an_edit_beats_a_concurrent_delete_and_a_later_delete_wins() {
     sync(&a).await;
     sync(&b).await;
     assert!(bodies(&a).await.is_empty() && bodies(&b).await.is_empty());
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn the_last_preference_written_wins_whatever_order_devices_sync_in() {
         assert_eq!(pref(g, "theme").await, "light");
         assert_eq!(pref(g, "fontSize").await, 12);
     }
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn an_oversized_change_is_set_aside_unsent_and_the_rest_flows() {
     assert!(why.contains("RECORD_TOO_LARGE"), "{why}");
     sync(&b).await;
     assert_eq!(bodies(&b).await, ["small and fine"]);
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 #[tokio::test]
@@ -210,7 +210,7 @@ async fn over_quota_only_the_refused_changes_are_set_aside() {
     assert_eq!((s.pending_changes, s.refused_changes), (0, 2));
     sync(&b).await;
     assert_eq!(bodies(&b).await, ["note 0, edited", "note 1", "note 2"]);
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 fn copy_server_db(from: &std::path::Path, to: &std::path::Path) {
@@ -246,7 +246,7 @@ async fn a_server_restored_from_a_backup_gets_back_what_it_lost() {
     assert_eq!(bodies(&b).await, ["after the backup", "before the backup"]);
     assert_eq!(pref(&b, "theme").await, "dark");
     assert_eq!(bodies(&a).await, bodies(&b).await);
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
 #[tokio::test]
@@ -278,5 +278,5 @@ async fn a_change_shows_on_the_other_online_device_live() {
     }
     let worst = delays.iter().max().unwrap();
     assert!(*worst < Duration::from_secs(2), "{delays:?}");
-    cleanup(&[&a_dev, &b_dev], &user);
+    cleanup(&[&a_dev, &b_dev], &user).await;
 }

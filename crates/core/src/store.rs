@@ -57,6 +57,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
             .connect_with(opts)
             .await
             .map_err(|e| Error::from_sqlx(&shown, e))?;
@@ -110,6 +111,26 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// Whether a connection handed back to the pool is fit to be used again. When a
+/// write fails with SQLITE_FULL inside a transaction, SQLite may roll the whole
+/// transaction back itself; sqlx's ROLLBACK for the dropped transaction then fails
+/// ("no transaction is active") and it keeps counting the transaction as open, so
+/// every later `BEGIN` on that connection is refused. Such a connection is closed
+/// (the pool opens a fresh one) instead of poisoning the store until a restart.
+async fn settled(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::TransactionManager;
+    type Tm = sqlx::sqlite::SqliteTransactionManager;
+    if Tm::get_transaction_depth(conn) == 0 {
+        return true;
+    }
+    // The dropped transaction's rollback is queued on this connection ahead of
+    // this ping, so after it the depth is final.
+    if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+        return false;
+    }
+    Tm::get_transaction_depth(conn) == 0
 }
 
 /// Holds an exclusive lock on `path` until dropped. A failure names the database

@@ -84,8 +84,11 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
         // A client still sending when we close gets a reset that can swallow the 413;
         // read and discard a modest excess first so it sees the typed answer. A huge
         // announcement is refused at once: that client is not owed the courtesy.
-        if n <= DRAIN_LIMIT {
-            let drain = drain(req.into_body());
+        // The excess is what counts: a route with a larger limit (sync push)
+        // drains as modest an excess as the others.
+        let most = max as u64 + DRAIN_LIMIT;
+        if n <= most {
+            let drain = drain(req.into_body(), most);
             match limit {
                 Some(ReadTimeout(limit)) => {
                     let _ = tokio::time::timeout(limit, drain).await;
@@ -120,15 +123,16 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
     Ok((content_type_ok, bytes))
 }
 
-/// The most of an oversized body read (and thrown away) before answering 413.
+/// The most an oversized body may exceed the limit by and still be read (and
+/// thrown away) before answering 413.
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
-async fn drain(mut body: axum::body::Body) {
+async fn drain(mut body: axum::body::Body, most: u64) {
     use http_body_util::BodyExt;
     let mut seen = 0u64;
     while let Some(Ok(frame)) = body.frame().await {
         seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-        if seen > DRAIN_LIMIT {
+        if seen > most {
             break;
         }
     }

@@ -8,11 +8,12 @@
 //! Several instances on one PostgreSQL: a push also sends `NOTIFY
 //! guestpass_records, '<user id>'` inside its transaction (delivered on commit,
 //! never for a rollback), and each instance runs one [`pg_listen`] task that
-//! fans the notifications out to its own streams. The payload is the user id and
-//! nothing else.
+//! fans the notifications out to its own streams (its own pushes included, so
+//! each push is one event). The payload is the user id and nothing else.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub struct Live {
     /// Flips to `true` on shutdown: every stream ends, so a graceful shutdown
     /// (which waits for open responses) is not held forever by idle devices.
     closed: watch::Sender<bool>,
+    /// PostgreSQL: pushes of this instance come back through its own LISTEN
+    /// like everyone else's, so [`Live::pushed`] leaves them to it (one event
+    /// per push, not two).
+    via_database: AtomicBool,
 }
 
 impl Default for Live {
@@ -47,6 +52,7 @@ impl Default for Live {
         Self {
             users: Mutex::new(HashMap::new()),
             closed: watch::channel(false).0,
+            via_database: AtomicBool::new(false),
         }
     }
 }
@@ -55,6 +61,19 @@ impl Live {
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
         // The map stays consistent whatever panicked while holding it.
         self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A push by this instance committed: wake the user's streams, unless the
+    /// database's notification will.
+    pub fn pushed(&self, user_id: &str) {
+        if !self.via_database.load(Ordering::Relaxed) {
+            self.notify(user_id);
+        }
+    }
+
+    /// From now on notifications arrive through the database (PostgreSQL LISTEN).
+    pub fn listen_via_database(&self) {
+        self.via_database.store(true, Ordering::Relaxed);
     }
 
     /// `user_id`'s log grew (after commit): wake its streams.

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use crate::auth::require_session;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::state::{AppState, SharedState};
+use crate::state::{activity_granularity, AppState, SharedState};
 use crate::store_records::{change_hash, NewChange, PushOutcome, Quota, StoredChange};
 
 /// The push route's body limit: well above the default (64 KiB), since a push
@@ -73,18 +73,24 @@ pub async fn push(
         .collect::<ApiResult<Vec<_>>>()?;
     let quota = quota_of(&state, authed.user.is_anonymous);
     let user_id = &authed.user.id;
+    let now = state.clock.now_ms();
     let outcome = state
         .db
         .records()
-        .push(user_id, &changes, quota, state.clock.now_ms())
+        .push(user_id, &changes, quota, now)
         .await?;
+    // Syncing is use: a guest whose app only syncs is not stale for the cleanup
+    // (recorded at most hourly, as get-session does).
+    if now - authed.user.last_active_at >= activity_granularity().num_milliseconds() {
+        state.db.touch_user(user_id, now).await?;
+    }
     match outcome {
         PushOutcome::Applied {
             accepted,
             duplicates,
         } => {
             if accepted > 0 {
-                state.live.notify(user_id);
+                state.live.pushed(user_id);
             }
             Ok(Json(PushResponse {
                 accepted,

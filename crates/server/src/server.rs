@@ -166,6 +166,9 @@ pub async fn launch_with_clock(
     let state = Arc::new(build_state(config, clock).await?);
     // Listening before the first request is served, so no push is missed.
     let pg_listener = state.db.records().listen(state.live.clone()).await?;
+    if pg_listener.is_some() {
+        state.live.listen_via_database();
+    }
     let addr = listener.local_addr()?;
     let mut app = router(state.clone());
     if let Some(cors) = cors {

@@ -52,6 +52,10 @@ const SERVER_CODES: &[ErrorCode] = &[
     ErrorCode::InvalidEmailOrPassword,
     ErrorCode::InvalidToken,
     ErrorCode::UserNotFound,
+    ErrorCode::RecordTooLarge,
+    ErrorCode::QuotaExceeded,
+    ErrorCode::CursorExpired,
+    ErrorCode::ClientTooOld,
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidUserId,
     ErrorCode::PayloadTooLarge,
@@ -73,6 +77,9 @@ const ROUTES: &[&str] = &[
     routes::ADMIN_LIST_USERS,
     routes::ADMIN_REMOVE_USER,
     routes::ADMIN_AUDIT_LOG,
+    routes::SYNC_PUSH,
+    routes::SYNC_PULL,
+    routes::SYNC_EVENTS,
 ];
 
 // ---------------------------------------------------------------------------
@@ -106,6 +113,10 @@ async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Option<String>, 
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if ct.as_deref() == Some("text/event-stream") {
+        // An open `sync/events` stream never ends by itself: the answer is its head.
+        return (status, ct, Vec::new());
+    }
     let body = axum::body::to_bytes(res.into_body(), usize::MAX)
         .await
         .unwrap();
@@ -186,6 +197,18 @@ impl Target {
             .await;
         assert_eq!(second.0, 200);
         t.victim_full_second_token = token_of(&second.2);
+        // A record of the victim's, which nothing the fuzzer holds may reach.
+        let mut push = json_post(
+            routes::SYNC_PUSH,
+            Some(&t.victim_guest.token),
+            "198.51.100.1",
+            json!({"changes": [{"collection": "notes", "id": "victim-note",
+                                "change": "c2VjcmV0", "schemaVersion": 1}]}),
+        );
+        push.headers_mut()
+            .insert(routes::SYNC_PROTOCOL_HEADER, HeaderValue::from_static("1"));
+        let pushed = t.call(push).await;
+        assert_eq!(pushed.0, 200, "{}", String::from_utf8_lossy(&pushed.2));
         t
     }
 
@@ -231,6 +254,11 @@ impl Target {
             "SELECT json_object('hash',token_hash,'user',user_id,'email',email,'exp',expires_at,
                 'used',used_at)
              FROM verification_tokens WHERE user_id IN (?1, ?2) ORDER BY token_hash",
+            "SELECT json_object('user',user_id,'seq',seq,'hash',hash,'c',created_at)
+             FROM record_changes WHERE user_id IN (?1, ?2) ORDER BY user_id, seq",
+            "SELECT json_object('user',user_id,'next',next_seq,'r',records,'b',bytes,
+                'p',pruned_through)
+             FROM record_heads WHERE user_id IN (?1, ?2) ORDER BY user_id",
         ];
         let mut rows = Vec::new();
         for q in queries {
@@ -303,6 +331,8 @@ struct Case {
     content_type: Option<String>,
     content_length: Option<String>,
     forwarded_for: Option<String>,
+    /// `x-guestpass-sync-protocol`.
+    protocol: Option<String>,
     extra: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -365,6 +395,12 @@ fn query() -> impl Strategy<Value = String> {
             "usr_01ARZ3NDEKTSV4RRFFQ69G5FAV",
             "aud_01ARZ3NDEKTSV4RRFFQ69G5FAV",
             "MTIzOnVzcl8wMUFSWjNOREVLVFNWNFJSRkZRNjlHNUZBVg",
+            "0123456789abcdef01234567.0",
+            "0123456789abcdef01234567.99999999999999999999",
+            "abc.1",
+            ".",
+            "1000",
+            "1001",
             "",
         ])
         .prop_map(str::to_string),
@@ -425,14 +461,16 @@ fn header_text() -> impl Strategy<Value = String> {
     prop_oneof![any::<String>(), "[ -~]{0,64}", "[\\x00-\\xff]{0,16}"]
 }
 
-fn headers() -> impl Strategy<
-    Value = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    ),
-> {
+/// api key, content type, content length, forwarded-for, sync protocol.
+type HeaderSet = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn headers() -> impl Strategy<Value = HeaderSet> {
     let api_key = prop_oneof![
         6 => Just(None),
         2 => Just(Some(ADMIN_KEY.to_string())),
@@ -477,7 +515,20 @@ fn headers() -> impl Strategy<
         .prop_map(|s| Some(s.to_string())),
         1 => header_text().prop_map(Some),
     ];
-    (api_key, content_type, content_length, forwarded_for)
+    let protocol = prop_oneof![
+        6 => Just(Some("1".to_string())),
+        2 => Just(None),
+        1 => prop::sample::select(vec!["0", "2", "4294967296", "-1", " 1", ""])
+            .prop_map(|s| Some(s.to_string())),
+        1 => header_text().prop_map(Some),
+    ];
+    (
+        api_key,
+        content_type,
+        content_length,
+        forwarded_for,
+        protocol,
+    )
 }
 
 fn extra_headers() -> impl Strategy<Value = Vec<(String, String)>> {
@@ -530,6 +581,39 @@ enum Field {
     Provider,
     IdToken,
     Nonce,
+    Changes,
+}
+
+/// One pushed change: mostly well-formed, with every field sometimes wrong.
+fn record_change() -> impl Strategy<Value = Value> {
+    use base64::Engine;
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+    let collection = prop_oneof![
+        4 => prop::sample::select(vec!["notes", "prefs", "a-b_1"]).prop_map(|s| json!(s)),
+        1 => prop::sample::select(vec!["Notes", "", "1abc", "x/y"]).prop_map(|s| json!(s)),
+        1 => "[a-z]{30,40}".prop_map(|s| json!(s)),
+        1 => json_value(),
+    ];
+    let id = prop_oneof![
+        4 => "[A-Za-z0-9_.:-]{1,20}".prop_map(|s| json!(s)),
+        1 => "[ -~]{0,140}".prop_map(|s| json!(s)),
+        1 => json_value(),
+    ];
+    let change = prop_oneof![
+        5 => prop::collection::vec(any::<u8>(), 0..64).prop_map(move |b| json!(b64(b))),
+        1 => Just(()).prop_map(move |_| json!(b64(vec![0; 256 * 1024 + 1]))),
+        1 => "[ -~]{0,64}".prop_map(|s| json!(s)),
+        1 => json_value(),
+    ];
+    let deleted = prop_oneof![4 => any::<bool>().prop_map(|b| json!(b)), 1 => json_value()];
+    let version = prop_oneof![
+        4 => Just(json!(1)),
+        1 => prop::sample::select(vec![json!(0), json!(u32::MAX), json!(-1), json!(2_147_483_648u64), json!(1.5)]),
+        1 => json_value(),
+    ];
+    (collection, id, change, deleted, version).prop_map(|(c, i, ch, d, v)| {
+        json!({"collection": c, "id": i, "change": ch, "deleted": d, "schemaVersion": v})
+    })
 }
 
 fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
@@ -580,6 +664,16 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         Field::Nonce => s(&["n-1", "", "wrong"]),
+        Field::Changes => prop_oneof![
+            8 => prop::collection::vec(record_change(), 0..6).prop_map(Value::Array),
+            // One over PUSH_MAX_CHANGES, each change small (a 501-fold copy of a
+            // 256 KiB one would be a 175 MB body to build per case).
+            1 => Just(Value::Array(vec![
+                json!({"collection": "notes", "id": "n", "change": "AA==", "schemaVersion": 1});
+                501
+            ])),
+        ]
+        .boxed(),
     }
 }
 
@@ -596,7 +690,9 @@ fn field_value(field: Field, idp_tokens: Vec<String>) -> impl Strategy<Value = V
 }
 
 fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
-    if path.contains("anonymous/upgrade-social") {
+    if path.contains("sync/push") {
+        &[("changes", Field::Changes)]
+    } else if path.contains("anonymous/upgrade-social") {
         &[
             ("provider", Field::Provider),
             ("idToken", Field::IdToken),
@@ -688,7 +784,7 @@ fn case(pool_len: usize, idp_tokens: Vec<String>) -> impl Strategy<Value = Case>
                 method,
                 path,
                 auth,
-                (api_key, content_type, content_length, forwarded_for),
+                (api_key, content_type, content_length, forwarded_for, protocol),
                 extra,
             )| {
                 body(path.clone(), idp_tokens.clone()).prop_map(move |body| Case {
@@ -700,6 +796,7 @@ fn case(pool_len: usize, idp_tokens: Vec<String>) -> impl Strategy<Value = Case>
                     content_type: content_type.clone(),
                     content_length: content_length.clone(),
                     forwarded_for: forwarded_for.clone(),
+                    protocol: protocol.clone(),
                     extra: extra.clone(),
                     body,
                 })
@@ -763,6 +860,10 @@ impl Target {
             ("content-type".to_string(), case.content_type.clone()),
             ("content-length".to_string(), case.content_length.clone()),
             ("x-forwarded-for".to_string(), case.forwarded_for.clone()),
+            (
+                routes::SYNC_PROTOCOL_HEADER.to_string(),
+                case.protocol.clone(),
+            ),
         ];
         let extra = case.extra.iter().map(|(k, v)| (k.clone(), Some(v.clone())));
         for (name, value) in headers.into_iter().chain(extra) {
@@ -789,6 +890,8 @@ fn method_of(case: &Case) -> Method {
         routes::VERIFY_EMAIL,
         routes::ADMIN_LIST_USERS,
         routes::ADMIN_AUDIT_LOG,
+        routes::SYNC_PULL,
+        routes::SYNC_EVENTS,
         "/health",
     ];
     if gets.iter().any(|g| case.path.contains(g)) {

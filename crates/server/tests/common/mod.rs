@@ -3,6 +3,8 @@
 //! set), a manual clock, and a real SMTP listener.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod sync;
+
 use std::io::Write;
 use std::sync::Arc;
 

@@ -280,3 +280,20 @@ async fn a_change_shows_on_the_other_online_device_live() {
     assert!(*worst < Duration::from_secs(2), "{delays:?}");
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
+
+#[tokio::test]
+async fn on_better_auth_records_stay_on_the_device_and_the_status_says_so() {
+    let peer = guestpass_testkit::better_auth::BetterAuthPeer::start();
+    let device = Device::new(&peer.base_url, Dialect::BetterAuth);
+    let app = device.launch().await;
+    let me = app.ensure_session().await.unwrap();
+    app.create_note("only here").await.unwrap();
+    app.set_preference("theme", json!("dark")).await.unwrap();
+    let s = sync(&app).await;
+    assert!(!s.records_on_server, "{s:?}");
+    // Nothing was sent: the changes wait, should the backend ever gain the API.
+    assert_eq!(s.pending_changes, 2, "{s:?}");
+    assert!(s.last_saved_at.is_none());
+    assert_eq!(bodies(&app).await, ["only here"]);
+    device.forget_keyring_fast(&me.user.id).await;
+}

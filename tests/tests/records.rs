@@ -297,3 +297,70 @@ async fn on_better_auth_records_stay_on_the_device_and_the_status_says_so() {
     assert_eq!(bodies(&app).await, ["only here"]);
     device.forget_keyring_fast(&me.user.id).await;
 }
+
+/// A server that no longer speaks this app's sync protocol: a proxy in front of the
+/// real server that answers the sync routes 426 `CLIENT_TOO_OLD`, as a server whose
+/// `SYNC_PROTOCOL_MIN` moved past this build would.
+async fn too_old_proxy(upstream: String) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            if req.uri().path().starts_with("/api/auth/sync/") {
+                let body =
+                    json!({"code": "CLIENT_TOO_OLD", "message": "Update the app to keep syncing."});
+                return (StatusCode::UPGRADE_REQUIRED, axum::Json(body)).into_response();
+            }
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let mut forward = client
+                .request(parts.method.clone(), format!("{upstream}{}", parts.uri))
+                .body(bytes);
+            for (k, v) in &parts.headers {
+                if k != "host" {
+                    forward = forward.header(k, v);
+                }
+            }
+            let resp = forward.send().await.unwrap();
+            let mut out = Response::builder().status(resp.status().as_u16());
+            for (k, v) in resp.headers() {
+                if k != "transfer-encoding" && k != "connection" {
+                    out = out.header(k, v);
+                }
+            }
+            out.body(Body::from(resp.bytes().await.unwrap())).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_this_app_as_too_old_is_named_and_nothing_is_lost() {
+    let server = RefServer::start().await;
+    let device = Device::new(&too_old_proxy(server.url()).await, Dialect::Guestpass);
+    let app = device.launch().await;
+    let me = app.ensure_session().await.unwrap();
+    app.create_note("waits for an update").await.unwrap();
+    let s = app.sync_now().await;
+    assert_eq!(s.state, SyncState::NeedsAttention, "{s:?}");
+    let reason = s.reason.clone().unwrap();
+    assert_eq!(
+        reason.code,
+        guestpass_proto::ErrorCode::ClientTooOld,
+        "{s:?}"
+    );
+    assert_eq!(reason.message, "Update the app to keep syncing.");
+    assert_eq!(s.pending_changes, 1, "the change waits: {s:?}");
+    assert!(
+        server.admin_user(&me.user.id).await.is_some(),
+        "registered through the proxy"
+    );
+    device.forget_keyring_fast(&me.user.id).await;
+}

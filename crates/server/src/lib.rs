@@ -31,6 +31,7 @@ pub mod state;
 pub mod store;
 mod store_guests;
 pub mod store_records;
+mod store_records_prune;
 pub mod upgrade;
 pub mod writer;
 

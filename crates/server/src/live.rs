@@ -25,7 +25,9 @@ use futures_util::stream::Stream;
 use tokio::sync::watch;
 
 use crate::auth::require_session;
+use crate::crypto::sha256_hex;
 use crate::error::ApiResult;
+use crate::extract::bearer;
 use crate::records::SyncProtocol;
 use crate::state::SharedState;
 
@@ -34,6 +36,11 @@ pub const PG_CHANNEL: &str = "guestpass_records";
 
 /// A comment line this often keeps proxies from closing an idle stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// An idle stream checks this often that its session is still live (signed
+/// out, revoked, expired or deleted ends it); a stream with events checks
+/// before each one.
+pub const RECHECK: Duration = Duration::from_secs(60);
 
 /// The open streams of this process, by user.
 pub struct Live {
@@ -132,18 +139,28 @@ struct Subscription {
     closed: watch::Receiver<bool>,
 }
 
+/// What a stream waits for next.
+enum Wake {
+    /// The user's log grew.
+    Grew,
+    /// Time to check the session is still live.
+    Recheck,
+    /// Shutdown (or the channel is gone): end the stream.
+    End,
+}
+
 impl Subscription {
-    /// `true`: the log grew; `false`: the stream should end.
-    async fn next(&mut self) -> bool {
+    async fn next(&mut self, recheck: &mut tokio::time::Interval) -> Wake {
         let Some(rx) = self.rx.as_mut() else {
-            return false;
+            return Wake::End;
         };
         if *self.closed.borrow() {
-            return false;
+            return Wake::End;
         }
         tokio::select! {
-            changed = rx.changed() => changed.is_ok(),
-            _ = self.closed.changed() => false,
+            changed = rx.changed() => if changed.is_ok() { Wake::Grew } else { Wake::End },
+            _ = self.closed.changed() => Wake::End,
+            _ = recheck.tick() => Wake::Recheck,
         }
     }
 }
@@ -174,14 +191,53 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let authed = require_session(&state, &headers).await?;
+    let token_hash = bearer(&headers).map(sha256_hex).unwrap_or_default();
     let sub = state.live.subscribe(&authed.user.id);
-    Ok(Sse::new(stream(sub)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    let watch = Watch {
+        state,
+        token_hash,
+        sub,
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK),
+    };
+    Ok(Sse::new(stream(watch)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-fn stream(sub: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((sub, true), |(mut sub, first)| async move {
-        if first || sub.next().await {
-            Some((Ok(pull_event()), (sub, false)))
+/// One open stream: its subscription and the session it was opened with.
+struct Watch {
+    state: SharedState,
+    token_hash: String,
+    sub: Subscription,
+    recheck: tokio::time::Interval,
+}
+
+impl Watch {
+    /// The session is still live for this user. A database that does not answer
+    /// keeps the stream: an outage is no reason to drop every device.
+    async fn live(&self) -> bool {
+        let now = self.state.clock.now_ms();
+        match self.state.db.session_by_token(&self.token_hash, now).await {
+            Ok(found) => found.is_some_and(|(user, _)| user.id == self.sub.user_id),
+            Err(_) => true,
+        }
+    }
+
+    /// `true` when a `pull` event is due, `false` when the stream ends.
+    async fn next(&mut self) -> bool {
+        loop {
+            match self.sub.next(&mut self.recheck).await {
+                Wake::Grew => return self.live().await,
+                Wake::Recheck if !self.live().await => return false,
+                Wake::Recheck => {}
+                Wake::End => return false,
+            }
+        }
+    }
+}
+
+fn stream(watch: Watch) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((watch, true), |(mut watch, first)| async move {
+        if first || watch.next().await {
+            Some((Ok(pull_event()), (watch, false)))
         } else {
             None
         }
@@ -199,27 +255,45 @@ pub(crate) async fn pg_listener(
     Ok(listener)
 }
 
-/// Fans notifications out until the task is aborted. sqlx reconnects (and
-/// listens again) on the next receive after a lost connection; what was sent
-/// meanwhile is lost, so every local stream is woken to pull once.
-pub(crate) async fn pg_listen(mut listener: sqlx::postgres::PgListener, live: Arc<Live>) {
-    let mut backoff = Duration::from_millis(100);
+/// Fans notifications out until the task is aborted. When the connection is
+/// lost (the database restarted), a new listener is connected with backoff;
+/// whatever was sent meanwhile is lost, so once it listens again every local
+/// stream is woken to pull once.
+pub(crate) async fn pg_listen(
+    mut listener: sqlx::postgres::PgListener,
+    pool: sqlx::PgPool,
+    live: Arc<Live>,
+) {
     loop {
         match listener.try_recv().await {
-            Ok(Some(n)) => {
-                backoff = Duration::from_millis(100);
-                live.notify(n.payload());
-            }
+            Ok(Some(n)) => live.notify(n.payload()),
             Ok(None) => {
                 tracing::warn!("record notifications: connection lost; reconnecting");
+                listener = reconnect(&pool).await;
                 live.notify_all();
             }
             Err(e) => {
-                // The database is down: retry paced, not in a hot loop.
-                tracing::warn!(error = %e, "record notifications: listen failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tracing::warn!(error = %e, "record notifications failed; reconnecting");
+                listener = reconnect(&pool).await;
                 live.notify_all();
+            }
+        }
+    }
+}
+
+/// A listening connection, retried (paced, not in a hot loop) until it works.
+async fn reconnect(pool: &sqlx::PgPool) -> sqlx::postgres::PgListener {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match pg_listener(pool).await {
+            Ok(listener) => {
+                tracing::info!("record notifications: listening again");
+                return listener;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "record notifications: reconnect failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

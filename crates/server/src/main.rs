@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use guestpass_proto::{format_time, parse_user_id, AuditEventKind};
 use guestpass_server::clock::{Clock, SystemClock};
 use guestpass_server::db::{AuditFilter, AuditRow, Db, UserFilter};
-use guestpass_server::{cleanup, store, Config, Secret};
+use guestpass_server::{cleanup, records, store, Config, Secret};
 
 #[derive(Parser)]
 #[command(
@@ -198,8 +198,10 @@ async fn admin(db: Db, config: &Config, command: AdminCommand) -> anyhow::Result
                 );
             } else {
                 let report = cleanup::run_once(&db, clock.as_ref(), max_age).await?;
+                let retention = config.records.tombstone_retention_days;
+                let changes = records::prune_tombstones(&db, clock.as_ref(), retention).await?;
                 println!(
-                    "deleted {} stale guest(s); pruned {} expired row(s)",
+                    "deleted {} stale guest(s); pruned {} expired row(s); pruned {changes} change(s) of records deleted over {retention} day(s) ago",
                     report.guests_deleted, report.rows_pruned
                 );
             }

@@ -24,6 +24,8 @@ use guestpass_proto::{
 use serde::Deserialize;
 
 use crate::auth::require_session;
+use crate::clock::Clock;
+use crate::db::{Db, DbResult, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::{activity_granularity, AppState, SharedState};
@@ -79,11 +81,7 @@ pub async fn push(
         .records()
         .push(user_id, &changes, quota, now)
         .await?;
-    // Syncing is use: a guest whose app only syncs is not stale for the cleanup
-    // (recorded at most hourly, as get-session does).
-    if now - authed.user.last_active_at >= activity_granularity().num_milliseconds() {
-        state.db.touch_user(user_id, now).await?;
-    }
+    note_activity(&state, &authed.user, now).await?;
     match outcome {
         PushOutcome::Applied {
             accepted,
@@ -104,11 +102,29 @@ pub async fn push(
                 "an account"
             };
             Err(Failure::new(ErrorCode::QuotaExceeded).with_message(format!(
-                "Storage quota exceeded: {who} may keep {} records and {} MiB; nothing of this push was saved",
+                "Storage quota exceeded: {who} may keep {} records and {}; nothing of this push was saved",
                 quota.max_records,
-                quota.max_bytes / (1024 * 1024)
+                shown_size(quota.max_bytes)
             )))
         }
+    }
+}
+
+/// Syncing is use: a guest whose app only syncs is not stale for the cleanup
+/// (recorded at most hourly, as get-session does).
+async fn note_activity(state: &AppState, user: &UserRow, now: i64) -> ApiResult<()> {
+    if now - user.last_active_at >= activity_granularity().num_milliseconds() {
+        state.db.touch_user(&user.id, now).await?;
+    }
+    Ok(())
+}
+
+fn shown_size(bytes: i64) -> String {
+    const MIB: i64 = 1024 * 1024;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -224,6 +240,7 @@ pub async fn pull(
     let store = state.db.records();
     let user_id = &authed.user.id;
     let after = cursor.as_ref().map_or(0, |c| c.seq);
+    note_activity(&state, &authed.user, state.clock.now_ms()).await?;
     let mut page = store.pull(user_id, after, i64::from(limit)).await?;
     let mut reset = false;
     if let Some(c) = &cursor {
@@ -253,4 +270,17 @@ fn to_wire(c: StoredChange) -> RecordChange {
         deleted: c.deleted,
         schema_version: u32::try_from(c.schema_version).unwrap_or(0),
     }
+}
+
+/// Deletes the logs of records deleted longer than `retention_days` ago (0:
+/// never); returns the changes deleted. Run by the cleanup task and `admin cleanup`.
+pub async fn prune_tombstones(db: &Db, clock: &dyn Clock, retention_days: u64) -> DbResult<u64> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let horizon_ms = i64::try_from(retention_days)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(86_400_000);
+    let cutoff = clock.now_ms().saturating_sub(horizon_ms);
+    db.records().prune_tombstones(cutoff).await
 }

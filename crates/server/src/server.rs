@@ -216,16 +216,12 @@ pub async fn launch_with_clock(
 
 /// Deletes the logs of records deleted longer than `tombstoneRetentionDays` ago.
 async fn records_prune_once(state: &AppState) -> Result<u64, DbError> {
-    let days = state.config.records.tombstone_retention_days;
-    if days == 0 {
-        return Ok(0);
-    }
-    let horizon = chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
-    let cutoff = state
-        .clock
-        .now_ms()
-        .saturating_sub(horizon.num_milliseconds());
-    state.db.records().prune_tombstones(cutoff).await
+    records::prune_tombstones(
+        &state.db,
+        state.clock.as_ref(),
+        state.config.records.tombstone_retention_days,
+    )
+    .await
 }
 
 fn spawn_records_prune(state: SharedState, every: Duration) -> JoinHandle<()> {

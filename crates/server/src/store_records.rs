@@ -7,8 +7,9 @@
 //! PostgreSQL a row lock held to commit, on SQLite the one write lock), takes
 //! its positions from `next_seq`, inserts, moves the head and commits. One
 //! user's pushes therefore commit in the order of their positions, and a pull
-//! by `seq > cursor` never skips a change that commits late. The prune takes
-//! the same lock, so it never deletes a change a concurrent push just added.
+//! by `seq > cursor` never skips a change that commits late. The prune of old
+//! tombstones (`store_records_prune.rs`) takes the same lock, so it never deletes
+//! a change a concurrent push just added.
 //!
 //! Every query is written once in the dialect both accept, as in `store.rs`;
 //! lists are bound one by one with `QueryBuilder` (at most `PUSH_MAX_CHANGES`).
@@ -106,9 +107,6 @@ pub fn new_epoch_id() -> String {
 /// so `limit` × 256 KiB never becomes one huge answer.
 pub const PULL_MAX_BYTES: i64 = 4 * 1024 * 1024;
 
-/// Users whose old tombstones one prune round handles.
-const PRUNE_USERS_PER_ROUND: i64 = 100;
-
 #[async_trait]
 pub trait RecordStore: Send + Sync {
     /// Appends the changes not already held, all or nothing, if the user stays
@@ -153,14 +151,6 @@ fn fresh<'a>(changes: &'a [NewChange], held: &HashSet<String>) -> Vec<&'a NewCha
 
 fn as_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// `t` is the latest change of its record: nothing after it in the same record.
-macro_rules! latest {
-    () => {
-        "NOT EXISTS (SELECT 1 FROM record_changes n WHERE n.user_id = t.user_id \
-         AND n.collection = t.collection AND n.record_id = t.record_id AND n.seq > t.seq)"
-    };
 }
 
 macro_rules! record_store {
@@ -351,29 +341,7 @@ macro_rules! record_store {
             }
 
             async fn prune_tombstones(&self, cutoff: i64) -> DbResult<u64> {
-                let mut deleted = 0u64;
-                loop {
-                    let users: Vec<String> = sqlx::query_scalar(concat!(
-                        "SELECT DISTINCT t.user_id FROM record_changes t ",
-                        "WHERE t.deleted = TRUE AND t.created_at < $1 AND ",
-                        latest!(),
-                        " LIMIT $2"
-                    ))
-                    .bind(cutoff)
-                    .bind(PRUNE_USERS_PER_ROUND)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    let mut round = 0u64;
-                    for user in &users {
-                        round += self.prune_user(user, cutoff).await?;
-                    }
-                    deleted += round;
-                    // A short round was the last; a round that deleted nothing
-                    // (raced by pushes) must not spin.
-                    if (users.len() as i64) < PRUNE_USERS_PER_ROUND || round == 0 {
-                        return Ok(deleted);
-                    }
-                }
+                self.prune_old_tombstones(cutoff).await
             }
 
             async fn listen(
@@ -398,55 +366,6 @@ macro_rules! record_store {
                 )
                 .fetch_one(&self.pool)
                 .await?)
-            }
-
-            /// One user's old tombstones, under the user's head lock (so a
-            /// change pushed meanwhile to such a record keeps it alive).
-            async fn prune_user(&self, user_id: &str, cutoff: i64) -> DbResult<u64> {
-                let mut tx = self.pool.begin_with($begin).await?;
-                let head: Option<(i64, i64, i64)> = sqlx::query_as(
-                    "UPDATE record_heads SET next_seq = next_seq WHERE user_id = $1 \
-                     RETURNING records, bytes, pruned_through",
-                )
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((records, bytes, pruned_through)) = head else {
-                    return Ok(0);
-                };
-                let gone: Vec<(i64, String, String, i64)> = sqlx::query_as(concat!(
-                    "DELETE FROM record_changes WHERE user_id = $1 AND (collection, record_id) IN ",
-                    "(SELECT t.collection, t.record_id FROM record_changes t WHERE t.user_id = $1 ",
-                    "AND t.deleted = TRUE AND t.created_at < $2 AND ",
-                    latest!(),
-                    ") RETURNING seq, collection, record_id, CAST(length(change) AS BIGINT)"
-                ))
-                .bind(user_id)
-                .bind(cutoff)
-                .fetch_all(&mut *tx)
-                .await?;
-                if gone.is_empty() {
-                    return Ok(0);
-                }
-                let gone_records = gone
-                    .iter()
-                    .map(|(_, c, r, _)| (c.as_str(), r.as_str()))
-                    .collect::<HashSet<_>>()
-                    .len();
-                let gone_bytes: i64 = gone.iter().map(|g| g.3).fold(0, i64::saturating_add);
-                let horizon = gone.iter().map(|g| g.0).max().unwrap_or(0).max(pruned_through);
-                sqlx::query(
-                    "UPDATE record_heads SET records = $2, bytes = $3, pruned_through = $4 \
-                     WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .bind((records - i64::try_from(gone_records).unwrap_or(i64::MAX)).max(0))
-                .bind((bytes - gone_bytes).max(0))
-                .bind(horizon)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(gone.len() as u64)
             }
         }
     };
@@ -477,6 +396,10 @@ impl PostgresStore {
         let listener = crate::live::pg_listener(&self.pool)
             .await
             .map_err(DbError::from)?;
-        Ok(Some(tokio::spawn(crate::live::pg_listen(listener, live))))
+        Ok(Some(tokio::spawn(crate::live::pg_listen(
+            listener,
+            self.pool.clone(),
+            live,
+        ))))
     }
 }

@@ -1,20 +1,18 @@
 //! Record sync (DESIGN.md §3a) over real HTTP, on SQLite and PostgreSQL: round
 //! trip and paging, idempotent replays, ordering under concurrent pushes,
-//! restores from a backup (reset), quotas and limits, isolation between users,
-//! protocol versions, and the tombstone horizon. Live events and deletion are in
-//! `records_live.rs`.
+//! restores from a backup (reset), isolation between users, and the tombstone
+//! horizon. Quotas, limits and bad input are in `records_limits.rs`, live events
+//! and deletion in `records_live.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::Duration;
 use common::sync::*;
 use common::*;
-use guestpass_proto::{routes, RECORD_CHANGE_MAX_BYTES};
+use guestpass_proto::routes;
 use serde_json::{json, Value};
 
 both_backends!(
@@ -22,10 +20,7 @@ both_backends!(
     a_replayed_push_changes_nothing,
     concurrent_pushes_are_pulled_exactly_once,
     a_new_epoch_resets_every_cursor,
-    quotas_and_size_limits_refuse_the_whole_push,
     another_users_records_are_unreachable,
-    old_or_silent_clients_are_told_to_update,
-    bad_input_gets_typed_errors,
     an_old_cursor_expires_after_the_tombstone_horizon,
 );
 
@@ -105,72 +100,11 @@ async fn a_replayed_push_changes_nothing(backend: Backend) {
 }
 
 /// Many pushes for one user at once while a device pulls in a loop: every
-/// acknowledged change reaches the puller exactly once. A plain sequence would
-/// skip changes whose transaction commits after a later one's.
+/// acknowledged change reaches the puller exactly once (`common::sync`).
 async fn concurrent_pushes_are_pulled_exactly_once(backend: Backend) {
     let s = Arc::new(TestServer::start(&backend).await);
     let (_, token) = s.guest().await;
-    const PUSHERS: usize = 8;
-    const BATCHES: usize = 6;
-    const PER_BATCH: usize = 5;
-    let done = Arc::new(AtomicBool::new(false));
-
-    let puller = {
-        let (s, token, done) = (s.clone(), token.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                // Read `done` before pulling: the pull after it was set sees
-                // every acknowledged push.
-                let finished = done.load(Ordering::SeqCst);
-                let (status, body) = pull(&s, &token, cursor.as_deref(), Some(7)).await;
-                assert_eq!(status, 200, "{body}");
-                assert_eq!(body["reset"], false);
-                seen.extend(keys(body["changes"].as_array().unwrap()));
-                cursor = Some(body["cursor"].as_str().unwrap().to_string());
-                if finished && body["more"] == false {
-                    return seen;
-                }
-            }
-        })
-    };
-    let mut pushers = Vec::new();
-    for p in 0..PUSHERS {
-        let (s, token) = (s.clone(), token.clone());
-        pushers.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for b in 0..BATCHES {
-                let batch: Vec<Value> = (0..PER_BATCH)
-                    .map(|i| note(&format!("p{p}_b{b}_{i}"), &format!("{p}/{b}/{i}")))
-                    .collect();
-                assert_eq!(
-                    push_ok(&s, &token, batch.clone()).await,
-                    (PER_BATCH as u64, 0)
-                );
-                acked.extend(keys(&batch));
-            }
-            acked
-        }));
-    }
-    let mut acked = HashSet::new();
-    for p in pushers {
-        acked.extend(p.await.unwrap());
-    }
-    done.store(true, Ordering::SeqCst);
-    let seen = puller.await.unwrap();
-    let mut counts: HashMap<_, usize> = HashMap::new();
-    for k in &seen {
-        *counts.entry(k.clone()).or_default() += 1;
-    }
-    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "pulled twice: {doubled:?}");
-    let missed: Vec<_> = acked.iter().filter(|k| !counts.contains_key(*k)).collect();
-    assert!(
-        missed.is_empty(),
-        "acknowledged but never pulled: {missed:?}"
-    );
-    assert_eq!(seen.len(), PUSHERS * BATCHES * PER_BATCH);
+    pushes_are_pulled_exactly_once(std::slice::from_ref(&s), &token).await;
     Arc::try_unwrap(s).ok().unwrap().stop().await;
 }
 
@@ -270,92 +204,6 @@ async fn a_restored_sqlite_backup_gets_back_what_it_lost() {
     s.stop().await;
 }
 
-async fn quotas_and_size_limits_refuse_the_whole_push(backend: Backend) {
-    let s = TestServer::start_with(&backend, |c| {
-        c.records.guest_max_records = 3;
-        c.records.guest_max_bytes = 100;
-    })
-    .await;
-    let (_, guest) = s.guest().await;
-    // Four records (one a tombstone: tombstones count) > 3: nothing kept.
-    let four = vec![
-        note("a", "1"),
-        note("b", "2"),
-        note("c", "3"),
-        change("notes", "d", b"", true),
-    ];
-    let refused = push(&s, &guest, four.clone()).await;
-    assert_error(&refused, 413, "QUOTA_EXCEEDED");
-    assert!(
-        refused.1["message"].as_str().unwrap().contains("guest"),
-        "{}",
-        refused.1
-    );
-    assert_eq!(pull_all(&s, &guest, None).await.0, Vec::<Value>::new());
-    // A smaller push goes through, and more changes to the same records too.
-    assert_eq!(push_ok(&s, &guest, four[..3].to_vec()).await, (3, 0));
-    assert_eq!(push_ok(&s, &guest, vec![note("a", "1b")]).await, (1, 0));
-    assert_error(
-        &push(&s, &guest, vec![note("d", "4")]).await,
-        413,
-        "QUOTA_EXCEEDED",
-    );
-    // Bytes: 5 used; 96 more would make 101 > 100.
-    let big = "x".repeat(96);
-    assert_error(
-        &push(&s, &guest, vec![note("a", &big)]).await,
-        413,
-        "QUOTA_EXCEEDED",
-    );
-    assert_eq!(
-        push_ok(&s, &guest, vec![note("a", &big[..95])]).await,
-        (1, 0)
-    );
-    assert_eq!(pull_all(&s, &guest, None).await.0.len(), 5);
-
-    // One change over 256 KiB refuses the push, and names the record.
-    let (_, account) = s.full_user("big@example.com").await;
-    let max = vec![7u8; RECORD_CHANGE_MAX_BYTES];
-    let over = vec![7u8; RECORD_CHANGE_MAX_BYTES + 1];
-    let refused = push(
-        &s,
-        &account,
-        vec![note("fine", "ok"), change("notes", "huge", &over, false)],
-    )
-    .await;
-    assert_error(&refused, 413, "RECORD_TOO_LARGE");
-    assert!(
-        refused.1["message"]
-            .as_str()
-            .unwrap()
-            .contains("notes/huge"),
-        "{}",
-        refused.1
-    );
-    assert_eq!(pull_all(&s, &account, None).await.0, Vec::<Value>::new());
-    // Exactly the limit, several per push (a body well over the global 64 KiB).
-    let at_limit: Vec<Value> = (0..20)
-        .map(|i| change("files", &format!("f{i}"), &max, i == 3))
-        .collect();
-    assert_eq!(push_ok(&s, &account, at_limit).await, (20, 0));
-    // A body over the push route's own limit (8 MiB) is refused whole.
-    let too_many: Vec<Value> = (0..25)
-        .map(|i| change("files", &format!("g{i}"), &max, false))
-        .collect();
-    assert_error(
-        &push(&s, &account, too_many).await,
-        413,
-        "PAYLOAD_TOO_LARGE",
-    );
-    // Pages stay bounded in bytes: 4 MiB cut the 5 MiB of changes in two.
-    let (status, page) = pull(&s, &account, None, Some(1000)).await;
-    assert_eq!(status, 200);
-    let n = page["changes"].as_array().unwrap().len();
-    assert!(n == 16 && page["more"] == true, "{n} changes in one page");
-    assert_eq!(pull_all(&s, &account, None).await.0.len(), 20);
-    s.stop().await;
-}
-
 async fn another_users_records_are_unreachable(backend: Backend) {
     let s = TestServer::start(&backend).await;
     let (_, alice) = s.guest().await;
@@ -394,82 +242,6 @@ async fn another_users_records_are_unreachable(backend: Backend) {
         401,
         "UNAUTHORIZED",
     );
-    s.stop().await;
-}
-
-async fn old_or_silent_clients_are_told_to_update(backend: Backend) {
-    let s = TestServer::start(&backend).await;
-    let (_, token) = s.guest().await;
-    for version in [None, Some("0"), Some("abc"), Some("")] {
-        for (method, path) in [
-            ("POST", "/sync/push"),
-            ("GET", "/sync/pull"),
-            ("GET", "/sync/events"),
-        ] {
-            let mut req = s
-                .http
-                .request(method.parse().unwrap(), s.url(path))
-                .bearer_auth(&token);
-            if method == "POST" {
-                req = req.json(&json!({"changes": [note("a", "b")]}));
-            }
-            if let Some(v) = version {
-                req = req.header(routes::SYNC_PROTOCOL_HEADER, v);
-            }
-            let got = into_json(req.send().await.unwrap()).await;
-            assert_error(&got, 426, "CLIENT_TOO_OLD");
-        }
-    }
-    assert_eq!(
-        pull_all(&s, &token, None).await.0,
-        Vec::<Value>::new(),
-        "nothing was pushed"
-    );
-    s.stop().await;
-}
-
-async fn bad_input_gets_typed_errors(backend: Backend) {
-    let s = TestServer::start(&backend).await;
-    let (_, token) = s.guest().await;
-    let bad = |c: &str, id: &str, change: &str| json!({"changes": [{"collection": c, "id": id, "change": change, "schemaVersion": 1}]});
-    for body in [
-        bad("Notes", "a", "AA=="),
-        bad("", "a", "AA=="),
-        bad(&"n".repeat(33), "a", "AA=="),
-        bad("notes", "", "AA=="),
-        bad("notes", "a/b", "AA=="),
-        bad("notes", &"i".repeat(129), "AA=="),
-        bad("notes", "a", "not base64!"),
-        bad("notes", "a", "AA"),
-        json!({"changes": [{"collection": "notes", "id": "a", "change": "AA==",
-                            "schemaVersion": 2_147_483_648u64}]}),
-        json!({"changes": [{"collection": "notes", "id": "a", "change": "AA==",
-                            "schemaVersion": 1, "value": "extra"}]}),
-        json!({"changes": (0..501).map(|i| note(&format!("n{i}"), "x")).collect::<Vec<_>>()}),
-        json!({"changes": "none"}),
-        json!({}),
-    ] {
-        let got = push_raw(&s, &token, body.clone()).await;
-        assert_error(&got, 400, "INVALID_REQUEST");
-    }
-    for (after, limit) in [
-        (Some("garbage"), None),
-        (Some("."), None),
-        (Some("abc."), None),
-        (Some(".5"), None),
-        (Some("xyz.5"), None),
-        (Some("abc.-1"), None),
-        (Some("abc.99999999999999999999"), None),
-        (None, Some(0)),
-        (None, Some(1001)),
-    ] {
-        assert_error(
-            &pull(&s, &token, after, limit).await,
-            400,
-            "INVALID_REQUEST",
-        );
-    }
-    assert_eq!(pull_all(&s, &token, None).await.0, Vec::<Value>::new());
     s.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! Record sync, continued: the live "pull now" stream (one instance, and two
-//! instances on one PostgreSQL), and records going with their user (admin
-//! remove-user, a guest deleting itself, the cleanup of stale guests).
+//! instances on one PostgreSQL), a late commit on PostgreSQL made to happen on
+//! purpose, and records going with their user (admin remove-user, a guest
+//! deleting itself, the cleanup of stale guests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -54,6 +55,23 @@ async fn a_push_wakes_the_users_open_streams(backend: Backend) {
     assert_eq!(laptop.next().await, pull_event());
     assert_eq!(s.handle.live_subscribers(), 1);
 
+    // Signed out elsewhere: the stream of that session ends at its next event.
+    let (_, first) = s.full_user("two@example.com").await;
+    let (status, body) = s
+        .post(
+            "/sign-in/email",
+            None,
+            json!({"email": "two@example.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["token"].as_str().unwrap().to_string();
+    let mut revoked = Events::open(&s, &first).await;
+    assert_eq!(revoked.next().await, pull_event());
+    s.post("/sign-out", Some(&first), json!({})).await;
+    push_ok(&s, &second, vec![note("a", "1")]).await;
+    assert_eq!(revoked.next().await, None);
+
     // Shutdown ends open streams instead of waiting for them forever.
     s.stop().await;
     assert_eq!(laptop.next().await, None);
@@ -90,6 +108,23 @@ async fn a_push_on_one_instance_wakes_streams_on_another() {
     let db = b.db.clone();
     b.handle.shutdown().await.unwrap();
     a.stop().await;
+    db.drop_db().await;
+}
+
+/// Pushes and pulls of one user spread over two instances on one PostgreSQL:
+/// still every acknowledged change pulled exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_pushing_at_once_are_pulled_exactly_once() {
+    let Some((a, b)) = two_instances().await else {
+        return report_skip("two_instances_pushing_at_once_are_pulled_exactly_once");
+    };
+    let (_, token) = a.guest().await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    pushes_are_pulled_exactly_once(&[a.clone(), b.clone()], &token).await;
+    let b = Arc::try_unwrap(b).ok().unwrap();
+    let db = b.db.clone();
+    b.handle.shutdown().await.unwrap();
+    Arc::try_unwrap(a).ok().unwrap().stop().await;
     db.drop_db().await;
 }
 
@@ -160,5 +195,114 @@ async fn deleting_a_user_deletes_its_records(backend: Backend) {
     assert_eq!(rows_of(&s, &full).await, (0, 0));
     assert_eq!(rows_of(&s, &kept).await, (3, 1));
     assert_eq!(pull_all(&s, &kept_token, None).await.0.len(), 3);
+    s.stop().await;
+}
+
+/// The skip a plain sequence allows, staged on PostgreSQL: transaction A has
+/// taken position 2 and not committed; push B arrives. B must wait for A (the
+/// head row's lock) instead of committing position 3 first, which a puller
+/// would read and then never look below again. Meanwhile pulls are not blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_is_never_skipped_on_postgres() {
+    let Some(backend) = Backend::postgres() else {
+        return report_skip("a_late_commit_is_never_skipped_on_postgres");
+    };
+    let s = Arc::new(TestServer::start(&backend).await);
+    let (user, token) = s.guest().await;
+    push_ok(&s, &token, vec![note("first", "1")]).await;
+    let (_, cursor, _) = pull_all(&s, &token, None).await;
+
+    // A: exactly what a push does, stopped before its commit.
+    let mut a = sqlx::PgConnection::connect(&s.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut a).await.unwrap();
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE record_heads SET next_seq = next_seq + 1 WHERE user_id = $1 RETURNING next_seq - 1",
+    )
+    .bind(&user)
+    .fetch_one(&mut a)
+    .await
+    .unwrap();
+    assert_eq!(seq, 2);
+    sqlx::query(
+        "INSERT INTO record_changes (user_id, seq, collection, record_id, change, deleted, \
+         schema_version, hash, created_at) VALUES ($1, $2, 'notes', 'late', $3, FALSE, 1, 'late', 0)",
+    )
+    .bind(&user)
+    .bind(seq)
+    .bind(b"late".to_vec())
+    .execute(&mut a)
+    .await
+    .unwrap();
+
+    // B: a real push, which must now wait for A's lock.
+    let b = {
+        let (s, token) = (s.clone(), token.clone());
+        tokio::spawn(async move { push_ok(&s, &token, vec![note("second", "2")]).await })
+    };
+    let mut watch = sqlx::PgConnection::connect(&s.db.url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(s.db.pg_name().unwrap())
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "push B never waited for A"
+        );
+        // Polling a condition PostgreSQL reports, not sleeping in place of one.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!b.is_finished(), "B went ahead of the open transaction A");
+
+    // A puller meanwhile: not blocked, sees nothing new, keeps its cursor.
+    let (status, body) = pull(&s, &token, Some(&cursor), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changes"], json!([]));
+    assert_eq!(body["cursor"].as_str(), Some(cursor.as_str()));
+
+    // A commits late; B then goes through after it; the puller gets both, in order.
+    sqlx::query("COMMIT").execute(&mut a).await.unwrap();
+    assert_eq!(b.await.unwrap(), (1, 0));
+    let (after, _, _) = pull_all(&s, &token, Some(&cursor)).await;
+    let ids: Vec<_> = keys(&after).into_iter().map(|k| k.1).collect();
+    assert_eq!(ids, ["late", "second"]);
+    Arc::try_unwrap(s).ok().unwrap().stop().await;
+}
+
+/// The database restarts (every connection cut, refused for a while): the
+/// instance's LISTEN comes back by itself, wakes its streams once (they may
+/// have missed pushes), and events flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_survive_a_database_outage() {
+    let Some(backend) = Backend::postgres() else {
+        return report_skip("live_events_survive_a_database_outage");
+    };
+    let s = TestServer::start(&backend).await;
+    let (_, token) = s.guest().await;
+    let mut events = Events::open(&s, &token).await;
+    assert_eq!(events.next().await, pull_event());
+
+    let outage = Outage::start(&s).await;
+    outage.end().await;
+    // The wake-up after the listener is back (the only thing that sends one now).
+    assert_eq!(events.next().await, pull_event());
+    // A pooled connection cut by the outage may fail its first use (503).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = push(&s, &token, vec![note("after", "outage")]).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+    }
+    assert_eq!(events.next().await, pull_event());
     s.stop().await;
 }

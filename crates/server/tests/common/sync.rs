@@ -1,6 +1,9 @@
 //! Record sync helpers: push, pull, and an open `sync/events` stream, over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -170,4 +173,74 @@ impl Events {
             self.buf.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
+}
+
+/// Eight devices push one user's changes at once (device `p` through
+/// `servers[p % n]`) while another pulls in a loop (page `i` through
+/// `servers[i % n]`): every acknowledged change reaches the puller exactly
+/// once. A plain sequence would skip changes whose transaction commits after a
+/// later one's.
+pub async fn pushes_are_pulled_exactly_once(servers: &[Arc<TestServer>], token: &str) {
+    const PUSHERS: usize = 8;
+    const BATCHES: usize = 6;
+    const PER_BATCH: usize = 5;
+    let done = Arc::new(AtomicBool::new(false));
+    let puller = {
+        let (servers, token, done) = (servers.to_vec(), token.to_string(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            for page in 0.. {
+                // Read `done` before pulling: the pull after it was set sees
+                // every acknowledged push.
+                let finished = done.load(Ordering::SeqCst);
+                let s = &servers[page % servers.len()];
+                let (status, body) = pull(s, &token, cursor.as_deref(), Some(7)).await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["reset"], false);
+                seen.extend(keys(body["changes"].as_array().unwrap()));
+                cursor = Some(body["cursor"].as_str().unwrap().to_string());
+                if finished && body["more"] == false {
+                    break;
+                }
+            }
+            seen
+        })
+    };
+    let mut pushers = Vec::new();
+    for p in 0..PUSHERS {
+        let (s, token) = (servers[p % servers.len()].clone(), token.to_string());
+        pushers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for b in 0..BATCHES {
+                let batch: Vec<Value> = (0..PER_BATCH)
+                    .map(|i| note(&format!("p{p}_b{b}_{i}"), &format!("{p}/{b}/{i}")))
+                    .collect();
+                assert_eq!(
+                    push_ok(&s, &token, batch.clone()).await,
+                    (PER_BATCH as u64, 0)
+                );
+                acked.extend(keys(&batch));
+            }
+            acked
+        }));
+    }
+    let mut acked = HashSet::new();
+    for p in pushers {
+        acked.extend(p.await.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = puller.await.unwrap();
+    let mut counts: HashMap<_, usize> = HashMap::new();
+    for k in &seen {
+        *counts.entry(k.clone()).or_default() += 1;
+    }
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "pulled twice: {doubled:?}");
+    let missed: Vec<_> = acked.iter().filter(|k| !counts.contains_key(*k)).collect();
+    assert!(
+        missed.is_empty(),
+        "acknowledged but never pulled: {missed:?}"
+    );
+    assert_eq!(seen.len(), PUSHERS * BATCHES * PER_BATCH);
 }

@@ -167,19 +167,28 @@ pub(crate) async fn delete(
     Ok(true)
 }
 
-/// Folds a pulled change into the note and re-materialises its `notes` row.
+/// A pulled change's bytes and the schema version it was written with.
+pub(crate) type Pulled = (Vec<u8>, u32);
+
+/// Folds a page's pulled changes to one note (in log order) into its document,
+/// loaded and saved once, and re-materialises its `notes` row. A change that does
+/// not load is skipped (and logged): one damaged peer must not stop the sync.
 pub(crate) async fn apply_remote(
     conn: &mut SqliteConnection,
     user_id: &str,
     id: &str,
-    change: &[u8],
-    schema_version: u32,
+    changes: &[Pulled],
 ) -> Result<(), NoteError> {
-    let (mut doc, version) = match load(conn, user_id, NOTES, id).await? {
+    let (mut doc, mut version) = match load(conn, user_id, NOTES, id).await? {
         Some(s) => (NoteDoc::load(&s.doc)?, s.schema_version),
         None => (NoteDoc::empty(), SCHEMA_VERSION),
     };
-    doc.apply(change)?;
+    for (change, schema_version) in changes {
+        match doc.apply(change) {
+            Ok(()) => version = version.max(*schema_version),
+            Err(e) => tracing::warn!("skipped a pulled note change that does not load: {e}"),
+        }
+    }
     let alive = doc.alive()?;
     let saved = doc.save();
     save(
@@ -189,7 +198,7 @@ pub(crate) async fn apply_remote(
             collection: NOTES,
             id,
             doc: &saved,
-            schema_version: version.max(schema_version),
+            schema_version: version,
             deleted: !alive,
         },
     )

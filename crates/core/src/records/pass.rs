@@ -2,6 +2,8 @@
 //! cursor (each page applied in one transaction together with its new cursor), and
 //! after a server reset push a snapshot of everything held here.
 
+use std::collections::HashMap;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use guestpass_proto::{format_time, ApiError, ErrorCode};
@@ -274,11 +276,9 @@ async fn pull(
                 .map_err(|e| store.err(e))?;
             resnapped = true;
         }
-        for c in &page.changes {
-            apply(&mut tx, user_id, c)
-                .await
-                .map_err(|e| e.into_error(store))?;
-        }
+        apply_page(&mut tx, user_id, &page.changes)
+            .await
+            .map_err(|e| e.into_error(store))?;
         sqlx::query(
             "INSERT INTO record_sync (user_id, cursor) VALUES (?, ?)
              ON CONFLICT(user_id) DO UPDATE SET cursor = excluded.cursor",
@@ -312,34 +312,47 @@ async fn queue_snapshots(conn: &mut SqliteConnection, user_id: &str) -> Result<(
     Ok(())
 }
 
-/// One pulled change into the store. A change this build cannot read (damaged, or
-/// a collection it does not know) is skipped and logged, so one bad record does not
+/// A pulled page into the store. Changes to one note are folded in together (one
+/// load and save of its document however many changes the page holds for it);
+/// preferences in log order. A change this build cannot read (damaged, or a
+/// collection it does not know) is skipped and logged, so one bad record does not
 /// stop the user's sync.
-async fn apply(
+async fn apply_page(
     conn: &mut SqliteConnection,
     user_id: &str,
-    c: &RecordChange,
+    changes: &[RecordChange],
 ) -> Result<(), NoteError> {
-    let Ok(bytes) = B64.decode(&c.change) else {
-        tracing::warn!(collection = %c.collection, "skipped a pulled change that is not base64");
-        return Ok(());
-    };
-    match c.collection.as_str() {
-        NOTES => {
-            match note_records::apply_remote(conn, user_id, &c.id, &bytes, c.schema_version).await {
-                Err(NoteError::Doc(e)) => {
-                    tracing::warn!("skipped a pulled note change that does not load: {e}");
-                    Ok(())
-                }
-                other => other,
+    let mut notes: Vec<(&str, Vec<note_records::Pulled>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for c in changes {
+        let Ok(bytes) = B64.decode(&c.change) else {
+            tracing::warn!(collection = %c.collection, "skipped a pulled change that is not base64");
+            continue;
+        };
+        match c.collection.as_str() {
+            NOTES => {
+                let at = *index.entry(c.id.as_str()).or_insert_with(|| {
+                    notes.push((c.id.as_str(), Vec::new()));
+                    notes.len() - 1
+                });
+                notes[at].1.push((bytes, c.schema_version));
+            }
+            PREFS => {
+                pref_records::apply_remote(conn, user_id, &c.id, &bytes, c.schema_version).await?
+            }
+            other => {
+                tracing::debug!(collection = %other, "skipped a change of a collection this app does not keep")
             }
         }
-        PREFS => {
-            Ok(pref_records::apply_remote(conn, user_id, &c.id, &bytes, c.schema_version).await?)
-        }
-        other => {
-            tracing::debug!(collection = %other, "skipped a change of a collection this app does not keep");
-            Ok(())
+    }
+    for (id, changes) in &notes {
+        match note_records::apply_remote(conn, user_id, id, changes).await {
+            // The stored document itself does not load: leave it as it is.
+            Err(NoteError::Doc(e)) => {
+                tracing::warn!("skipped pulled changes to a damaged note: {e}")
+            }
+            other => other?,
         }
     }
+    Ok(())
 }

@@ -364,3 +364,35 @@ async fn a_server_that_refuses_this_app_as_too_old_is_named_and_nothing_is_lost(
     );
     device.forget_keyring_fast(&me.user.id).await;
 }
+
+#[tokio::test]
+async fn a_damaged_change_from_another_device_is_skipped_and_the_rest_applies() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    a.create_note("fine").await.unwrap();
+    sync(&a).await;
+    // A broken peer pushes garbage for a note, a preference and an unknown collection.
+    use base64::Engine as _;
+    let garbage =
+        base64::engine::general_purpose::STANDARD.encode(b"\x85\x6f\x4a\x83 not a change");
+    let token = a_dev.keyring(&user, "remote-session").unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/sync/push", server.url()))
+        .bearer_auth(&token)
+        .header(guestpass_proto::routes::SYNC_PROTOCOL_HEADER, "1")
+        .json(&json!({"changes": [
+            {"collection": "notes", "id": "note_broken", "change": garbage, "schemaVersion": 1},
+            {"collection": "prefs", "id": "theme", "change": garbage, "schemaVersion": 1},
+            {"collection": "photos", "id": "p1", "change": garbage, "schemaVersion": 7},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    a.create_note("after the garbage").await.unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    assert_eq!(bodies(&b).await, ["after the garbage", "fine"]);
+    assert!(pref(&b, "theme").await.is_null());
+    cleanup(&[&a_dev, &b_dev], &user).await;
+}

@@ -396,3 +396,66 @@ async fn a_damaged_change_from_another_device_is_skipped_and_the_rest_applies() 
     assert!(pref(&b, "theme").await.is_null());
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
+
+#[tokio::test]
+async fn fields_of_a_newer_schema_are_kept_and_written_back() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    // A newer app (schema 2) wrote a preference with a field this build does not know.
+    use base64::Engine as _;
+    let newer = json!({"value": "dark", "hlc": {"wall": 1, "counter": 0, "actor": "newer"}, "syncAcross": ["desktop"]});
+    let change = base64::engine::general_purpose::STANDARD.encode(newer.to_string());
+    let token = a_dev.keyring(&user, "remote-session").unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/auth/sync/push", server.url()))
+        .bearer_auth(&token)
+        .header(guestpass_proto::routes::SYNC_PROTOCOL_HEADER, "1")
+        .json(&json!({"changes": [{"collection": "prefs", "id": "theme", "change": change, "schemaVersion": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sync(&b).await;
+    assert_eq!(pref(&b, "theme").await, "dark");
+    // This build changes the value: the unknown field and the newer version go back up.
+    b.set_preference("theme", json!("light")).await.unwrap();
+    let (written, version): (Vec<u8>, i64) = sqlx::query_as(
+        "SELECT change, schema_version FROM record_outbox WHERE collection = 'prefs' AND id = 'theme'",
+    )
+    .fetch_one(b.store().pool())
+    .await
+    .unwrap();
+    let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    assert_eq!((written["value"].clone(), version), (json!("light"), 2));
+    assert_eq!(written["syncAcross"], json!(["desktop"]));
+    sync(&b).await;
+    sync(&a).await;
+    assert_eq!(pref(&a, "theme").await, "light");
+    cleanup(&[&a_dev, &b_dev], &user).await;
+}
+
+#[tokio::test]
+async fn notes_written_before_records_existed_are_adopted_and_synced() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    // Notes from a build before record sync: view rows without records.
+    for (id, body) in [
+        ("note_01OLD0000000000000000000A", "old one"),
+        ("note_01OLD0000000000000000000B", "old two"),
+    ] {
+        sqlx::query("INSERT INTO notes (id, user_id, body, created_at, updated_at) VALUES (?, ?, ?, '2026-11-01T00:00:00.000Z', '2026-11-01T00:00:00.000Z')")
+            .bind(id)
+            .bind(&user)
+            .bind(body)
+            .execute(a.store().pool())
+            .await
+            .unwrap();
+    }
+    a.update_note("note_01OLD0000000000000000000B", "old two, edited")
+        .await
+        .unwrap();
+    sync(&a).await;
+    sync(&b).await;
+    assert_eq!(bodies(&b).await, ["old one", "old two, edited"]);
+    cleanup(&[&a_dev, &b_dev], &user).await;
+}

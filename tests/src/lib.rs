@@ -91,6 +91,71 @@ impl Device {
         }
         all
     }
+
+    /// A second device of the same user: a copy of this data folder and of its
+    /// keyring items under a service of its own, as if the folder had been copied
+    /// to another machine. Close every app of this device first (so the copy is
+    /// consistent); each opening of either gets its own CRDT actor.
+    pub async fn twin(&self, user_id: &str) -> Device {
+        use guestpass_core::vault::Slot;
+        let twin = self.copy_data(format!(
+            "guestpass-e2e-{}",
+            guestpass_proto::new_session_id()
+        ));
+        // The app's vault keeps one keyring connection (the keyring crate's entries
+        // open one per call, which costs a key exchange each).
+        let (from, to) = (self.vault(), twin.vault());
+        for slot in [Slot::Session, Slot::Remote, Slot::DeviceKey] {
+            if let Some(secret) = from.get(user_id, slot).await.expect("read a keyring item") {
+                to.set(user_id, slot, &secret)
+                    .await
+                    .expect("copy a keyring item");
+            }
+        }
+        twin
+    }
+
+    /// Like [`Self::twin`] but reading this device's keyring items where they are
+    /// (the same service name): cheaper, for tests that make many devices.
+    pub fn twin_sharing_keyring(&self) -> Device {
+        self.copy_data(self.service.clone())
+    }
+
+    fn copy_data(&self, service: String) -> Device {
+        let twin = Device {
+            dir: tempfile::tempdir().expect("temp dir"),
+            service,
+            backend: self.backend.clone(),
+            social: self.social.clone(),
+        };
+        for entry in std::fs::read_dir(self.dir.path()).expect("read data dir") {
+            let entry = entry.expect("dir entry");
+            if entry.file_type().expect("file type").is_file() {
+                std::fs::copy(entry.path(), twin.dir.path().join(entry.file_name()))
+                    .expect("copy a data file");
+            }
+        }
+        twin
+    }
+
+    /// This device's keyring, as the app reaches it.
+    pub fn vault(&self) -> guestpass_core::Vault {
+        guestpass_core::Vault::new(self.service.clone())
+    }
+
+    /// [`Self::forget_keyring`] over one connection.
+    pub async fn forget_keyring_fast(&self, user_id: &str) {
+        use guestpass_core::vault::Slot;
+        let v = self.vault();
+        for slot in [
+            Slot::Session,
+            Slot::Remote,
+            Slot::PendingPassword,
+            Slot::DeviceKey,
+        ] {
+            let _ = v.delete(user_id, slot).await;
+        }
+    }
 }
 
 pub async fn count(g: &Guestpass, sql: &str) -> i64 {

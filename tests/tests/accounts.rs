@@ -374,9 +374,15 @@ async fn an_expired_session_asks_to_sign_in_again_and_resumes_without_a_question
     let token = device.keyring(&id, "remote-session").unwrap();
     let (s, _) = server.post("/sign-out", Some(&token), json!({})).await;
     assert_eq!(s, 200);
-    app.sync_now().await;
     let status = app.sync_now().await;
-    assert!(status.sign_in_required, "{status:?}");
+    assert!(
+        status.sign_in_required,
+        "the first pass says so: {status:?}"
+    );
+    assert!(
+        app.sync_now().await.sign_in_required,
+        "and so does the next"
+    );
     assert_eq!(app.list_notes().await.unwrap().len(), 1, "local data waits");
 
     let s = signed_in(
@@ -389,4 +395,86 @@ async fn an_expired_session_asks_to_sign_in_again_and_resumes_without_a_question
     let status = app.sync_now().await;
     assert!(!status.sign_in_required, "{status:?}");
     device.forget_keyring(&id);
+}
+
+/// Everything is on the server: removing the data needs no question, and the next
+/// sign-in (here or anywhere) brings the notes back down.
+#[tokio::test]
+async fn sign_out_and_remove_with_everything_synced_then_the_notes_come_back() {
+    let server = RefServer::start().await;
+    server.full_account("ivy@example.com").await;
+    let id = account_id(&server, "ivy@example.com").await;
+    let device = Device::new(&server.url(), Dialect::Guestpass);
+    let app = device.launch().await;
+    app.ensure_session().await.unwrap();
+    signed_in(
+        app.sign_in_email("ivy@example.com", PASSWORD)
+            .await
+            .unwrap(),
+    );
+    let text = "synced-then-removed-5b1e0d";
+    let note = app.create_note(text).await.unwrap();
+    let status = app.sync_now().await;
+    assert_eq!(status.pending_changes, 0, "{status:?}");
+    assert!(status.last_saved_at.is_some());
+
+    let fresh = app.sign_out(true, false).await.unwrap();
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM notes").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM records").await, 0);
+    let bytes = device.db_bytes();
+    assert!(!bytes.windows(text.len()).any(|w| w == text.as_bytes()));
+
+    signed_in(
+        app.sign_in_email("ivy@example.com", PASSWORD)
+            .await
+            .unwrap(),
+    );
+    app.sync_now().await;
+    let notes = app.list_notes().await.unwrap();
+    assert_eq!(notes.len(), 1, "pulled from the server");
+    assert_eq!(
+        (notes[0].id.as_str(), notes[0].body.as_str()),
+        (note.id.as_str(), text)
+    );
+    device.forget_keyring(&id);
+    device.forget_keyring(&fresh.user.id);
+}
+
+/// A guest that synced its notes merges: the server re-owns them, and a second device
+/// of the account pulls them.
+#[tokio::test]
+async fn a_merged_guests_notes_reach_the_accounts_other_device() {
+    let server = RefServer::start().await;
+    server.full_account("jo@example.com").await;
+    let id = account_id(&server, "jo@example.com").await;
+    let other = Device::new(&server.url(), Dialect::Guestpass);
+    let b = other.launch().await;
+    b.ensure_session().await.unwrap();
+    signed_in(b.sign_in_email("jo@example.com", PASSWORD).await.unwrap());
+
+    let device = Device::new(&server.url(), Dialect::Guestpass);
+    let app = device.launch().await;
+    let guest = guest_with_data(&app).await;
+    assert_eq!(
+        app.sync_now().await.pending_changes,
+        0,
+        "the guest's notes are backed up"
+    );
+    let _ = app.sign_in_email("jo@example.com", PASSWORD).await.unwrap();
+    app.complete_sign_in(SignInChoice::Merge).await.unwrap();
+    assert!(server.admin_user(&guest).await.is_none());
+    app.sync_now().await;
+
+    b.sync_now().await;
+    let mut bodies: Vec<String> = b
+        .list_notes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["guest note one", "guest note two"]);
+    device.forget_keyring(&id);
+    other.forget_keyring(&id);
 }

@@ -153,7 +153,13 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
                 seed: rng.gen(),
                 tag: format!("l{lane}d{device_no}r{life}"),
             };
-            let kill = if rng.gen_bool(0.4) {
+            let early = if ledger.user.is_none() { 0.3 } else { 0.15 };
+            let kill = if rng.gen_bool(early) {
+                // Opening (guest creation on a new device, a restart otherwise) is
+                // short, tens of ms now that the keyring's key exchange is
+                // optimised: aim some kills there, or those phases go untested.
+                Kill::After(Duration::from_micros(rng.gen_range(0..40_000)))
+            } else if rng.gen_bool(0.4) {
                 Kill::After(Duration::from_micros(rng.gen_range(0..250_000)))
             } else {
                 Kill::Acks(

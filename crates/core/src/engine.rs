@@ -11,8 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio::sync::{watch, Mutex, Notify};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Dialect};
 use crate::error::{Error, Result};
+use crate::records;
 use crate::sync::{self, Outcome, SyncError, SyncState, SyncStatus};
 use crate::Guestpass;
 
@@ -104,6 +105,13 @@ impl Guestpass {
             Err(e) => Err(e),
         };
         let mut hint = None;
+        // A full account's session ended on the server: no pass can fix that, so say
+        // "Sign in again" now rather than after the next pass finds the token gone.
+        let account_lost = matches!(result, Err(SyncError::Backend(BackendError::Unauthorized)))
+            && match sync::device_user_id(&self.store).await {
+                Ok(Some(id)) => !sync::is_anonymous(&self.store, &id).await.unwrap_or(true),
+                _ => false,
+            };
         let (state, reason) = match result {
             Ok(Outcome::UpToDate) => (SyncState::UpToDate, None),
             Ok(Outcome::NeedsAttention(r)) => (SyncState::NeedsAttention, Some(r)),
@@ -117,6 +125,13 @@ impl Guestpass {
                     )),
                 )
             }
+            Err(SyncError::Backend(BackendError::Unauthorized)) if account_lost => (
+                SyncState::NeedsAttention,
+                Some(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "Your session on the server ended. Sign in again to sync; everything on this device is kept.",
+                )),
+            ),
             Err(SyncError::Backend(BackendError::Unauthorized)) => (
                 SyncState::Offline,
                 Some(ApiError::new(
@@ -147,6 +162,11 @@ impl Guestpass {
             && reason
                 .as_ref()
                 .is_some_and(|r| r.code == ErrorCode::Unauthorized);
+        let counts = match &user {
+            Some(id) => records::status(&self.store, id).await.ok(),
+            None => None,
+        };
+        let on_server = backend.dialect() == Dialect::Guestpass;
         self.publish(|s| {
             s.state = state;
             s.sign_in_required = sign_in_required;
@@ -154,6 +174,12 @@ impl Guestpass {
             s.refused_upgrade = pending.as_ref().and_then(|p| p.refused.clone());
             s.pending_upgrade = pending.filter(|p| p.refused.is_none()).map(|p| p.email);
             s.last_synced_at = synced;
+            s.records_on_server = on_server;
+            if let Some(c) = counts {
+                s.pending_changes = c.pending;
+                s.refused_changes = c.refused;
+                s.last_saved_at = c.last_saved_at;
+            }
         });
         (self.sync_status(), hint)
     }
@@ -276,8 +302,18 @@ impl Guestpass {
     /// Runs passes forever: right away, then every minute when healthy, with backoff
     /// and jitter after failures, and at once when woken.
     pub async fn run_sync(self: Arc<Self>) {
-        if self.sync.backend.is_none() {
+        let Some(backend) = self.sync.backend.clone() else {
             return;
+        };
+        if backend.dialect() == Dialect::Guestpass {
+            // Live "pull now" from the server; the loop below is the fallback.
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                records::live::run(&me.store, &me.vault, &backend, &me.sync.wake, |f| {
+                    backoff(f, None)
+                })
+                .await
+            });
         }
         let mut failures = 0u32;
         loop {

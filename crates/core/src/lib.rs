@@ -12,6 +12,7 @@ mod error;
 mod identity;
 mod notes;
 mod prefs;
+mod records;
 mod rows;
 mod social;
 pub mod store;

@@ -1,5 +1,7 @@
 //! The app's own data: notes owned by the user id through a foreign key. An upgrade
-//! never touches these rows.
+//! never touches these rows. Each note is also a record (an Automerge document, see
+//! `records::note_records`): every change here writes the view row, the record and
+//! its outbox row in one transaction.
 
 use chrono::Utc;
 use guestpass_proto::{format_time, new_note_id, ApiError, ErrorCode};
@@ -7,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::error::{Error, Result};
+use crate::records::note_records;
 use crate::rows::parse_time;
 use crate::store::Store;
 
@@ -76,6 +79,7 @@ pub(crate) async fn create(store: &Store, user_id: &str, body: &str) -> Result<N
         created_at: now.clone(),
         updated_at: now,
     };
+    let mut tx = store.begin_write().await?;
     sqlx::query(
         "INSERT INTO notes (id, user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -84,14 +88,25 @@ pub(crate) async fn create(store: &Store, user_id: &str, body: &str) -> Result<N
     .bind(&n.body)
     .bind(&n.created_at)
     .bind(&n.updated_at)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await
     .map_err(|e| store.err(e))?;
+    note_records::create(&mut tx, store.actor(), user_id, &n.id, body, &n.created_at)
+        .await
+        .map_err(|e| e.into_error(store))?;
+    tx.commit().await.map_err(|e| store.err(e))?;
     Ok(n)
 }
 
 pub(crate) async fn update(store: &Store, user_id: &str, id: &str, body: &str) -> Result<Note> {
     check_body(body)?;
+    let mut tx = store.begin_write().await?;
+    let edited = note_records::edit(&mut tx, store.actor(), user_id, id, body)
+        .await
+        .map_err(|e| e.into_error(store))?;
+    if !edited {
+        return Err(ErrorCode::NoteNotFound.into());
+    }
     let now = format_time(&Utc::now());
     let row = sqlx::query(
         "UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING *",
@@ -100,24 +115,33 @@ pub(crate) async fn update(store: &Store, user_id: &str, id: &str, body: &str) -
     .bind(&now)
     .bind(id)
     .bind(user_id)
-    .fetch_optional(store.pool())
+    .fetch_optional(&mut *tx)
     .await
     .map_err(|e| store.err(e))?;
-    match row {
-        Some(r) => note(&r).map_err(|e| store.err(e)),
-        None => Err(ErrorCode::NoteNotFound.into()),
-    }
+    let Some(row) = row else {
+        // Record and view row are written together, so a live record without its
+        // row is damage: say so (the transaction rolls back) rather than guess.
+        return Err(Error::Database(format!("note {id} has no row to show")));
+    };
+    let n = note(&row).map_err(|e| store.err(e))?;
+    tx.commit().await.map_err(|e| store.err(e))?;
+    Ok(n)
 }
 
 pub(crate) async fn delete(store: &Store, user_id: &str, id: &str) -> Result<()> {
-    let done = sqlx::query("DELETE FROM notes WHERE id = ? AND user_id = ?")
-        .bind(id)
-        .bind(user_id)
-        .execute(store.pool())
+    let mut tx = store.begin_write().await?;
+    let deleted = note_records::delete(&mut tx, store.actor(), user_id, id)
         .await
-        .map_err(|e| store.err(e))?;
-    if done.rows_affected() == 0 {
+        .map_err(|e| e.into_error(store))?;
+    if !deleted {
         return Err(ErrorCode::NoteNotFound.into());
     }
+    sqlx::query("DELETE FROM notes WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store.err(e))?;
+    tx.commit().await.map_err(|e| store.err(e))?;
     Ok(())
 }

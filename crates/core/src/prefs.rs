@@ -1,5 +1,7 @@
 //! Preferences live in the user's `metadata` under `preferences`, so they travel with
-//! the user record and survive the upgrade like any other metadata.
+//! the user record and survive the upgrade like any other metadata. Each is also a
+//! record (collection `prefs`, last-writer-wins by hybrid logical clock) that syncs
+//! across the user's devices: see `records::pref_records`.
 
 use chrono::Utc;
 use guestpass_proto::{format_time, ApiError, AuditEventKind, ErrorCode, User};
@@ -8,6 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::audit;
 use crate::error::{Error, Result};
 use crate::identity::device_user;
+use crate::records;
 use crate::store::Store;
 
 const KEY_MAX: usize = 64;
@@ -47,7 +50,7 @@ pub(crate) async fn set(store: &Store, key: &str, value: Value) -> Result<User> 
         *prefs = Value::Object(Map::new());
     }
     if let Some(p) = prefs.as_object_mut() {
-        p.insert(key.to_owned(), value);
+        p.insert(key.to_owned(), value.clone());
     }
     let now = Utc::now();
     user.updated_at = now;
@@ -58,6 +61,16 @@ pub(crate) async fn set(store: &Store, key: &str, value: Value) -> Result<User> 
         .execute(&mut *tx)
         .await
         .map_err(|e| store.err(e))?;
+    // The record and its outbox row, in this same transaction (DESIGN.md §3a).
+    records::pref_records::set(
+        &mut tx,
+        &store.actor().to_hex_string(),
+        &user.id,
+        key,
+        &value,
+    )
+    .await
+    .map_err(|e| store.err(e))?;
     audit::record(
         &mut tx,
         AuditEventKind::UserUpdated,

@@ -18,6 +18,13 @@ pub const DB_FILE: &str = "guestpass.db";
 pub struct Store {
     pool: SqlitePool,
     path: String,
+    /// This opening's CRDT actor (records): fresh and random every time the store is
+    /// opened, never persisted. A data folder copied to another machine, or restored
+    /// from a backup, therefore never writes under an actor that already wrote there
+    /// (Automerge requires one writer per actor: two writers reusing one actor would
+    /// number different changes alike and corrupt the documents). The cost is one
+    /// 16-byte actor per opening in the documents it edits.
+    actor: automerge::ActorId,
 }
 
 impl Store {
@@ -47,9 +54,14 @@ impl Store {
             // the last transactions, never corrupt the file.
             .synchronous(SqliteSynchronous::Normal)
             // A second app instance waits for the writer instead of failing.
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Deleted content is overwritten, not just unlinked: a pushed change leaves
+            // the outbox, an edited note's old document is replaced, and "remove my
+            // data from this computer" must leave none of its text in the file.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
             .connect_with(opts)
             .await
             .map_err(|e| Error::from_sqlx(&shown, e))?;
@@ -57,7 +69,11 @@ impl Store {
             sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
             other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),
         })?;
-        Ok(Self { pool, path: shown })
+        Ok(Self {
+            pool,
+            path: shown,
+            actor: automerge::ActorId::random(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -66,6 +82,10 @@ impl Store {
 
     pub fn path(&self) -> PathBuf {
         PathBuf::from(&self.path)
+    }
+
+    pub(crate) fn actor(&self) -> &automerge::ActorId {
+        &self.actor
     }
 
     pub(crate) fn err(&self, e: sqlx::Error) -> Error {
@@ -95,6 +115,26 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// Whether a connection handed back to the pool is fit to be used again. When a
+/// write fails with SQLITE_FULL inside a transaction, SQLite may roll the whole
+/// transaction back itself; sqlx's ROLLBACK for the dropped transaction then fails
+/// ("no transaction is active") and it keeps counting the transaction as open, so
+/// every later `BEGIN` on that connection is refused. Such a connection is closed
+/// (the pool opens a fresh one) instead of poisoning the store until a restart.
+async fn settled(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::TransactionManager;
+    type Tm = sqlx::sqlite::SqliteTransactionManager;
+    if Tm::get_transaction_depth(conn) == 0 {
+        return true;
+    }
+    // The dropped transaction's rollback is queued on this connection ahead of
+    // this ping, so after it the depth is final.
+    if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+        return false;
+    }
+    Tm::get_transaction_depth(conn) == 0
 }
 
 /// Holds an exclusive lock on `path` until dropped. A failure names the database

@@ -14,6 +14,7 @@ use crate::audit;
 use crate::backend::{Backend, BackendError, Dialect, Remote, RemoteUser};
 use crate::error::{Error, Result};
 use crate::identity::device_user;
+use crate::records;
 use crate::store::Store;
 use crate::vault::{Slot, Vault};
 
@@ -114,6 +115,18 @@ pub(crate) async fn sync_once(
         Delivery::Token(t) => t,
     };
     pull(store, vault, backend, &user.id, &token).await?;
+    // Records: only the reference server has the API; on Better Auth they stay here.
+    if backend.dialect() == Dialect::Guestpass {
+        match records::sync_records(store, backend, &user.id, &token).await {
+            Ok(_) => {}
+            Err(SyncError::Backend(BackendError::Refused(e)))
+                if e.code == ErrorCode::ClientTooOld =>
+            {
+                return Ok(Outcome::NeedsAttention(e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(Outcome::UpToDate)
 }
 

@@ -96,6 +96,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .max_connections(SQLITE_CONNECTIONS)
             .acquire_timeout(timeout)
             .test_before_acquire(false)
+            .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations/server/sqlite")
@@ -810,3 +811,27 @@ impl StoreDb for PostgresStore {
 
 sql_store!(SqliteStore, "sqlite", "");
 sql_store!(PostgresStore, "postgres", " FOR UPDATE SKIP LOCKED");
+
+/// Whether a connection handed back to the pool is fit to be used again. A
+/// transaction whose ROLLBACK failed (SQLite had already rolled it back itself, or
+/// the request was dropped mid-statement) is still counted as open by sqlx, and
+/// the connection may still hold SQLite's write lock: every other writer then
+/// waits out its busy timeout and answers 503. Such a connection is closed
+/// (closing ends any transaction) and the pool opens a fresh one.
+async fn settled(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::TransactionManager;
+    type Tm = sqlx::sqlite::SqliteTransactionManager;
+    if Tm::get_transaction_depth(conn) == 0 {
+        return true;
+    }
+    // A dropped transaction's rollback is queued on this connection ahead of this
+    // ping, so after it the depth is final.
+    if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+        return false;
+    }
+    let clean = Tm::get_transaction_depth(conn) == 0;
+    if !clean {
+        tracing::warn!("closed a database connection left inside a transaction");
+    }
+    clean
+}

@@ -52,11 +52,8 @@ impl Guestpass {
         }
         let mut tx = self.store.begin_write().await?;
         if remove_data {
-            // Deleted content is overwritten in the file, not just unlinked.
-            sqlx::query("PRAGMA secure_delete = ON")
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.store.err(e))?;
+            // Every connection runs with secure_delete (store.rs): the rows' bytes are
+            // overwritten in the file, not just unlinked.
             sqlx::query("DELETE FROM users WHERE id = ?")
                 .bind(&user.id)
                 .execute(&mut *tx)

@@ -9,6 +9,7 @@
 mod accounts;
 mod better_auth;
 mod guestpass;
+mod records;
 
 pub use accounts::Merged;
 

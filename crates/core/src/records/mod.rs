@@ -1,0 +1,159 @@
+//! Record sync on the device (DESIGN.md §3a). Every note and preference is a record
+//! `{collection, id}` of its user: `records` keeps its state (an Automerge document
+//! for a note, the winning `{value, hlc}` for a preference), `record_outbox` the
+//! changes not yet held by the server — written in the same transaction as the
+//! change itself — and `record_sync` where the user's pull stands. `notes` and
+//! `users.metadata.preferences` stay the views the app reads.
+//!
+//! Nothing per user is cached in memory: the merge of a guest into an account
+//! re-owns these rows with plain `UPDATE`s and everything here follows.
+
+mod hlc;
+pub(crate) mod live;
+pub(crate) mod note_records;
+mod notes_doc;
+mod pass;
+pub(crate) mod pref_records;
+
+use guestpass_proto::format_time;
+use sqlx::SqliteConnection;
+
+use crate::error::Result;
+use crate::store::Store;
+
+// `RecordsPass` and its `everything_held` are for the accounts code (sign out and
+// remove data), built on another branch.
+#[allow(unused_imports)]
+pub(crate) use pass::{sync_records, RecordsPass};
+
+pub(crate) const NOTES: &str = "notes";
+pub(crate) const PREFS: &str = "prefs";
+/// The record schema this build writes. A record met with a newer one keeps it (and
+/// the fields this build does not know) when written back.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// A record's stored state.
+pub(crate) struct Stored {
+    pub doc: Vec<u8>,
+    pub schema_version: u32,
+}
+
+pub(crate) async fn load(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    collection: &str,
+    id: &str,
+) -> Result<Option<Stored>, sqlx::Error> {
+    let row: Option<(Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT doc, schema_version FROM records WHERE user_id = ? AND collection = ? AND id = ?",
+    )
+    .bind(user_id)
+    .bind(collection)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|(doc, v)| Stored {
+        doc,
+        schema_version: u32::try_from(v).unwrap_or(SCHEMA_VERSION),
+    }))
+}
+
+pub(crate) struct Write<'a> {
+    pub user_id: &'a str,
+    pub collection: &'a str,
+    pub id: &'a str,
+    pub doc: &'a [u8],
+    pub schema_version: u32,
+    pub deleted: bool,
+}
+
+/// Stores a record's new state.
+pub(crate) async fn save(conn: &mut SqliteConnection, w: &Write<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO records (user_id, collection, id, doc, schema_version, deleted, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(user_id, collection, id) DO UPDATE SET doc = excluded.doc,
+           schema_version = excluded.schema_version, deleted = excluded.deleted,
+           updated_at = excluded.updated_at",
+    )
+    .bind(w.user_id)
+    .bind(w.collection)
+    .bind(w.id)
+    .bind(w.doc)
+    .bind(i64::from(w.schema_version))
+    .bind(w.deleted)
+    .bind(format_time(&chrono::Utc::now()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues one change for the server (the caller's transaction makes it atomic with
+/// the change itself).
+pub(crate) async fn enqueue(
+    conn: &mut SqliteConnection,
+    w: &Write<'_>,
+    change: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO record_outbox (user_id, collection, id, change, deleted, schema_version, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(w.user_id)
+    .bind(w.collection)
+    .bind(w.id)
+    .bind(change)
+    .bind(w.deleted)
+    .bind(i64::from(w.schema_version))
+    .bind(format_time(&chrono::Utc::now()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn count(store: &Store, user_id: &str, state: &str) -> Result<u64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM record_outbox WHERE user_id = ? AND state = ?")
+            .bind(user_id)
+            .bind(state)
+            .fetch_one(store.pool())
+            .await
+            .map_err(|e| store.err(e))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Changes made here that the server does not hold yet ("3 changes waiting").
+pub(crate) async fn pending_count(store: &Store, user_id: &str) -> Result<u64> {
+    count(store, user_id, "pending").await
+}
+
+/// Changes the server refused for good (too large, over quota), set aside.
+pub(crate) async fn refused_count(store: &Store, user_id: &str) -> Result<u64> {
+    count(store, user_id, "refused").await
+}
+
+/// When a round trip last ended with nothing pending.
+pub(crate) async fn last_saved_at(store: &Store, user_id: &str) -> Result<Option<String>> {
+    let at: Option<Option<String>> =
+        sqlx::query_scalar("SELECT last_saved_at FROM record_sync WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(store.pool())
+            .await
+            .map_err(|e| store.err(e))?;
+    Ok(at.flatten())
+}
+
+/// The figures the sync pill and the account screen show.
+pub(crate) struct Counts {
+    pub pending: u64,
+    pub refused: u64,
+    pub last_saved_at: Option<String>,
+}
+
+pub(crate) async fn status(store: &Store, user_id: &str) -> Result<Counts> {
+    Ok(Counts {
+        pending: pending_count(store, user_id).await?,
+        refused: refused_count(store, user_id).await?,
+        last_saved_at: last_saved_at(store, user_id).await?,
+    })
+}

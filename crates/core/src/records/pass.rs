@@ -1,0 +1,358 @@
+//! One records round trip with the server: push the outbox in batches, pull by
+//! cursor (each page applied in one transaction together with its new cursor), and
+//! after a server reset push a snapshot of everything held here.
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use guestpass_proto::{format_time, ApiError, ErrorCode};
+use guestpass_proto::{
+    PushRequest, RecordChange, PULL_DEFAULT_LIMIT, PUSH_MAX_CHANGES, RECORD_CHANGE_MAX_BYTES,
+};
+use secrecy::SecretString;
+use sqlx::SqliteConnection;
+
+use super::note_records::{self, NoteError};
+use super::{pending_count, pref_records, refused_count, NOTES, PREFS};
+use crate::backend::{Backend, BackendError};
+use crate::error::Error;
+use crate::store::Store;
+use crate::sync::SyncError;
+
+/// A push stays under this many bytes of encoded changes (the server's body limit
+/// is larger; one change alone may still reach [`RECORD_CHANGE_MAX_BYTES`]).
+const PUSH_MAX_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// What a round trip left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordsPass {
+    /// Changes still waiting for the server (made during the pass, or a push failed).
+    pub pending: u64,
+    /// Changes the server refused for good, set aside.
+    pub refused: u64,
+}
+
+impl RecordsPass {
+    /// The server holds every change made here: nothing pending, nothing refused.
+    #[allow(dead_code)] // for the accounts code's "sign out and remove my data"
+    pub(crate) fn everything_held(&self) -> bool {
+        self.pending == 0 && self.refused == 0
+    }
+}
+
+/// A full push + pull round trip for `user_id`, whose remote session is `token`.
+pub(crate) async fn sync_records(
+    store: &Store,
+    backend: &Backend,
+    user_id: &str,
+    token: &SecretString,
+) -> Result<RecordsPass, SyncError> {
+    adopt_legacy(store, user_id).await?;
+    push(store, backend, user_id, token).await?;
+    if pull(store, backend, user_id, token).await? {
+        // The server lost data: what was just queued goes back up now.
+        push(store, backend, user_id, token).await?;
+    }
+    mark_saved(store, user_id).await?;
+    Ok(RecordsPass {
+        pending: pending_count(store, user_id).await?,
+        refused: refused_count(store, user_id).await?,
+    })
+}
+
+async fn adopt_legacy(store: &Store, user_id: &str) -> Result<(), Error> {
+    let mut tx = store.begin_write().await?;
+    note_records::adopt_legacy(&mut tx, store.actor(), user_id)
+        .await
+        .map_err(|e| e.into_error(store))?;
+    tx.commit().await.map_err(|e| store.err(e))
+}
+
+/// Records `last_saved_at` if, at this instant, nothing is pending (a change made
+/// during the pass keeps the old time).
+async fn mark_saved(store: &Store, user_id: &str) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO record_sync (user_id, last_saved_at) SELECT ?1, ?2
+           WHERE NOT EXISTS (SELECT 1 FROM record_outbox WHERE user_id = ?1 AND state = 'pending')
+         ON CONFLICT(user_id) DO UPDATE SET last_saved_at = excluded.last_saved_at",
+    )
+    .bind(user_id)
+    .bind(format_time(&chrono::Utc::now()))
+    .execute(store.pool())
+    .await
+    .map_err(|e| store.err(e))?;
+    Ok(())
+}
+
+struct Pending {
+    seq: i64,
+    change: RecordChange,
+    raw_len: usize,
+}
+
+async fn next_batch(store: &Store, user_id: &str) -> Result<Vec<Pending>, Error> {
+    let rows: Vec<(i64, String, String, Vec<u8>, bool, i64)> = sqlx::query_as(
+        "SELECT seq, collection, id, change, deleted, schema_version FROM record_outbox
+         WHERE user_id = ? AND state = 'pending' ORDER BY seq LIMIT ?",
+    )
+    .bind(user_id)
+    .bind(i64::try_from(PUSH_MAX_CHANGES).unwrap_or(500))
+    .fetch_all(store.pool())
+    .await
+    .map_err(|e| store.err(e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, collection, id, change, deleted, version)| Pending {
+            seq,
+            raw_len: change.len(),
+            change: RecordChange {
+                collection,
+                id,
+                change: B64.encode(&change),
+                deleted,
+                schema_version: u32::try_from(version).unwrap_or(1),
+            },
+        })
+        .collect())
+}
+
+/// Whether the server refused these changes for what they are (so each is tried
+/// alone and only the guilty set aside), rather than for who asks or how.
+fn refuses_content(e: &BackendError) -> Option<&ApiError> {
+    match e {
+        BackendError::Refused(a)
+            if matches!(
+                a.code,
+                ErrorCode::RecordTooLarge | ErrorCode::QuotaExceeded | ErrorCode::InvalidRequest
+            ) =>
+        {
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
+async fn push(
+    store: &Store,
+    backend: &Backend,
+    user_id: &str,
+    token: &SecretString,
+) -> Result<(), SyncError> {
+    loop {
+        let rows = next_batch(store, user_id).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        for r in rows {
+            if r.raw_len > RECORD_CHANGE_MAX_BYTES {
+                // The server would refuse it whole; it is not sent at all.
+                let reason = ApiError::new(
+                    ErrorCode::RecordTooLarge,
+                    format!(
+                        "This change is {} KiB, over the server's limit of {} KiB; it stays on this device.",
+                        r.raw_len / 1024,
+                        RECORD_CHANGE_MAX_BYTES / 1024
+                    ),
+                );
+                set_aside(store, &[r.seq], &reason).await?;
+                continue;
+            }
+            if !batch.is_empty() && bytes + r.change.change.len() > PUSH_MAX_BYTES {
+                break;
+            }
+            bytes += r.change.change.len();
+            batch.push(r);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let req = PushRequest {
+            changes: batch.iter().map(|p| p.change.clone()).collect(),
+        };
+        match backend.push_records(token, &req).await {
+            Ok(_) => acknowledge(store, &batch).await?,
+            Err(e) => match refuses_content(&e) {
+                Some(reason) if batch.len() == 1 => {
+                    set_aside(store, &[batch[0].seq], reason).await?
+                }
+                Some(_) => push_one_by_one(store, backend, token, &batch).await?,
+                None => return Err(e.into()),
+            },
+        }
+    }
+}
+
+/// A refused batch: each change alone, so only the refused ones are set aside.
+async fn push_one_by_one(
+    store: &Store,
+    backend: &Backend,
+    token: &SecretString,
+    batch: &[Pending],
+) -> Result<(), SyncError> {
+    for p in batch {
+        let req = PushRequest {
+            changes: vec![p.change.clone()],
+        };
+        match backend.push_records(token, &req).await {
+            Ok(_) => acknowledge(store, std::slice::from_ref(p)).await?,
+            Err(e) => match refuses_content(&e) {
+                Some(reason) => set_aside(store, &[p.seq], reason).await?,
+                None => return Err(e.into()),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The server said these are durable: they leave the outbox.
+async fn acknowledge(store: &Store, done: &[Pending]) -> Result<(), Error> {
+    let mut tx = store.begin_write().await?;
+    for p in done {
+        sqlx::query("DELETE FROM record_outbox WHERE seq = ?")
+            .bind(p.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| store.err(e))?;
+    }
+    tx.commit().await.map_err(|e| store.err(e))
+}
+
+async fn set_aside(store: &Store, seqs: &[i64], reason: &ApiError) -> Result<(), Error> {
+    let why = serde_json::to_string(reason).unwrap_or_default();
+    for seq in seqs {
+        sqlx::query("UPDATE record_outbox SET state = 'refused', last_error = ? WHERE seq = ?")
+            .bind(&why)
+            .bind(seq)
+            .execute(store.pool())
+            .await
+            .map_err(|e| store.err(e))?;
+    }
+    Ok(())
+}
+
+/// Pulls every page after the stored cursor. `true` when the server had lost data
+/// (new epoch or expired cursor) and a snapshot of every local record was queued.
+async fn pull(
+    store: &Store,
+    backend: &Backend,
+    user_id: &str,
+    token: &SecretString,
+) -> Result<bool, SyncError> {
+    let mut cursor: Option<String> =
+        sqlx::query_scalar("SELECT cursor FROM record_sync WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(store.pool())
+            .await
+            .map_err(|e| store.err(e))?
+            .flatten();
+    let mut resnapped = false;
+    loop {
+        let page = match backend
+            .pull_records(token, cursor.as_deref(), PULL_DEFAULT_LIMIT)
+            .await
+        {
+            Ok(p) => p,
+            Err(BackendError::Refused(e)) if e.code == ErrorCode::CursorExpired && !resnapped => {
+                // Tombstones older than our cursor are gone: start over, and give the
+                // server everything we hold in case it lost some of it too.
+                let mut tx = store.begin_write().await?;
+                queue_snapshots(&mut tx, user_id)
+                    .await
+                    .map_err(|e| store.err(e))?;
+                tx.commit().await.map_err(|e| store.err(e))?;
+                resnapped = true;
+                cursor = None;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut tx = store.begin_write().await?;
+        if page.reset && !resnapped {
+            queue_snapshots(&mut tx, user_id)
+                .await
+                .map_err(|e| store.err(e))?;
+            resnapped = true;
+        }
+        apply_page(&mut tx, user_id, &page.changes)
+            .await
+            .map_err(|e| e.into_error(store))?;
+        sqlx::query(
+            "INSERT INTO record_sync (user_id, cursor) VALUES (?, ?)
+             ON CONFLICT(user_id) DO UPDATE SET cursor = excluded.cursor",
+        )
+        .bind(user_id)
+        .bind(&page.cursor)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| store.err(e))?;
+        tx.commit().await.map_err(|e| store.err(e))?;
+        // An empty page claiming more would loop forever; the next pass goes on.
+        let progressed = !page.changes.is_empty() || cursor.as_deref() != Some(&page.cursor);
+        cursor = Some(page.cursor);
+        if !page.more || !progressed {
+            return Ok(resnapped);
+        }
+    }
+}
+
+/// Every local record of the user, whole, into the outbox (pushes are idempotent).
+async fn queue_snapshots(conn: &mut SqliteConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO record_outbox (user_id, collection, id, change, deleted, schema_version, created_at)
+         SELECT user_id, collection, id, doc, deleted, schema_version, ? FROM records WHERE user_id = ?
+         ORDER BY collection, id",
+    )
+    .bind(format_time(&chrono::Utc::now()))
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A pulled page into the store. Changes to one note are folded in together (one
+/// load and save of its document however many changes the page holds for it);
+/// preferences in log order. A change this build cannot read (damaged, or a
+/// collection it does not know) is skipped and logged, so one bad record does not
+/// stop the user's sync.
+async fn apply_page(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    changes: &[RecordChange],
+) -> Result<(), NoteError> {
+    let mut notes: Vec<(&str, Vec<note_records::Pulled>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for c in changes {
+        let Ok(bytes) = B64.decode(&c.change) else {
+            tracing::warn!(collection = %c.collection, "skipped a pulled change that is not base64");
+            continue;
+        };
+        match c.collection.as_str() {
+            NOTES => {
+                let at = *index.entry(c.id.as_str()).or_insert_with(|| {
+                    notes.push((c.id.as_str(), Vec::new()));
+                    notes.len() - 1
+                });
+                notes[at].1.push((bytes, c.schema_version));
+            }
+            PREFS => {
+                pref_records::apply_remote(conn, user_id, &c.id, &bytes, c.schema_version).await?
+            }
+            other => {
+                tracing::debug!(collection = %other, "skipped a change of a collection this app does not keep")
+            }
+        }
+    }
+    for (id, changes) in &notes {
+        match note_records::apply_remote(conn, user_id, id, changes).await {
+            // The stored document itself does not load: leave it as it is.
+            Err(NoteError::Doc(e)) => {
+                tracing::warn!("skipped pulled changes to a damaged note: {e}")
+            }
+            other => other?,
+        }
+    }
+    Ok(())
+}

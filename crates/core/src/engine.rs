@@ -199,6 +199,18 @@ impl Guestpass {
         Ok(())
     }
 
+    /// A local change was committed: the pill counts it at once ("3 changes
+    /// waiting"), and the background loop pushes it when the server answers.
+    pub(crate) async fn changed_locally(&self, user_id: &str) {
+        if let Ok(c) = records::status(&self.store, user_id).await {
+            self.publish(|s| {
+                s.pending_changes = c.pending;
+                s.refused_changes = c.refused;
+            });
+        }
+        self.wake_sync();
+    }
+
     /// Account work that comes before any sync: finish an interrupted merge, send the
     /// revocations an offline sign-out queued.
     async fn account_work(&self, backend: &Backend) -> Result<(), SyncError> {

@@ -138,21 +138,32 @@ impl Guestpass {
     }
 
     pub async fn create_note(&self, body: &str) -> Result<Note> {
-        notes::create(&self.store, &self.user_id().await?, body).await
+        let user = self.user_id().await?;
+        let note = notes::create(&self.store, &user, body).await?;
+        self.changed_locally(&user).await;
+        Ok(note)
     }
 
     pub async fn update_note(&self, id: &str, body: &str) -> Result<Note> {
-        notes::update(&self.store, &self.user_id().await?, id, body).await
+        let user = self.user_id().await?;
+        let note = notes::update(&self.store, &user, id, body).await?;
+        self.changed_locally(&user).await;
+        Ok(note)
     }
 
     pub async fn delete_note(&self, id: &str) -> Result<()> {
-        notes::delete(&self.store, &self.user_id().await?, id).await
+        let user = self.user_id().await?;
+        notes::delete(&self.store, &user, id).await?;
+        self.changed_locally(&user).await;
+        Ok(())
     }
 
     /// Sets `metadata.preferences[key]` on the signed-in user.
     pub async fn set_preference(&self, key: &str, value: serde_json::Value) -> Result<User> {
-        self.user_id().await?;
-        prefs::set(&self.store, key, value).await
+        let user = self.user_id().await?;
+        let updated = prefs::set(&self.store, key, value).await?;
+        self.changed_locally(&user).await;
+        Ok(updated)
     }
 
     /// The local audit trail, oldest first.

@@ -14,8 +14,14 @@ async fn each_note_change_is_one_record_write_and_one_outbox_row() {
     let s = app.ensure_session().await.unwrap();
     let n = app.create_note("first draft").await.unwrap();
     assert_eq!(count(&app, "SELECT COUNT(*) FROM record_outbox").await, 1);
+    assert_eq!(
+        app.sync_status().pending_changes,
+        1,
+        "the pill counts it at once"
+    );
     app.update_note(&n.id, "first draft, longer").await.unwrap();
     assert_eq!(count(&app, "SELECT COUNT(*) FROM record_outbox").await, 2);
+    assert_eq!(app.sync_status().pending_changes, 2);
     let (coll, rid, uid, deleted): (String, String, String, bool) = sqlx::query_as(
         "SELECT collection, id, user_id, deleted FROM record_outbox ORDER BY seq DESC LIMIT 1",
     )

@@ -221,6 +221,20 @@ async fn save_remote(
     user_id: &str,
     remote_id: &str,
 ) -> Result<()> {
+    let mut conn = store.pool().acquire().await.map_err(db(store))?;
+    map_remote(&mut conn, backend, user_id, remote_id, Utc::now())
+        .await
+        .map_err(db(store))
+}
+
+/// Records (or re-maps) who `user_id` is on `backend`.
+pub(crate) async fn map_remote(
+    conn: &mut sqlx::SqliteConnection,
+    backend: &Backend,
+    user_id: &str,
+    remote_id: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO remote_account (user_id, backend_url, dialect, remote_user_id, synced_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(user_id) DO UPDATE SET backend_url = excluded.backend_url, dialect = excluded.dialect,
@@ -230,10 +244,9 @@ async fn save_remote(
     .bind(backend.base_url())
     .bind(serde_json::to_value(backend.dialect()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
     .bind(remote_id)
-    .bind(format_time(&Utc::now()))
-    .execute(store.pool())
-    .await
-    .map_err(db(store))?;
+    .bind(format_time(&now))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

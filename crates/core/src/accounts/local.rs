@@ -88,22 +88,7 @@ pub(super) async fn adopt(
     .bind(&at)
     .execute(&mut *conn)
     .await?;
-    let dialect = serde_json::to_value(backend.dialect())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO remote_account (user_id, backend_url, dialect, remote_user_id, synced_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(user_id) DO UPDATE SET backend_url = excluded.backend_url, dialect = excluded.dialect,
-           remote_user_id = excluded.remote_user_id, synced_at = excluded.synced_at",
-    )
-    .bind(account_id)
-    .bind(backend.base_url())
-    .bind(dialect)
-    .bind(&remote.id)
-    .bind(&at)
-    .execute(&mut *conn)
-    .await?;
+    crate::sync::map_remote(&mut *conn, backend, account_id, &remote.id, now).await?;
     // An earlier local session of this account (it signed out here before) is over.
     sqlx::query("DELETE FROM sessions WHERE user_id = ?")
         .bind(account_id)

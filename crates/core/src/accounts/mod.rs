@@ -144,19 +144,18 @@ impl Guestpass {
 
     /// What the current guest holds (zero for a full account or no account).
     pub async fn guest_summary(&self) -> Result<GuestSummary> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| self.store.err(e))?;
-        match device_user(&mut conn)
-            .await
-            .map_err(|e| self.store.err(e))?
-        {
-            Some(u) if u.is_anonymous => local::summary(&mut conn, &u.id)
-                .await
-                .map_err(|e| self.store.err(e)),
+        match self.current_device_user().await? {
+            Some(u) if u.is_anonymous => {
+                let mut conn = self
+                    .store
+                    .pool()
+                    .acquire()
+                    .await
+                    .map_err(|e| self.store.err(e))?;
+                local::summary(&mut conn, &u.id)
+                    .await
+                    .map_err(|e| self.store.err(e))
+            }
             _ => Ok(GuestSummary::default()),
         }
     }
@@ -334,7 +333,7 @@ impl Guestpass {
             .ok_or_else(|| ErrorCode::NoSession.into())
     }
 
-    async fn current_device_user(&self) -> Result<Option<User>> {
+    pub(super) async fn current_device_user(&self) -> Result<Option<User>> {
         let mut conn = self
             .store
             .pool()

@@ -9,7 +9,6 @@ use secrecy::SecretString;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::identity::device_user;
 use crate::sync::SyncState;
 use crate::vault::Slot;
 use crate::Guestpass;
@@ -23,17 +22,10 @@ impl Guestpass {
     /// keeps no records) this fails with `UNSYNCED_CHANGES` naming how many would be
     /// lost, unless `force` says the person accepted that.
     pub async fn sign_out(&self, remove_data: bool, force: bool) -> Result<SessionResponse> {
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| self.store.err(e))?;
-        let user = device_user(&mut conn)
-            .await
-            .map_err(|e| self.store.err(e))?
+        let user = self
+            .current_device_user()
+            .await?
             .ok_or_else(|| crate::Error::from(ErrorCode::NoSession))?;
-        drop(conn);
         if user.is_anonymous {
             return Err(api(
                 ErrorCode::InvalidRequest,

@@ -137,22 +137,33 @@ impl Guestpass {
         notes::list(&self.store, &self.user_id().await?).await
     }
 
+    // Every local write wakes the sync loop: online the change is pushed now rather
+    // than at the next minute's poll, and offline the pass that fails at once still
+    // publishes the new "N changes waiting" count to the pill.
     pub async fn create_note(&self, body: &str) -> Result<Note> {
-        notes::create(&self.store, &self.user_id().await?, body).await
+        let note = notes::create(&self.store, &self.user_id().await?, body).await?;
+        self.wake_sync();
+        Ok(note)
     }
 
     pub async fn update_note(&self, id: &str, body: &str) -> Result<Note> {
-        notes::update(&self.store, &self.user_id().await?, id, body).await
+        let note = notes::update(&self.store, &self.user_id().await?, id, body).await?;
+        self.wake_sync();
+        Ok(note)
     }
 
     pub async fn delete_note(&self, id: &str) -> Result<()> {
-        notes::delete(&self.store, &self.user_id().await?, id).await
+        notes::delete(&self.store, &self.user_id().await?, id).await?;
+        self.wake_sync();
+        Ok(())
     }
 
     /// Sets `metadata.preferences[key]` on the signed-in user.
     pub async fn set_preference(&self, key: &str, value: serde_json::Value) -> Result<User> {
         self.user_id().await?;
-        prefs::set(&self.store, key, value).await
+        let user = prefs::set(&self.store, key, value).await?;
+        self.wake_sync();
+        Ok(user)
     }
 
     /// The local audit trail, oldest first.

@@ -51,12 +51,21 @@ export async function startServer(configToml = "") {
   const dir = mkdtempSync(path.join(os.tmpdir(), "guestpass-e2e-server-"));
   writeFileSync(path.join(dir, "server.toml"), configToml);
   const args = ["serve", "--config", path.join(dir, "server.toml"), "--listen", `127.0.0.1:${port}`, "--database", `sqlite://${dir}/server.db`];
-  const child = spawn(serverBinary, args, {
-    env: { ...process.env, GUESTPASS_ADMIN_API_KEY: "e2e-admin-key-0123456789", GUESTPASS_SECRET: "e2e-secret" },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  await waitForPort(port, child);
+  const spawnServer = async () => {
+    const c = spawn(serverBinary, args, {
+      env: { ...process.env, GUESTPASS_ADMIN_API_KEY: "e2e-admin-key-0123456789", GUESTPASS_SECRET: "e2e-secret" },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    await waitForPort(port, c);
+    return c;
+  };
+  let child = await spawnServer();
   const url = `http://127.0.0.1:${port}`;
+  const stop = () => new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", resolve);
+    child.kill("SIGTERM");
+  });
   return {
     url,
     /** The server's SQLite file, for a test that plays another device (e.g. revoking sessions). */
@@ -69,11 +78,12 @@ export async function startServer(configToml = "") {
       });
       return { status: res.status, body: await res.json() };
     },
-    stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once("exit", resolve);
-      child.kill("SIGTERM");
-    }),
+    stop,
+    /** The same server again after `stop()`: same port, same database (the network came back). */
+    async start() {
+      await stop();
+      child = await spawnServer();
+    },
   };
 }
 

@@ -137,6 +137,9 @@ impl Guestpass {
         notes::list(&self.store, &self.user_id().await?).await
     }
 
+    // Every local write wakes the sync loop: online the change is pushed now rather
+    // than at the next minute's poll, and offline the pass that fails at once still
+    // publishes the new "N changes waiting" count to the pill.
     pub async fn create_note(&self, body: &str) -> Result<Note> {
         let user = self.user_id().await?;
         let note = notes::create(&self.store, &user, body).await?;

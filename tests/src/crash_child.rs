@@ -99,12 +99,14 @@ pub fn run_and_kill(args: &ChildArgs, kill: Kill) -> Vec<String> {
             }
             std::thread::sleep(slack);
         }
-        Kill::Cue(_, fallback) => loop {
-            match rx.recv_timeout(fallback.saturating_sub(started.elapsed())) {
-                Ok(Event::Line(l)) => lines.push(l),
-                Ok(Event::Cue) | Err(_) => break,
+        Kill::Cue(_, fallback) => {
+            // Until the cue (or the fallback, or the child's own end).
+            while let Ok(Event::Line(l)) =
+                rx.recv_timeout(fallback.saturating_sub(started.elapsed()))
+            {
+                lines.push(l);
             }
-        },
+        }
     }
     if let Kill::Cue(cue, _) = &kill {
         cue.uninstall();

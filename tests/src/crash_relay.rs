@@ -160,8 +160,11 @@ impl Relay {
     }
 }
 
+/// A kill due at this point of the request's round trip.
+type Cued = (Point, Arc<Cue>);
+
 /// What a request starting in this chunk means for the armed plan, if anything.
-fn aimed_at(shared: &Shared, chunk: &[u8]) -> Option<(Point, Arc<Cue>)> {
+fn aimed_at(shared: &Shared, chunk: &[u8]) -> Option<Cued> {
     let push = format!("POST /api/auth{} ", routes::SYNC_PUSH);
     let pull = format!("GET /api/auth{}", routes::SYNC_PULL);
     // HTTP/1.1 without pipelining: a request starts a chunk of its connection.
@@ -196,7 +199,7 @@ async fn relay(client: TcpStream, shared: Arc<Shared>) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     // The cue waiting for the answer of the request just forwarded.
-    let pending: Arc<Mutex<Option<(Point, Arc<Cue>)>>> = Arc::default();
+    let pending: Arc<Mutex<Option<Cued>>> = Arc::default();
     let p = pending.clone();
     let down = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];

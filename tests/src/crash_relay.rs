@@ -70,7 +70,7 @@ pub const RECORD_PHASES: [&str; 6] = [
 
 /// The line between the relay and [`crate::crash_child::run_and_kill`]: the child's
 /// driver installs its sender while the child lives; the relay fires it once.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Cue {
     tx: Mutex<Option<mpsc::Sender<Event>>>,
     fired: AtomicBool,
@@ -103,6 +103,12 @@ impl Cue {
     /// Whether the kill was the relay's (it landed at the planned point).
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for Cue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cue")
     }
 }
 

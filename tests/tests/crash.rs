@@ -1,9 +1,14 @@
 //! Crash safety of the app core: `crash-child` (the real core in its own process) is
 //! SIGKILLed at random points of guest creation, note writes, a queued upgrade and sync
-//! passes against a real reference server (up or down at random), then the device is
-//! reopened and checked: one guest, every acknowledged note exactly as acknowledged, no
-//! duplicates, outbox and keyring agreeing with the database, an intact SQLite file,
-//! and an acknowledged upgrade delivered exactly once.
+//! passes against a real reference server (up or down at random), and — aimed by a
+//! relay between child and server (`crash_relay`) — inside record push and pull: with
+//! the request held, the server's answer held, or the answer being applied. Then the
+//! device is reopened and checked: one guest, every acknowledged note exactly as
+//! acknowledged, no duplicates, outbox and keyring agreeing with the database, an
+//! intact SQLite file, and an acknowledged upgrade delivered exactly once; after an
+//! up-to-date pass also the record outbox drained, the server's log naming exactly the
+//! device's note records, and (after every aimed kill, one in four other runs) a fresh
+//! device of the user pulling exactly the acknowledged notes from the server.
 //!
 //! Runs: `GUESTPASS_CRASH_RUNS` (default 100). Seed: printed; `GUESTPASS_CRASH_SEED`
 //! replays the same plan (the instant each kill lands still varies with the machine).
@@ -44,6 +49,8 @@ struct Tally {
     cut_mid_op: usize,
     acks: usize,
     upgrades_checked: usize,
+    fresh_pulls: usize,
+    aimed_missed: usize,
     lost_registrations: usize,
     orphan_keyring_entries: usize,
     keyring_daemon_crashes: usize,
@@ -59,6 +66,8 @@ impl Tally {
         self.cut_mid_op += o.cut_mid_op;
         self.acks += o.acks;
         self.upgrades_checked += o.upgrades_checked;
+        self.fresh_pulls += o.fresh_pulls;
+        self.aimed_missed += o.aimed_missed;
         self.lost_registrations += o.lost_registrations;
         self.orphan_keyring_entries += o.orphan_keyring_entries;
         self.keyring_daemon_crashes += o.keyring_daemon_crashes;
@@ -88,7 +97,9 @@ async fn app_core_survives_sigkill_at_random_points() {
     tell(&format!(
         "crash harness: {} kill runs on {} devices, {} acknowledged operations, \
          {} kills cut an operation in half; kills by phase {:?}; {} checks of an \
-         acknowledged upgrade delivered exactly once; {} devices lost their server \
+         acknowledged upgrade delivered exactly once; {} fresh devices pulled exactly \
+         the acknowledged notes; {} aimed kills fell back (the request never came); \
+         {} devices lost their server \
          registration (USER_ID_TAKEN); {} orphaned keyring entries; {} runs discarded \
          because gnome-keyring-daemon crashed (upstream bug)",
         tally.runs,
@@ -97,6 +108,8 @@ async fn app_core_survives_sigkill_at_random_points() {
         tally.cut_mid_op,
         tally.by_phase,
         tally.upgrades_checked,
+        tally.fresh_pulls,
+        tally.aimed_missed,
         tally.lost_registrations,
         tally.orphan_keyring_entries,
         tally.keyring_daemon_crashes
@@ -200,8 +213,9 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
                     Duration::from_micros(rng.gen_range(0..3_000)),
                 )
             };
-            let context =
-                format!("seed {seed}, lane {lane}, device {device_no}, life {life}, {kill:?}");
+            let context = format!(
+                "seed {seed}, lane {lane}, device {device_no}, life {life}, {kill:?} {aim:?}"
+            );
             let generation = keyring_daemon::generation();
             let run = tokio::spawn(one_run(
                 device.clone(),
@@ -230,6 +244,9 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
                     *tally.by_phase.entry(phase).or_default() += 1;
                     tally.cut_mid_op += usize::from(r.cut);
                     tally.upgrades_checked += usize::from(r.upgrade_checked);
+                    tally.fresh_pulls += usize::from(r.fresh_pulled);
+                    tally.aimed_missed +=
+                        usize::from(cue.as_ref().is_some_and(|(_, c)| !c.fired()));
                     lost |= r.lost;
                 }
                 Err(e) if e.is_panic() && keyring_daemon::crashed_since(generation) => {
@@ -290,6 +307,7 @@ struct Online {
 
 struct RunResult {
     ledger: Ledger,
+    fresh_pulled: bool,
     phase: &'static str,
     cut: bool,
     upgrade_checked: bool,
@@ -331,7 +349,8 @@ async fn one_run(
     if synced {
         check_server_log(&device, &server_db, &ledger, &context).await;
     }
-    if synced && fresh_pull {
+    let fresh_pulled = synced && fresh_pull;
+    if fresh_pulled {
         check_fresh_device_pulls_notes(&device, &ledger, &context).await;
     }
     if std::env::var_os("GUESTPASS_CRASH_VERBOSE").is_some() {
@@ -343,6 +362,7 @@ async fn one_run(
     }
     RunResult {
         ledger,
+        fresh_pulled,
         phase,
         cut,
         upgrade_checked,

@@ -5,17 +5,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use crate::crash_relay::Cue;
+
 /// When to kill the child.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Kill {
     /// This long after it was spawned (lands anywhere, including start-up).
     After(Duration),
     /// Right after its n-th acknowledgement, plus a little slack so the kill also lands
     /// inside the next operation.
     Acks(usize, Duration),
+    /// When the relay (`crash_relay`) cues it, or this long after the spawn if the
+    /// planned request never came.
+    Cue(Arc<Cue>, Duration),
+}
+
+/// What the driver of one child waits for: its next line, or the relay's cue.
+pub(crate) enum Event {
+    Line(String),
+    Cue,
 }
 
 /// What the child was told, and where.
@@ -33,6 +44,11 @@ pub struct ChildArgs {
 /// Spawns the child, kills it, and returns every line it printed before it died.
 /// Panics if it exits on its own (it never should) or prints nothing for 30 s.
 pub fn run_and_kill(args: &ChildArgs, kill: Kill) -> Vec<String> {
+    let (tx, rx) = mpsc::channel::<Event>();
+    if let Kill::Cue(cue, _) = &kill {
+        // Before the spawn: the child's first request may come at once.
+        cue.install(tx.clone());
+    }
     let mut child = Command::new(&args.bin)
         .arg(&args.data_dir)
         .arg(&args.service)
@@ -46,11 +62,10 @@ pub fn run_and_kill(args: &ChildArgs, kill: Kill) -> Vec<String> {
         .spawn()
         .expect("spawn crash-child");
     let stdout = child.stdout.take().expect("child stdout");
-    let (tx, rx) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
+            if tx.send(Event::Line(line)).is_err() {
                 break;
             }
         }
@@ -63,7 +78,8 @@ pub fn run_and_kill(args: &ChildArgs, kill: Kill) -> Vec<String> {
             // The fault itself: a kill at an arbitrary instant, not a wait for anything.
             while started.elapsed() < d {
                 match rx.recv_timeout(d.saturating_sub(started.elapsed())) {
-                    Ok(l) => lines.push(l),
+                    Ok(Event::Line(l)) => lines.push(l),
+                    Ok(Event::Cue) => {}
                     Err(mpsc::RecvTimeoutError::Timeout) => break,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
@@ -73,20 +89,36 @@ pub fn run_and_kill(args: &ChildArgs, kill: Kill) -> Vec<String> {
             let mut acks = 0;
             while acks < n {
                 match rx.recv_timeout(deadline.saturating_sub(started.elapsed())) {
-                    Ok(l) => {
+                    Ok(Event::Line(l)) => {
                         acks += usize::from(l.starts_with("ack "));
                         lines.push(l);
                     }
+                    Ok(Event::Cue) => {}
                     Err(_) => break,
                 }
             }
             std::thread::sleep(slack);
         }
+        Kill::Cue(_, fallback) => {
+            // Until the cue (or the fallback, or the child's own end).
+            while let Ok(Event::Line(l)) =
+                rx.recv_timeout(fallback.saturating_sub(started.elapsed()))
+            {
+                lines.push(l);
+            }
+        }
     }
+    if let Kill::Cue(cue, _) = &kill {
+        cue.uninstall();
+    }
+
     let _ = child.kill(); // SIGKILL on Unix
     let status = child.wait().expect("wait for crash-child");
     reader.join().expect("reader thread");
-    lines.extend(rx.try_iter());
+    lines.extend(rx.try_iter().filter_map(|e| match e {
+        Event::Line(l) => Some(l),
+        Event::Cue => None,
+    }));
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);

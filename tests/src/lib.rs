@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod crash_child;
+pub mod crash_relay;
 pub mod keyring_daemon;
 pub mod server_process;
 

@@ -1,9 +1,14 @@
 //! Crash safety of the app core: `crash-child` (the real core in its own process) is
 //! SIGKILLed at random points of guest creation, note writes, a queued upgrade and sync
-//! passes against a real reference server (up or down at random), then the device is
-//! reopened and checked: one guest, every acknowledged note exactly as acknowledged, no
-//! duplicates, outbox and keyring agreeing with the database, an intact SQLite file,
-//! and an acknowledged upgrade delivered exactly once.
+//! passes against a real reference server (up or down at random), and — aimed by a
+//! relay between child and server (`crash_relay`) — inside record push and pull: with
+//! the request held, the server's answer held, or the answer being applied. Then the
+//! device is reopened and checked: one guest, every acknowledged note exactly as
+//! acknowledged, no duplicates, outbox and keyring agreeing with the database, an
+//! intact SQLite file, and an acknowledged upgrade delivered exactly once; after an
+//! up-to-date pass also the record outbox drained, the server's log naming exactly the
+//! device's note records, and (after every aimed kill, one in four other runs) a fresh
+//! device of the user pulling exactly the acknowledged notes from the server.
 //!
 //! Runs: `GUESTPASS_CRASH_RUNS` (default 100). Seed: printed; `GUESTPASS_CRASH_SEED`
 //! replays the same plan (the instant each kill lands still varies with the machine).
@@ -19,6 +24,7 @@ use std::time::Duration;
 use guestpass_core::{Dialect, Guestpass, SyncState};
 use guestpass_proto::ErrorCode;
 use guestpass_tests::crash_child::{run_and_kill, ChildArgs, Kill, Ledger, Op, ALL_PHASES};
+use guestpass_tests::crash_relay::{Plan, Point, Relay, Target, RECORD_PHASES};
 use guestpass_tests::{keyring_daemon, Device, RefServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -43,6 +49,8 @@ struct Tally {
     cut_mid_op: usize,
     acks: usize,
     upgrades_checked: usize,
+    fresh_pulls: usize,
+    aimed_missed: usize,
     lost_registrations: usize,
     orphan_keyring_entries: usize,
     keyring_daemon_crashes: usize,
@@ -58,6 +66,8 @@ impl Tally {
         self.cut_mid_op += o.cut_mid_op;
         self.acks += o.acks;
         self.upgrades_checked += o.upgrades_checked;
+        self.fresh_pulls += o.fresh_pulls;
+        self.aimed_missed += o.aimed_missed;
         self.lost_registrations += o.lost_registrations;
         self.orphan_keyring_entries += o.orphan_keyring_entries;
         self.keyring_daemon_crashes += o.keyring_daemon_crashes;
@@ -87,7 +97,9 @@ async fn app_core_survives_sigkill_at_random_points() {
     tell(&format!(
         "crash harness: {} kill runs on {} devices, {} acknowledged operations, \
          {} kills cut an operation in half; kills by phase {:?}; {} checks of an \
-         acknowledged upgrade delivered exactly once; {} devices lost their server \
+         acknowledged upgrade delivered exactly once; {} fresh devices pulled exactly \
+         the acknowledged notes; {} aimed kills fell back (the request never came); \
+         {} devices lost their server \
          registration (USER_ID_TAKEN); {} orphaned keyring entries; {} runs discarded \
          because gnome-keyring-daemon crashed (upstream bug)",
         tally.runs,
@@ -96,6 +108,8 @@ async fn app_core_survives_sigkill_at_random_points() {
         tally.cut_mid_op,
         tally.by_phase,
         tally.upgrades_checked,
+        tally.fresh_pulls,
+        tally.aimed_missed,
         tally.lost_registrations,
         tally.orphan_keyring_entries,
         tally.keyring_daemon_crashes
@@ -107,7 +121,25 @@ async fn app_core_survives_sigkill_at_random_points() {
         "devices lost their server registration (USER_ID_TAKEN); replay: \
          GUESTPASS_CRASH_SEED={seed}"
     );
+    // Kills inside record push and pull are aimed (a relay cues them), about one run
+    // in five: over 40 runs, none landing means the aim is broken.
+    let in_records = |prefix: &str| {
+        RECORD_PHASES
+            .iter()
+            .filter(|p| p.starts_with(prefix))
+            .map(|p| tally.by_phase.get(p).copied().unwrap_or(0))
+            .sum::<usize>()
+    };
+    if runs >= 40 {
+        assert!(
+            in_records("record ") > 0,
+            "no kill landed inside a record push or pull; replay: GUESTPASS_CRASH_SEED={seed}"
+        );
+    }
     if runs >= 100 {
+        for group in ["record push", "record pull"] {
+            assert!(in_records(group) > 0, "no kill landed inside a {group}");
+        }
         for phase in ALL_PHASES {
             assert!(
                 tally.by_phase.get(phase).copied().unwrap_or(0) > 0,
@@ -122,6 +154,7 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
     let held = stable_child_binary();
     let child_bin = held.path().join("crash-child");
     let mut server = RefServer::reserve().await;
+    let relay = Relay::start(server.addr).await;
     let mut up = false;
     let mut tally = Tally::default();
     while tally.runs < runs {
@@ -144,17 +177,30 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
                 }
                 up = want_up;
             }
+            let online = up && !lost;
+            let aim = (online && rng.gen_bool(0.35)).then(|| aim_at_records(&mut rng));
             let args = ChildArgs {
                 bin: child_bin.clone(),
                 data_dir: device.dir.path().to_path_buf(),
                 service: device.service.clone(),
-                backend: server.url(),
+                // An aimed run talks to the server through the relay that cues its kill.
+                backend: if aim.is_some() {
+                    relay.url()
+                } else {
+                    server.url()
+                },
                 email: format!("crash-{lane}-{device_no}@example.com"),
                 seed: rng.gen(),
                 tag: format!("l{lane}d{device_no}r{life}"),
             };
             let early = if ledger.user.is_none() { 0.3 } else { 0.15 };
-            let kill = if rng.gen_bool(early) {
+            let cue = aim.map(|plan| (plan, relay.arm(plan)));
+            let kill = if let Some((_, cue)) = &cue {
+                // The child's first pass starts at once and an explicit one comes
+                // every dozen operations or so: a planned request that has not come
+                // by then is not coming.
+                Kill::Cue(cue.clone(), Duration::from_millis(1500))
+            } else if rng.gen_bool(early) {
                 // Opening (guest creation on a new device, a restart otherwise) is
                 // short, tens of ms now that the keyring's key exchange is
                 // optimised: aim some kills there, or those phases go untested.
@@ -167,26 +213,40 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
                     Duration::from_micros(rng.gen_range(0..3_000)),
                 )
             };
-            let context =
-                format!("seed {seed}, lane {lane}, device {device_no}, life {life}, {kill:?}");
+            let context = format!(
+                "seed {seed}, lane {lane}, device {device_no}, life {life}, {kill:?} {aim:?}"
+            );
             let generation = keyring_daemon::generation();
-            let online = up && !lost;
             let run = tokio::spawn(one_run(
                 device.clone(),
                 std::mem::take(&mut ledger),
                 args,
                 kill,
-                online,
+                Online {
+                    up: online,
+                    // A fresh device pulling everything costs about as much as the
+                    // rest of a run: after every aimed kill, and one in four others.
+                    fresh_pull: aim.is_some() || rng.gen_bool(0.25),
+                },
                 server.dir.path().join("server.db"),
                 context,
             ));
-            match run.await {
+            let result = run.await;
+            relay.disarm();
+            match result {
                 Ok(r) => {
                     ledger = r.ledger;
                     tally.runs += 1;
-                    *tally.by_phase.entry(r.phase).or_default() += 1;
+                    let phase = match &cue {
+                        Some((plan, cue)) if cue.fired() => plan.phase(),
+                        _ => r.phase,
+                    };
+                    *tally.by_phase.entry(phase).or_default() += 1;
                     tally.cut_mid_op += usize::from(r.cut);
                     tally.upgrades_checked += usize::from(r.upgrade_checked);
+                    tally.fresh_pulls += usize::from(r.fresh_pulled);
+                    tally.aimed_missed +=
+                        usize::from(cue.as_ref().is_some_and(|(_, c)| !c.fired()));
                     lost |= r.lost;
                 }
                 Err(e) if e.is_panic() && keyring_daemon::crashed_since(generation) => {
@@ -206,6 +266,27 @@ async fn lane_runs(seed: u64, lane: u64, runs: usize) -> Tally {
     tally
 }
 
+/// Where an aimed run's kill goes: which request, its how-manieth, which point.
+fn aim_at_records(rng: &mut StdRng) -> Plan {
+    let target = if rng.gen_bool(0.5) {
+        Target::Push
+    } else {
+        Target::Pull
+    };
+    let point = match rng.gen_range(0..3) {
+        0 => Point::Request,
+        1 => Point::Answer,
+        // Deleting the acknowledged rows or applying a page takes about a millisecond.
+        _ => Point::Applying(Duration::from_micros(rng.gen_range(0..2_000))),
+    };
+    Plan {
+        target,
+        // Pulls come more often (every pass, and each live "pull now").
+        nth: rng.gen_range(1..=if target == Target::Pull { 3 } else { 2 }),
+        point,
+    }
+}
+
 /// A link to the child binary that a concurrent `cargo build` relinking
 /// `target/debug/crash-child` cannot pull away mid-run.
 fn stable_child_binary() -> tempfile::TempDir {
@@ -218,8 +299,15 @@ fn stable_child_binary() -> tempfile::TempDir {
     dir
 }
 
+/// Whether the server is up for the checks after the kill, and how far they go.
+struct Online {
+    up: bool,
+    fresh_pull: bool,
+}
+
 struct RunResult {
     ledger: Ledger,
+    fresh_pulled: bool,
     phase: &'static str,
     cut: bool,
     upgrade_checked: bool,
@@ -233,7 +321,10 @@ async fn one_run(
     mut ledger: Ledger,
     args: ChildArgs,
     kill: Kill,
-    online: bool,
+    Online {
+        up: online,
+        fresh_pull,
+    }: Online,
     server_db: PathBuf,
     context: String,
 ) -> RunResult {
@@ -249,9 +340,19 @@ async fn one_run(
     let lost = recover(&app, &mut ledger, online, &context).await == Recovered::LostRegistration;
     let t2 = t0.elapsed();
     check_keyring_and_outbox(&app, &device, &ledger, &context).await;
-    let upgrade_checked =
-        online && !lost && check_server_view(&app, &server_db, &ledger, &context).await;
+    let synced = online && !lost;
+    let upgrade_checked = synced && check_server_view(&app, &server_db, &ledger, &context).await;
+    if synced {
+        check_outbox_drained(&app, &ledger, &context).await;
+    }
     app.store().close().await;
+    if synced {
+        check_server_log(&device, &server_db, &ledger, &context).await;
+    }
+    let fresh_pulled = synced && fresh_pull;
+    if fresh_pulled {
+        check_fresh_device_pulls_notes(&device, &ledger, &context).await;
+    }
     if std::env::var_os("GUESTPASS_CRASH_VERBOSE").is_some() {
         tell(&format!(
             "{context}: {} lines, {phase}; child {t1:?}, recovered {t2:?}, checked {:?}",
@@ -261,6 +362,7 @@ async fn one_run(
     }
     RunResult {
         ledger,
+        fresh_pulled,
         phase,
         cut,
         upgrade_checked,
@@ -573,6 +675,97 @@ async fn check_server_view(
     assert_eq!(upgrades, 1, "{context}: server upgrades");
     assert!(pending_email(app).await.is_none(), "{context}: outbox left");
     true
+}
+
+/// After a pass that ended up to date: every record change reached the server.
+async fn check_outbox_drained(app: &Guestpass, ledger: &Ledger, context: &str) {
+    let left: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, state FROM record_outbox WHERE user_id = ?")
+            .bind(ledger.user.as_deref().unwrap())
+            .fetch_all(app.store().pool())
+            .await
+            .unwrap();
+    assert!(
+        left.is_empty(),
+        "{context}: record outbox not drained after an up-to-date pass: {left:?}"
+    );
+}
+
+/// The server's log holds a change for every note record the device has
+/// (tombstones included) and for no other.
+async fn check_server_log(device: &Device, server_db: &Path, ledger: &Ledger, context: &str) {
+    let user = ledger.user.as_deref().unwrap();
+    let mut db = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(server_db))
+        .await
+        .unwrap();
+    let on_server: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT record_id FROM record_changes WHERE user_id = ? AND collection = 'notes' \
+         ORDER BY record_id",
+    )
+    .bind(user)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    let mut here =
+        SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(device.db_path()))
+            .await
+            .unwrap();
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM records WHERE user_id = ? AND collection = 'notes' ORDER BY id",
+    )
+    .bind(user)
+    .fetch_all(&mut here)
+    .await
+    .unwrap();
+    here.close().await.unwrap();
+    assert_eq!(
+        on_server, held,
+        "{context}: the server's notes log vs the device's records (tombstones included)"
+    );
+}
+
+/// The server holds exactly the device's notes, as acknowledged: a second device
+/// of the user (this device's folder and keyring items, its notes and record state
+/// wiped) pulls everything from the start and must end with exactly the ledger's
+/// notes — none lost, none doubled, no edit missing, none resurrected.
+async fn check_fresh_device_pulls_notes(device: &Device, ledger: &Ledger, context: &str) {
+    let user = ledger.user.as_deref().unwrap();
+
+    // Its keyring items are this device's own (read, never written, by a pass that
+    // finds the device registered): copying them costs more than the rest together.
+    let fresh = device.twin_sharing_keyring();
+    let mut db =
+        SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(fresh.db_path()))
+            .await
+            .unwrap();
+    for table in ["notes", "records", "record_outbox", "record_sync"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    db.close().await.unwrap();
+    let app = fresh.launch().await;
+    let me = app.ensure_session().await.unwrap();
+    assert_eq!(me.user.id, user, "{context}: the fresh device's guest");
+    let status = app.sync_now().await;
+    assert_eq!(
+        status.state,
+        SyncState::UpToDate,
+        "{context}: the fresh device's pass: {status:?}"
+    );
+    let listed = app.list_notes().await.unwrap();
+    app.store().close().await;
+    let pulled: BTreeMap<String, String> = listed
+        .iter()
+        .map(|n| (n.id.clone(), n.body.clone()))
+        .collect();
+    assert_eq!(pulled.len(), listed.len(), "{context}: a note listed twice");
+    assert_eq!(
+        pulled, ledger.notes,
+        "{context}: the notes a fresh device pulls from the server vs the acknowledged ones"
+    );
 }
 
 /// Removes the device's keyring entries; returns how many belonged to no guest of it

@@ -38,7 +38,8 @@ pub struct Outcome {
     pub push: usize,
     pub push_pass: Duration,
     pub idle_pass: Duration,
-    pub idle_requests: u64,
+    /// The request lines the idle pass sent.
+    pub idle_requests: Vec<String>,
     /// Sorted.
     pub live: Vec<Duration>,
 }
@@ -194,11 +195,11 @@ async fn measure(
     // B takes those in (unmeasured) so that its next pass has nothing to do.
     sync(&b).await?;
 
-    let before = relay.requests();
+    let before = relay.requests().len();
     let start = Instant::now();
     sync(&b).await?;
     let idle_pass = start.elapsed();
-    let idle_requests = relay.requests() - before;
+    let idle_requests = relay.requests().split_off(before);
 
     eprintln!(
         "==> records: live delay A → B, {} rounds",

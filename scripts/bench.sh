@@ -4,13 +4,17 @@
 # stock Better Auth on loopback, loads them with wrk, runs the cleanup of 1,000,000 stale
 # guests, then times the device (guest creation, relaunch, 10k notes, in core on the real
 # keyring; start to guest banner in the real window under Xvfb), and prints markdown tables
-# (also written to target/bench/results.md).
+# (also written to target/bench/results.md). Then record sync: real devices (guestpass-core
+# on the real keyring) against the server — a new device's first sync of 10,000 notes, a push
+# of 1,000 changes, an idle pass, the live delay between two devices — and push/pull under
+# wrk at 20 connections (`guestpass-bench --scenario records`).
 #
 #   scripts/bench.sh            release build; 10 s per cell at 2 and 20 connections (~10 min)
 #   scripts/bench.sh --smoke    seconds: debug build, 1 s cells, 10,000 guests (CI runs it)
 #
 # Any other argument goes to guestpass-bench (target/<profile>/guestpass-bench --help);
-# with --scenario http|cleanup the device timers are skipped.
+# with --scenario http|cleanup the device timers and record sync are skipped; with
+# --scenario records only record sync runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,15 +24,26 @@ profile=release
 explicit=""
 smoke=""
 device=1
+records=1
+main=1
+rec_args=()
+prev=""
 for arg in "$@"; do
   case $arg in
     --smoke) smoke=1; [ -n "$explicit" ] || profile=debug ;;
     --profile=*) profile=${arg#--profile=}; explicit=1 ;;
-    --scenario=http|--scenario=cleanup|http|cleanup) device="" ;;
+    --scenario=http|--scenario=cleanup|http|cleanup) device=""; records="" ;;
+    --scenario=records|records) device=""; main="" ;;
   esac
+  # The records run gets every argument but the scenario (it sets its own).
+  case $arg in
+    --scenario|--scenario=*) ;;
+    *) [ "$prev" = --scenario ] || rec_args+=("$arg") ;;
+  esac
+  prev=$arg
 done
 args=("$@")
-[ -n "$explicit" ] || args+=(--profile "$profile")
+[ -n "$explicit" ] || { args+=(--profile "$profile"); rec_args+=(--profile "$profile"); }
 
 scripts/setup.sh bench
 
@@ -49,7 +64,24 @@ if [ -z "${GUESTPASS_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 out=target/bench/results.md
-"target/$profile/guestpass-bench" "${args[@]}"
+mkdir -p target/bench
+if [ -n "$main" ]; then
+  "target/$profile/guestpass-bench" "${args[@]}"
+else
+  : > "$out"
+fi
+
+# Record sync: its devices keep their tokens in the real keyring, hence with-keyring.sh.
+if [ -n "$records" ]; then
+  echo "==> record sync: devices against the server, push/pull under wrk" >&2
+  scripts/with-keyring.sh "target/$profile/guestpass-bench" "${rec_args[@]}" \
+    --scenario records --out target/bench/records.md
+  if [ -n "$main" ]; then
+    { echo; sed -n '/^## Record sync/,$p' target/bench/records.md; } >> "$out"
+  else
+    cat target/bench/records.md >> "$out"
+  fi
+fi
 [ -n "$device" ] || exit 0
 
 # The device: core's timers on the real keyring and a real SQLite file.

@@ -128,12 +128,16 @@ async fn measure(
         // Better Auth links a guest by signing up with the guest's bearer token.
         Kind::Upgrade if target.is_guestpass() => "/api/auth/anonymous/upgrade",
         Kind::Upgrade => "/api/auth/sign-up/email",
+        Kind::Push | Kind::Pull => {
+            anyhow::bail!("record sync requests run in the records scenario (Guestpass only)")
+        }
     };
     let url = format!("{base}{path}");
     let tokens = match kind {
         Kind::SignIn => Vec::new(),
         Kind::GetSession => prepare::guests(&base, load::THREADS, tokens_file.path()).await?,
         Kind::Upgrade => prepare::guests(&base, plan.upgrade_pool, tokens_file.path()).await?,
+        Kind::Push | Kind::Pull => Vec::new(),
     };
     for token in tokens.iter().take(load::THREADS) {
         anyhow::ensure!(

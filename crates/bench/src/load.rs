@@ -13,6 +13,8 @@ const REPORT: &str = include_str!("../lua/report.lua");
 const SIGN_IN: &str = include_str!("../lua/sign_in.lua");
 const GET_SESSION: &str = include_str!("../lua/get_session.lua");
 const UPGRADE: &str = include_str!("../lua/upgrade.lua");
+const PUSH: &str = include_str!("../lua/push.lua");
+const PULL: &str = include_str!("../lua/pull.lua");
 
 /// wrk threads. Two keeps the generator's share of this 2-core machine the same for
 /// every server; each thread drives connections/2 connections.
@@ -23,16 +25,22 @@ pub enum Kind {
     SignIn,
     GetSession,
     Upgrade,
+    /// Record sync (Guestpass only): run by the records scenario, not the side-by-side.
+    Push,
+    Pull,
 }
 
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::SignIn, Kind::GetSession, Kind::Upgrade];
+    pub const RECORDS: [Kind; 2] = [Kind::Push, Kind::Pull];
 
     pub fn label(self) -> &'static str {
         match self {
             Kind::SignIn => "POST sign-in/anonymous",
             Kind::GetSession => "GET get-session",
             Kind::Upgrade => "email upgrade",
+            Kind::Push => "POST sync/push (1 change)",
+            Kind::Pull => "GET sync/pull (a page)",
         }
     }
 
@@ -41,6 +49,8 @@ impl Kind {
             Kind::SignIn => SIGN_IN,
             Kind::GetSession => GET_SESSION,
             Kind::Upgrade => UPGRADE,
+            Kind::Push => PUSH,
+            Kind::Pull => PULL,
         }
     }
 
@@ -49,6 +59,8 @@ impl Kind {
             Kind::SignIn => "sign_in.lua",
             Kind::GetSession => "get_session.lua",
             Kind::Upgrade => "upgrade.lua",
+            Kind::Push => "push.lua",
+            Kind::Pull => "pull.lua",
         }
     }
 }
@@ -91,7 +103,7 @@ pub struct Scripts {
 impl Scripts {
     pub fn write() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().chain(Kind::RECORDS) {
             std::fs::write(
                 dir.path().join(kind.file_name()),
                 format!("{}\n{REPORT}", kind.script()),

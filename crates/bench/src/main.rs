@@ -8,6 +8,9 @@ mod load;
 mod machine;
 mod pg;
 mod prepare;
+mod proxy;
+mod records;
+mod records_load;
 mod report;
 mod servers;
 
@@ -33,6 +36,17 @@ struct Cli {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
+    /// Notes the new device pulls in the records scenario (default 10,000; 100 with
+    /// --smoke).
+    #[arg(long)]
+    notes: Option<usize>,
+    /// Changes in the one-device push of the records scenario (default 1,000; 20 with
+    /// --smoke).
+    #[arg(long)]
+    push_changes: Option<usize>,
+    /// Rounds of the live delay between two devices (default 50; 3 with --smoke).
+    #[arg(long)]
+    live_rounds: Option<usize>,
     /// Only these request kinds (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     requests: Option<Vec<load::Kind>>,
@@ -72,9 +86,13 @@ enum Profile {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
+    /// The side-by-side requests and the cleanup.
     All,
     Http,
     Cleanup,
+    /// Record sync: devices against the server (needs the OS keyring: run it under
+    /// scripts/with-keyring.sh) and push/pull under load. Not part of `all`.
+    Records,
 }
 
 #[tokio::main]
@@ -105,9 +123,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kinds: cli.requests.unwrap_or_else(|| load::Kind::ALL.to_vec()),
         duration: Duration::from_secs(duration.max(1)),
         warmup: (!cli.smoke).then(|| Duration::from_secs(1)),
+        // Issue 12 asks for record sync at 20 connections; the smoke run keeps its 2.
         connections: cli
             .connections
-            .unwrap_or_else(|| if cli.smoke { vec![2] } else { vec![2, 20] }),
+            .unwrap_or_else(|| match (cli.smoke, cli.scenario) {
+                (true, _) => vec![2],
+                (false, Scenario::Records) => vec![20],
+                (false, _) => vec![2, 20],
+            }),
         // Neither server upgrades much faster than 150/s on a few cores (the hash).
         upgrade_pool: cli
             .upgrade_pool
@@ -118,11 +141,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let machine = machine::Machine::probe(&root, wrk);
     let mut report = report::Report::new(&machine, profile, &plan, cli.smoke);
 
-    if cli.scenario != Scenario::Cleanup {
+    if cli.scenario == Scenario::Records {
+        let sizes = records::Sizes {
+            notes: cli.notes.unwrap_or(if cli.smoke { 100 } else { 10_000 }),
+            push: cli
+                .push_changes
+                .unwrap_or(if cli.smoke { 20 } else { 1_000 }),
+            live_rounds: cli.live_rounds.unwrap_or(if cli.smoke { 3 } else { 50 }),
+        };
+        let device = records::run(&paths, &sizes).await;
+        if let Err(e) = &device {
+            eprintln!("    FAILED: {e:#}");
+        }
+        let rows = records_load::run(&plan, &paths, &scripts).await;
+        let why = device.as_ref().map_err(|e| format!("{e:#}"));
+        report.records(why.as_ref().copied().map_err(String::as_str), &rows);
+    }
+    if !matches!(cli.scenario, Scenario::Cleanup | Scenario::Records) {
         let rows = http::run(&plan, &paths, &scripts).await?;
         report.http(&rows);
     }
-    if cli.scenario != Scenario::Http {
+    if matches!(cli.scenario, Scenario::All | Scenario::Cleanup) {
         let guests = cli
             .guests
             .unwrap_or(if cli.smoke { 10_000 } else { 1_000_000 });

@@ -143,7 +143,8 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// The config a user would write for a benchmark: rate limit off (the one thing a
-/// load test must change), cleanup only when asked, everything else the defaults —
+/// load test must change), cleanup only when asked, guests given an account's record
+/// quota (the record-sync bench's users are guests), everything else the defaults —
 /// in particular the password hash parameters, which are not configurable.
 pub fn guestpass_config(port: u16, database_url: &str) -> String {
     format!(
@@ -158,6 +159,12 @@ emailPassword = true
 
 [rateLimit]
 anonymousPerMinute = 0
+
+# The record-sync bench's devices are guests holding 10,000 notes (and more): they get
+# an account's quota (the default) instead of a guest's 2,000 records / 8 MiB.
+[records]
+guestMaxRecords = 50000
+guestMaxBytes = 67108864
 "#
     )
 }

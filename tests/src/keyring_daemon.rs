@@ -60,6 +60,27 @@ pub fn crashed_since(generation: u64) -> bool {
     known.1 != generation
 }
 
+/// Makes sure the session's Secret Service is the unlocked daemon of
+/// `scripts/with-keyring.sh`: a test binary that exits while a background keyring
+/// handshake of its app core is in flight can trigger the same upstream abort, and
+/// D-Bus then activates a locked daemon that would fail every later test with
+/// "no result found". A probe write tells; a failed one restarts the daemon unlocked on
+/// the session's keyring files (a no-op outside `with-keyring.sh`).
+pub fn ensure_usable() {
+    if std::env::var_os("GUESTPASS_KEYRING_HOME").is_none() {
+        return;
+    }
+    let usable = keyring::Entry::new("guestpass-test-probe", "probe")
+        .and_then(|e| e.set_password("probe"))
+        .is_ok();
+    if !usable {
+        let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        restart();
+        known.0 = owner_pid();
+        known.1 += 1;
+    }
+}
+
 fn restart() {
     let Ok(home) = std::env::var("GUESTPASS_KEYRING_HOME") else {
         panic!("gnome-keyring-daemon died and GUESTPASS_KEYRING_HOME is unset: run under scripts/with-keyring.sh");

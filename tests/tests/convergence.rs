@@ -3,7 +3,8 @@
 //! syncs and restarts, in schedules drawn from a printed seed. At the end every
 //! device, and a fresh device that knows only what the server holds, show the same
 //! notes, and every marker survives unless a delete made after seeing it removed
-//! its note.
+//! its note. Half the schedules compact aggressively (a snapshot after every two
+//! pulled changes of a note), so snapshots race the other devices' offline edits.
 //!
 //! Replay: `GUESTPASS_CONVERGENCE_SEED=<seed>`; more schedules:
 //! `GUESTPASS_CONVERGENCE_SCHEDULES=<n>` (default 200). A failure names the
@@ -111,9 +112,14 @@ impl Schedule {
             let twin = devices[0].twin_sharing_keyring();
             devices.push(twin);
         }
+        // Half the schedules compact a note's log after two pulled changes, so
+        // snapshots race offline edits; the others never compact (STEPS is short).
+        let compact_after = if self.rng.gen_bool(0.5) { 2 } else { i64::MAX };
+        self.log.push(format!("compact after {compact_after}"));
         let mut apps = Vec::new();
         for d in &devices {
             let g = d.launch().await;
+            g.store().set_compact_after(compact_after);
             g.ensure_session().await.unwrap();
             apps.push(g);
         }
@@ -166,6 +172,7 @@ impl Schedule {
                 // A restart: the next opening writes under a new actor.
                 apps[d].store().close().await;
                 apps[d] = devices[d].launch().await;
+                apps[d].store().set_compact_after(compact_after);
                 apps[d].ensure_session().await.unwrap();
                 self.log.push(format!("{d}: restart"));
             }
@@ -179,6 +186,7 @@ impl Schedule {
         apps[0].store().close().await;
         let fresh_dev = devices[0].twin_sharing_keyring();
         apps[0] = devices[0].launch().await;
+        apps[0].store().set_compact_after(compact_after);
         apps[0].ensure_session().await.unwrap();
         let fresh = fresh_dev.launch().await;
         fresh.ensure_session().await.unwrap();

@@ -25,6 +25,9 @@ pub struct Store {
     /// number different changes alike and corrupt the documents). The cost is one
     /// 16-byte actor per opening in the documents it edits.
     actor: automerge::ActorId,
+    /// Pulled changes a note takes before a snapshot replaces its log
+    /// (`records/compact.rs`); tests lower it to exercise compaction often.
+    compact_after: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -73,6 +76,9 @@ impl Store {
             pool,
             path: shown,
             actor: automerge::ActorId::random(),
+            compact_after: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                crate::records::COMPACT_AFTER,
+            )),
         })
     }
 
@@ -86,6 +92,19 @@ impl Store {
 
     pub(crate) fn actor(&self) -> &automerge::ActorId {
         &self.actor
+    }
+
+    /// Compacts a note's log after `n` pulled changes instead of the default
+    /// (for tests and benchmarks: the default makes it rare in short runs).
+    #[doc(hidden)]
+    pub fn set_compact_after(&self, n: i64) {
+        self.compact_after
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn compact_after(&self) -> i64 {
+        self.compact_after
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn err(&self, e: sqlx::Error) -> Error {

@@ -114,20 +114,64 @@ pub(crate) async fn sync_once(
         Delivery::Refused(reason) => return Ok(Outcome::NeedsAttention(reason)),
         Delivery::Token(t) => t,
     };
-    pull(store, vault, backend, &user.id, &token).await?;
     // Records: only the reference server has the API; on Better Auth they stay here.
-    if backend.dialect() == Dialect::Guestpass {
+    let records_here = backend.dialect() == Dialect::Guestpass;
+    if !records_here || profile_due(store, &user).await? {
+        pull(store, vault, backend, &user.id, &token).await?;
+    }
+    if records_here {
         match records::sync_records(store, backend, &user.id, &token).await {
-            Ok(_) => {}
+            Ok(_) => mark_synced(store, &user.id).await?,
             Err(SyncError::Backend(BackendError::Refused(e)))
                 if e.code == ErrorCode::ClientTooOld =>
             {
                 return Ok(Outcome::NeedsAttention(e))
             }
+            // The records pull stood in for get-session: a dead session is forgotten
+            // the same way.
+            Err(SyncError::Backend(BackendError::Unauthorized)) => {
+                forget_remote(store, vault, &user.id).await?;
+                return Err(BackendError::Unauthorized.into());
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(Outcome::UpToDate)
+}
+
+/// How long a pass trusts the profile it last read (get-session). Meanwhile the
+/// records round trip alone proves the session, so an idle pass is one request.
+const PROFILE_REFRESH: chrono::Duration = chrono::Duration::minutes(15);
+
+/// Whether this pass reads the profile: always for an account waiting for its
+/// address to be verified (the click happens elsewhere), else once per
+/// [`PROFILE_REFRESH`].
+async fn profile_due(store: &Store, user: &User) -> Result<bool> {
+    if !user.is_anonymous && !user.email_verified {
+        return Ok(true);
+    }
+    let at: Option<Option<String>> =
+        sqlx::query_scalar("SELECT profile_checked_at FROM remote_account WHERE user_id = ?")
+            .bind(&user.id)
+            .fetch_optional(store.pool())
+            .await
+            .map_err(db(store))?;
+    let recent = at
+        .flatten()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .is_some_and(|t| Utc::now().signed_duration_since(t) < PROFILE_REFRESH);
+    Ok(!recent)
+}
+
+/// A round trip with the server succeeded.
+async fn mark_synced(store: &Store, user_id: &str) -> Result<()> {
+    sqlx::query("UPDATE remote_account SET synced_at = ? WHERE user_id = ?")
+        .bind(format_time(&Utc::now()))
+        .bind(user_id)
+        .execute(store.pool())
+        .await
+        .map_err(db(store))?;
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -431,8 +475,11 @@ async fn pull(
             .execute(store.pool())
             .await
             .map_err(db(store))?;
-            sqlx::query("UPDATE remote_account SET synced_at = ? WHERE user_id = ?")
-                .bind(format_time(&Utc::now()))
+            let now = format_time(&Utc::now());
+            sqlx::query(
+                "UPDATE remote_account SET synced_at = ?1, profile_checked_at = ?1 WHERE user_id = ?2",
+            )
+                .bind(now)
                 .bind(user_id)
                 .execute(store.pool())
                 .await

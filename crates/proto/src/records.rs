@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The record-sync protocol this build speaks, sent as [`crate::routes::SYNC_PROTOCOL_HEADER`].
-pub const SYNC_PROTOCOL_VERSION: u32 = 1;
+/// 2: a change may carry `compacts` (a snapshot that replaces the record's log).
+pub const SYNC_PROTOCOL_VERSION: u32 = 2;
 /// The oldest protocol the server still accepts; older → 426 `CLIENT_TOO_OLD`.
 pub const SYNC_PROTOCOL_MIN: u32 = 1;
 /// One change's decoded size limit (413 `RECORD_TOO_LARGE` beyond).
@@ -44,6 +45,14 @@ pub struct RecordChange {
     pub deleted: bool,
     /// The schema version of the record this change was written with.
     pub schema_version: u32,
+    /// Push only: this change is a snapshot of the whole record made by a device
+    /// whose pull stood at this cursor, so it holds every change of the record up
+    /// to there; the server drops those (compaction, DESIGN.md §3a) and moves the
+    /// record's later changes after the snapshot, so a device that pulls from
+    /// further back never meets a change before the ones it builds on. Ignored if
+    /// the cursor is of another epoch. Never present in a pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacts: Option<String>,
 }
 
 /// `POST /sync/push`.

@@ -36,6 +36,7 @@ pub mod store;
 mod store_accounts;
 mod store_guests;
 pub mod store_records;
+mod store_records_compact;
 mod store_records_prune;
 pub mod upgrade;
 pub mod writer;

@@ -29,7 +29,7 @@ use crate::db::{Db, DbResult, UserRow};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::{activity_granularity, AppState, SharedState};
-use crate::store_records::{change_hash, NewChange, PushOutcome, Quota, StoredChange};
+use crate::store_records::{change_hash, Compaction, NewChange, PushOutcome, Quota, StoredChange};
 
 /// The push route's body limit: well above the default (64 KiB), since a push
 /// carries up to [`PUSH_MAX_CHANGES`] changes; a device sends its queue in
@@ -184,7 +184,18 @@ fn decode(c: &RecordChange) -> ApiResult<NewChange> {
     if change.len() > RECORD_CHANGE_MAX_BYTES {
         return Err(too_large());
     }
+    let compacts = match &c.compacts {
+        Some(raw) => {
+            let k = parse_cursor(raw)?;
+            Some(Compaction {
+                epoch: k.epoch.to_owned(),
+                seq: k.seq,
+            })
+        }
+        None => None,
+    };
     Ok(NewChange {
+        compacts,
         hash: change_hash(&c.collection, &c.id, c.deleted, c.schema_version, &change),
         collection: c.collection.clone(),
         record_id: c.id.clone(),
@@ -269,6 +280,7 @@ fn to_wire(c: StoredChange) -> RecordChange {
         change: base64::engine::general_purpose::STANDARD.encode(&c.change),
         deleted: c.deleted,
         schema_version: u32::try_from(c.schema_version).unwrap_or(0),
+        compacts: None,
     }
 }
 

@@ -32,6 +32,16 @@ pub struct NewChange {
     pub schema_version: i32,
     /// [`change_hash`] of the above.
     pub hash: String,
+    /// A snapshot replacing the record's log through this cursor
+    /// (`store_records_compact.rs`).
+    pub compacts: Option<Compaction>,
+}
+
+/// A parsed `compacts` cursor.
+#[derive(Debug, Clone)]
+pub struct Compaction {
+    pub epoch: String,
+    pub seq: i64,
 }
 
 /// What one user may hold.
@@ -225,9 +235,10 @@ macro_rules! record_store {
                     .iter()
                     .map(|c| i64::try_from(c.change.len()).unwrap_or(i64::MAX))
                     .fold(0, i64::saturating_add);
+                let compacted = Self::compact_in(&mut tx, user_id, &new, next_seq).await?;
                 let (records, bytes) = (
                     records.saturating_add(added_records),
-                    bytes.saturating_add(added_bytes),
+                    bytes.saturating_add(added_bytes).saturating_sub(compacted.freed_bytes).max(0),
                 );
                 if records > quota.max_records || bytes > quota.max_bytes {
                     // Dropping `tx` rolls back: nothing of this push is kept.
@@ -251,11 +262,13 @@ macro_rules! record_store {
                 });
                 q.build().execute(&mut *tx).await?;
                 let accepted = new.len();
+                let after_push = next_seq.saturating_add(i64::try_from(accepted).unwrap_or(i64::MAX));
+                let head = Self::renumber(&mut tx, user_id, &compacted.moved, after_push).await?;
                 sqlx::query(
                     "UPDATE record_heads SET next_seq = $2, records = $3, bytes = $4 WHERE user_id = $1",
                 )
                 .bind(user_id)
-                .bind(next_seq.saturating_add(i64::try_from(accepted).unwrap_or(i64::MAX)))
+                .bind(head)
                 .bind(records)
                 .bind(bytes)
                 .execute(&mut *tx)

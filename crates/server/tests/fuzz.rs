@@ -618,8 +618,21 @@ fn record_change() -> impl Strategy<Value = Value> {
         1 => prop::sample::select(vec![json!(0), json!(u32::MAX), json!(-1), json!(2_147_483_648u64), json!(1.5)]),
         1 => json_value(),
     ];
-    (collection, id, change, deleted, version).prop_map(|(c, i, ch, d, v)| {
-        json!({"collection": c, "id": i, "change": ch, "deleted": d, "schemaVersion": v})
+    // `compacts`: absent, a well-formed cursor (of some epoch, maybe beyond the head),
+    // garbage, or any JSON.
+    let compacts = prop_oneof![
+        4 => Just(None),
+        2 => ("[0-9a-f]{1,24}", 0u64..u64::MAX).prop_map(|(e, s)| Some(json!(format!("{e}.{s}")))),
+        1 => "[ -~]{0,40}".prop_map(|s| Some(json!(s))),
+        1 => json_value().prop_map(Some),
+    ];
+    (collection, id, change, deleted, version, compacts).prop_map(|(c, i, ch, d, v, k)| {
+        let mut change =
+            json!({"collection": c, "id": i, "change": ch, "deleted": d, "schemaVersion": v});
+        if let Some(k) = k {
+            change["compacts"] = k;
+        }
+        change
     })
 }
 

@@ -122,6 +122,12 @@ pub(super) async fn reown(
     .bind(account_id)
     .execute(&mut *conn)
     .await?;
+    // A queued compaction names a position in the guest's log, which means nothing
+    // in the account's: it is only an optimisation, so it is dropped.
+    sqlx::query("DELETE FROM record_outbox WHERE user_id = ? AND compacts IS NOT NULL")
+        .bind(guest_id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("UPDATE record_outbox SET user_id = ? WHERE user_id = ?")
         .bind(account_id)
         .bind(guest_id)

@@ -94,12 +94,13 @@ impl Guestpass {
                 ),
             ));
         }
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM record_outbox WHERE user_id = ?")
-                .bind(user_id)
-                .fetch_one(self.store.pool())
-                .await
-                .map_err(|e| self.store.err(e))?;
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM record_outbox WHERE user_id = ? AND compacts IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(self.store.pool())
+        .await
+        .map_err(|e| self.store.err(e))?;
         if status.state == SyncState::UpToDate && waiting == 0 {
             return Ok(());
         }

@@ -8,6 +8,7 @@
 //! Nothing per user is cached in memory: the merge of a guest into an account
 //! re-owns these rows with plain `UPDATE`s and everything here follows.
 
+mod compact;
 mod hlc;
 pub(crate) mod live;
 pub(crate) mod note_records;
@@ -23,6 +24,7 @@ use crate::store::Store;
 
 // `RecordsPass` and its `everything_held` are for the accounts code (sign out and
 // remove data), built on another branch.
+pub(crate) use compact::COMPACT_AFTER;
 #[allow(unused_imports)]
 pub(crate) use pass::{sync_records, RecordsPass};
 
@@ -111,9 +113,43 @@ pub(crate) async fn enqueue(
     Ok(())
 }
 
+/// Stores a record's state after `pulled` changes from the server were folded
+/// in, counting them towards its next snapshot (compaction). Only pulled changes
+/// count: the device's own come back in its pull too, so the count is the length
+/// of the log a new device would pull.
+pub(crate) async fn save_pulled(
+    conn: &mut SqliteConnection,
+    w: &Write<'_>,
+    pulled: usize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO records (user_id, collection, id, doc, schema_version, deleted, updated_at,
+                              changes_since_snapshot)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(user_id, collection, id) DO UPDATE SET doc = excluded.doc,
+           schema_version = excluded.schema_version, deleted = excluded.deleted,
+           updated_at = excluded.updated_at,
+           changes_since_snapshot = records.changes_since_snapshot + excluded.changes_since_snapshot",
+    )
+    .bind(w.user_id)
+    .bind(w.collection)
+    .bind(w.id)
+    .bind(w.doc)
+    .bind(i64::from(w.schema_version))
+    .bind(w.deleted)
+    .bind(format_time(&chrono::Utc::now()))
+    .bind(i64::try_from(pulled).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn count(store: &Store, user_id: &str, state: &str) -> Result<u64> {
     let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM record_outbox WHERE user_id = ? AND state = ?")
+        // A queued snapshot is not the person's change (compact.rs): not counted.
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM record_outbox WHERE user_id = ? AND state = ? AND compacts IS NULL",
+        )
             .bind(user_id)
             .bind(state)
             .fetch_one(store.pool())

@@ -7,7 +7,7 @@ use guestpass_proto::format_time;
 use sqlx::SqliteConnection;
 
 use super::notes_doc::{DocError, NoteDoc};
-use super::{enqueue, load, save, Write, NOTES, SCHEMA_VERSION};
+use super::{enqueue, load, save, save_pulled, Write, NOTES, SCHEMA_VERSION};
 use crate::error::Error;
 
 /// What a local change needs: the failure is either the database or a damaged doc.
@@ -179,7 +179,9 @@ pub(crate) async fn apply_remote(
     id: &str,
     changes: &[Pulled],
 ) -> Result<(), NoteError> {
-    let (mut doc, mut version) = match load(conn, user_id, NOTES, id).await? {
+    let stored = load(conn, user_id, NOTES, id).await?;
+    let known = stored.is_some();
+    let (mut doc, mut version) = match stored {
         Some(s) => (NoteDoc::load(&s.doc)?, s.schema_version),
         None => (NoteDoc::empty(), SCHEMA_VERSION),
     };
@@ -191,7 +193,7 @@ pub(crate) async fn apply_remote(
     }
     let alive = doc.alive()?;
     let saved = doc.save();
-    save(
+    save_pulled(
         conn,
         &Write {
             user_id,
@@ -201,19 +203,26 @@ pub(crate) async fn apply_remote(
             schema_version: version,
             deleted: !alive,
         },
+        changes.len(),
     )
     .await?;
-    materialise(conn, user_id, id, &doc).await
+    materialise(conn, user_id, id, &doc, alive, known).await
 }
 
-/// Makes the `notes` row say what the document says.
+/// Makes the `notes` row say what the document says. `known`: the note was
+/// here before this pull (else there is no row to compare with or delete).
 async fn materialise(
     conn: &mut SqliteConnection,
     user_id: &str,
     id: &str,
     doc: &NoteDoc,
+    alive: bool,
+    known: bool,
 ) -> Result<(), NoteError> {
-    if !doc.alive()? {
+    if !alive {
+        if !known {
+            return Ok(());
+        }
         sqlx::query("DELETE FROM notes WHERE id = ? AND user_id = ?")
             .bind(id)
             .bind(user_id)
@@ -228,14 +237,16 @@ async fn materialise(
         .filter(|c| chrono::DateTime::parse_from_rfc3339(c).is_ok())
         .unwrap_or_else(|| now.clone());
     let body = doc.body()?;
-    let changed: Option<String> =
-        sqlx::query_scalar("SELECT body FROM notes WHERE id = ? AND user_id = ?")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if changed.as_deref() == Some(body.as_str()) {
-        return Ok(());
+    if known {
+        let shown: Option<String> =
+            sqlx::query_scalar("SELECT body FROM notes WHERE id = ? AND user_id = ?")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if shown.as_deref() == Some(body.as_str()) {
+            return Ok(());
+        }
     }
     // `notes.id` is unique across users; a row of another user with this id is left
     // alone (ids are ULIDs minted by the writer, so this is only a damaged peer).

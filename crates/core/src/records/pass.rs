@@ -8,11 +8,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use guestpass_proto::{format_time, ApiError, ErrorCode};
 use guestpass_proto::{
-    PushRequest, RecordChange, PULL_DEFAULT_LIMIT, PUSH_MAX_CHANGES, RECORD_CHANGE_MAX_BYTES,
+    PullResponse, PushRequest, RecordChange, PULL_MAX_LIMIT, PUSH_MAX_CHANGES,
+    RECORD_CHANGE_MAX_BYTES,
 };
 use secrecy::SecretString;
 use sqlx::SqliteConnection;
 
+use super::compact;
 use super::note_records::{self, NoteError};
 use super::{pending_count, pref_records, refused_count, NOTES, PREFS};
 use crate::backend::{Backend, BackendError};
@@ -54,6 +56,9 @@ pub(crate) async fn sync_records(
         // The server lost data: what was just queued goes back up now.
         push(store, backend, user_id, token).await?;
     }
+    if compact(store, user_id).await? > 0 {
+        push(store, backend, user_id, token).await?;
+    }
     mark_saved(store, user_id).await?;
     Ok(RecordsPass {
         pending: pending_count(store, user_id).await?,
@@ -69,12 +74,22 @@ async fn adopt_legacy(store: &Store, user_id: &str) -> Result<(), Error> {
     tx.commit().await.map_err(|e| store.err(e))
 }
 
+/// Queues the snapshots of notes whose logs have grown (see `compact.rs`).
+async fn compact(store: &Store, user_id: &str) -> Result<u64, Error> {
+    let mut tx = store.begin_write().await?;
+    let queued = compact::queue_due(&mut tx, user_id, store.compact_after())
+        .await
+        .map_err(|e| store.err(e))?;
+    tx.commit().await.map_err(|e| store.err(e))?;
+    Ok(queued)
+}
+
 /// Records `last_saved_at` if, at this instant, nothing is pending (a change made
 /// during the pass keeps the old time).
 async fn mark_saved(store: &Store, user_id: &str) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO record_sync (user_id, last_saved_at) SELECT ?1, ?2
-           WHERE NOT EXISTS (SELECT 1 FROM record_outbox WHERE user_id = ?1 AND state = 'pending')
+           WHERE NOT EXISTS (SELECT 1 FROM record_outbox WHERE user_id = ?1 AND state = 'pending' AND compacts IS NULL)
          ON CONFLICT(user_id) DO UPDATE SET last_saved_at = excluded.last_saved_at",
     )
     .bind(user_id)
@@ -91,9 +106,12 @@ struct Pending {
     raw_len: usize,
 }
 
+/// `seq, collection, id, change, deleted, schema_version, compacts`.
+type OutboxRow = (i64, String, String, Vec<u8>, bool, i64, Option<String>);
+
 async fn next_batch(store: &Store, user_id: &str) -> Result<Vec<Pending>, Error> {
-    let rows: Vec<(i64, String, String, Vec<u8>, bool, i64)> = sqlx::query_as(
-        "SELECT seq, collection, id, change, deleted, schema_version FROM record_outbox
+    let rows: Vec<OutboxRow> = sqlx::query_as(
+        "SELECT seq, collection, id, change, deleted, schema_version, compacts FROM record_outbox
          WHERE user_id = ? AND state = 'pending' ORDER BY seq LIMIT ?",
     )
     .bind(user_id)
@@ -103,17 +121,20 @@ async fn next_batch(store: &Store, user_id: &str) -> Result<Vec<Pending>, Error>
     .map_err(|e| store.err(e))?;
     Ok(rows
         .into_iter()
-        .map(|(seq, collection, id, change, deleted, version)| Pending {
-            seq,
-            raw_len: change.len(),
-            change: RecordChange {
-                collection,
-                id,
-                change: B64.encode(&change),
-                deleted,
-                schema_version: u32::try_from(version).unwrap_or(1),
+        .map(
+            |(seq, collection, id, change, deleted, version, compacts)| Pending {
+                seq,
+                raw_len: change.len(),
+                change: RecordChange {
+                    collection,
+                    id,
+                    change: B64.encode(&change),
+                    deleted,
+                    schema_version: u32::try_from(version).unwrap_or(1),
+                    compacts,
+                },
             },
-        })
+        )
         .collect())
 }
 
@@ -220,9 +241,17 @@ async fn acknowledge(store: &Store, done: &[Pending]) -> Result<(), Error> {
     tx.commit().await.map_err(|e| store.err(e))
 }
 
+/// Sets refused changes aside (named in the UI). A refused snapshot is dropped
+/// instead: compaction is only an optimisation, and the log it would have
+/// replaced is still on the server.
 async fn set_aside(store: &Store, seqs: &[i64], reason: &ApiError) -> Result<(), Error> {
     let why = serde_json::to_string(reason).unwrap_or_default();
     for seq in seqs {
+        sqlx::query("DELETE FROM record_outbox WHERE seq = ? AND compacts IS NOT NULL")
+            .bind(seq)
+            .execute(store.pool())
+            .await
+            .map_err(|e| store.err(e))?;
         sqlx::query("UPDATE record_outbox SET state = 'refused', last_error = ? WHERE seq = ?")
             .bind(&why)
             .bind(seq)
@@ -235,6 +264,8 @@ async fn set_aside(store: &Store, seqs: &[i64], reason: &ApiError) -> Result<(),
 
 /// Pulls every page after the stored cursor. `true` when the server had lost data
 /// (new epoch or expired cursor) and a snapshot of every local record was queued.
+/// While one page is applied the next is already on its way (its cursor is
+/// known before the apply; an apply that fails drops it unused).
 async fn pull(
     store: &Store,
     backend: &Backend,
@@ -249,11 +280,11 @@ async fn pull(
             .map_err(|e| store.err(e))?
             .flatten();
     let mut resnapped = false;
+    let mut fetched = backend
+        .pull_records(token, cursor.as_deref(), PULL_MAX_LIMIT)
+        .await;
     loop {
-        let page = match backend
-            .pull_records(token, cursor.as_deref(), PULL_DEFAULT_LIMIT)
-            .await
-        {
+        let page = match fetched {
             Ok(p) => p,
             Err(BackendError::Refused(e)) if e.code == ErrorCode::CursorExpired && !resnapped => {
                 // Tombstones older than our cursor are gone: start over, and give the
@@ -265,37 +296,57 @@ async fn pull(
                 tx.commit().await.map_err(|e| store.err(e))?;
                 resnapped = true;
                 cursor = None;
+                fetched = backend.pull_records(token, None, PULL_MAX_LIMIT).await;
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
-        let mut tx = store.begin_write().await?;
-        if page.reset && !resnapped {
-            queue_snapshots(&mut tx, user_id)
-                .await
-                .map_err(|e| store.err(e))?;
-            resnapped = true;
-        }
-        apply_page(&mut tx, user_id, &page.changes)
-            .await
-            .map_err(|e| e.into_error(store))?;
-        sqlx::query(
-            "INSERT INTO record_sync (user_id, cursor) VALUES (?, ?)
-             ON CONFLICT(user_id) DO UPDATE SET cursor = excluded.cursor",
-        )
-        .bind(user_id)
-        .bind(&page.cursor)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| store.err(e))?;
-        tx.commit().await.map_err(|e| store.err(e))?;
+        let snapshot_first = page.reset && !resnapped;
+        resnapped |= snapshot_first;
         // An empty page claiming more would loop forever; the next pass goes on.
         let progressed = !page.changes.is_empty() || cursor.as_deref() != Some(&page.cursor);
-        cursor = Some(page.cursor);
+        let apply = apply_and_advance(store, user_id, &page, snapshot_first);
         if !page.more || !progressed {
+            apply.await?;
             return Ok(resnapped);
         }
+        let (applied, next) = tokio::join!(
+            apply,
+            backend.pull_records(token, Some(&page.cursor), PULL_MAX_LIMIT)
+        );
+        applied?;
+        fetched = next;
+        cursor = Some(page.cursor);
     }
+}
+
+/// One pulled page and its cursor, in one transaction (after queuing a snapshot
+/// of everything when the server lost data).
+async fn apply_and_advance(
+    store: &Store,
+    user_id: &str,
+    page: &PullResponse,
+    snapshot_first: bool,
+) -> Result<(), Error> {
+    let mut tx = store.begin_write().await?;
+    if snapshot_first {
+        queue_snapshots(&mut tx, user_id)
+            .await
+            .map_err(|e| store.err(e))?;
+    }
+    apply_page(&mut tx, user_id, &page.changes)
+        .await
+        .map_err(|e| e.into_error(store))?;
+    sqlx::query(
+        "INSERT INTO record_sync (user_id, cursor) VALUES (?, ?)
+         ON CONFLICT(user_id) DO UPDATE SET cursor = excluded.cursor",
+    )
+    .bind(user_id)
+    .bind(&page.cursor)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| store.err(e))?;
+    tx.commit().await.map_err(|e| store.err(e))
 }
 
 /// Every local record of the user, whole, into the outbox (pushes are idempotent).

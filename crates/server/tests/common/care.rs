@@ -70,7 +70,7 @@ pub async fn social_account(
 ) -> (String, String) {
     let claims = json!({
         "iss": idp.issuer, "aud": CLIENT_ID, "sub": sub,
-        "exp": (t0() + Duration::days(1)).timestamp(), "iat": t0().timestamp(),
+        "exp": (t0() + Duration::days(30)).timestamp(), "iat": t0().timestamp(),
         "nonce": nonce, "email": format!("{sub}@example.com"), "email_verified": true,
     });
     let (status, body) = s

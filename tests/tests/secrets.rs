@@ -1,11 +1,14 @@
 //! No secret at rest or in logs: after a full journey — a guest syncing notes and
 //! upgrading with a password, another linking a social account with a real ID
 //! token, email sign-in, sign-up, a merge, a social sign-in, the admin API with its
-//! key, and refusals of each — every
+//! key, account care (a password reset through its mailed link and page, a
+//! verification resent and confirmed, a password change, an account deleted with
+//! its password), and refusals of each — every
 //! byte of every SQLite file (database, WAL, SHM) of both devices and the server,
 //! everything the app core and the server logged at DEBUG, and every error message
 //! are searched for the session tokens, the password, the admin key and the ID
-//! token, also as hex and base64. None may appear.
+//! token, the mailed link tokens and the new passwords, also as hex and base64.
+//! None may appear.
 //!
 //! The ID token only ever travels from the app to the server, so the app talks to
 //! the server through a recording pass-through here: it is how the test learns the
@@ -22,11 +25,14 @@ use base64::Engine;
 use guestpass_core::{Dialect, Opener, SocialProvider, UpgradeOutcome};
 use guestpass_proto::ErrorCode;
 use guestpass_testkit::oidc::OidcPeer;
-use guestpass_tests::{Device, RefServer, ADMIN_KEY};
+use guestpass_tests::{Device, RefServer, SmtpSink, ADMIN_KEY};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "Correct-Horse-Battery-42";
+/// Set through the reset link, then changed to the next one.
+const RESET_PASSWORD: &str = "Reset-Horse-Battery-43";
+const CHANGED_PASSWORD: &str = "Changed-Horse-Battery-44";
 const PROVIDER: &str = "acme";
 const CLIENT_ID: &str = "guestpass-desktop";
 
@@ -184,6 +190,47 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
             .any(|w| w == needle.as_bytes())
 }
 
+/// The token of the next mailed link to `route`; every link token seen on the
+/// way (verification emails of the upgrades and sign-ups) goes into `seen`.
+async fn next_link(smtp: &mut SmtpSink, route: &str, seen: &mut Vec<String>) -> String {
+    loop {
+        let mail = smtp.next().await;
+        let body = guestpass_testkit::decode_qp(&mail.data);
+        let mut found = None;
+        for word in body.split_whitespace().filter(|w| w.contains("?token=")) {
+            let url = url::Url::parse(word).unwrap();
+            let token = url
+                .query_pairs()
+                .find(|(k, _)| k == "token")
+                .unwrap()
+                .1
+                .into_owned();
+            seen.push(token.clone());
+            if url.path().ends_with(route) {
+                found = Some(token);
+            }
+        }
+        if let Some(token) = found {
+            return token;
+        }
+    }
+}
+
+/// A browser opening a mailed link, over a plain socket: an HTTP client library
+/// would log the address (and the token in it) at DEBUG.
+async fn open_page(base: &str, path_and_query: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
 fn pw(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
@@ -199,7 +246,9 @@ fn error_text<T>(result: guestpass_core::Result<T>) -> String {
 async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
     let logs = capture_logs();
     let provider = OidcPeer::start();
+    let mut smtp = SmtpSink::start().await;
     let mut server = RefServer::reserve().await;
+    server.smtp_url = Some(smtp.url());
     server
         .up_with_social(&[(PROVIDER, CLIENT_ID, &provider.issuer)])
         .await;
@@ -366,6 +415,134 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         .await
         .unwrap();
     messages.push(refused_admin);
+    // Account care (issue 13), straight to the server: a reset through the
+    // mailed link and its page (refused once, set, refused again), a sign-in
+    // with the new password, a password change (wrong, then right), a resent
+    // verification confirmed through the page's form, and the merger account
+    // deleted (wrong password, then right).
+    let mut link_tokens = Vec::new();
+    let keeper = "secret-keeper@example.com";
+    let (status, _) = server
+        .post("/request-password-reset", None, json!({ "email": keeper }))
+        .await;
+    assert_eq!(status, 200);
+    let reset = next_link(&mut smtp, "/reset-password", &mut link_tokens).await;
+    let page = open_page(
+        &server.url(),
+        &format!("/api/auth/reset-password?token={reset}"),
+    )
+    .await;
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("name=\"newPassword\""),
+        "{page}"
+    );
+    let http = reqwest::Client::new();
+    let reset_form = |new: &'static str, again: &'static str| {
+        let form = [
+            ("token", reset.clone()),
+            ("newPassword", new.into()),
+            ("confirmPassword", again.into()),
+        ];
+        http.post(format!("{}/api/auth/reset-password", server.url()))
+            .header("accept", "text/html")
+            .form(&form)
+            .send()
+    };
+    // Refused, the page's form comes back with its message, and with the token
+    // in its hidden field (the holder posted it and needs it to try again): the
+    // only place it is, and never in the message.
+    let differ = reset_form(RESET_PASSWORD, CHANGED_PASSWORD).await.unwrap();
+    assert_eq!(differ.status(), 400);
+    let again = differ.text().await.unwrap();
+    let hidden = format!("<input type=\"hidden\" name=\"token\" value=\"{reset}\">");
+    assert_eq!(
+        (
+            again.matches(&reset).count(),
+            again.matches(&hidden).count()
+        ),
+        (1, 1)
+    );
+    let alert = again
+        .split("role=\"alert\">")
+        .nth(1)
+        .and_then(|a| a.split("</p>").next());
+    messages.push(alert.unwrap().to_owned());
+    messages.push(again.replace(&hidden, ""));
+    let set = reset_form(RESET_PASSWORD, RESET_PASSWORD).await.unwrap();
+    assert_eq!(set.status(), 200);
+    let used = reset_form(RESET_PASSWORD, RESET_PASSWORD).await.unwrap();
+    assert_eq!(used.status(), 400);
+    messages.push(used.text().await.unwrap());
+    let (_, reused) = server
+        .post(
+            "/reset-password",
+            None,
+            json!({"token": reset, "newPassword": RESET_PASSWORD}),
+        )
+        .await;
+    messages.push(reused.to_string());
+    let (status, after_reset) = server
+        .post(
+            "/sign-in/email",
+            None,
+            json!({"email": keeper, "password": RESET_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{after_reset}");
+    let reset_token = after_reset["token"].as_str().unwrap().to_owned();
+    let change = |current: &str, new: &str| json!({"currentPassword": current, "newPassword": new});
+    let (status, wrong_change) = server
+        .post(
+            "/change-password",
+            Some(&reset_token),
+            change(PASSWORD, CHANGED_PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 401);
+    messages.push(wrong_change.to_string());
+    let (status, changed) = server
+        .post(
+            "/change-password",
+            Some(&reset_token),
+            change(RESET_PASSWORD, CHANGED_PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    let (status, _) = server
+        .post("/send-verification-email", Some(&sign_up_token), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let resent = next_link(&mut smtp, "/verify-email", &mut link_tokens).await;
+    let confirmed = http
+        .post(format!("{}/api/auth/verify-email", server.url()))
+        .header("accept", "text/html")
+        .form(&[("token", resent.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let (status, wrong_delete) = server
+        .post(
+            "/delete-user",
+            Some(&sign_up_token),
+            json!({ "password": CHANGED_PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    messages.push(wrong_delete.to_string());
+    let (status, deleted) = server
+        .post(
+            "/delete-user",
+            Some(&sign_up_token),
+            json!({ "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert!(
+        link_tokens.len() >= 3,
+        "a reset and two verification links at least"
+    );
+
     messages.extend(recorder.error_bodies.lock().unwrap().iter().cloned());
     // What a `{:?}` in any log line would print of the values that carry secrets.
     let debug_views = [
@@ -408,6 +585,34 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
                 nonce: None,
             }
         ),
+        format!(
+            "{:?}",
+            guestpass_proto::ResetPasswordRequest {
+                token: reset.clone(),
+                new_password: RESET_PASSWORD.into(),
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::VerifyEmailRequest {
+                token: resent.clone(),
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::ChangePasswordRequest {
+                current_password: RESET_PASSWORD.into(),
+                new_password: CHANGED_PASSWORD.into(),
+                revoke_other_sessions: None,
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::DeleteUserRequest {
+                password: Some(PASSWORD.into()),
+                callback_url: None,
+            }
+        ),
     ];
 
     // The secrets: every session token (local and server-side), the password, the
@@ -421,7 +626,11 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         ("sign-up token", sign_up_token),
         ("merged guest token", merged_guest_token),
         ("social sign-in token", social_token),
+        ("reset password", RESET_PASSWORD.to_owned()),
+        ("changed password", CHANGED_PASSWORD.to_owned()),
+        ("post-reset sign-in token", reset_token),
     ];
+    secrets.extend(link_tokens.into_iter().map(|t| ("mailed link token", t)));
     for (device, user) in [
         (&device_a, &guest_a.user.id),
         (&device_b, &guest_b.user.id),

@@ -168,11 +168,19 @@ async fn online_upgrade_keeps_the_id_the_session_and_every_note() {
         (Some(false), Some("jane@example.com"))
     );
 
-    // The verification email's link flips emailVerified; the next sync pulls it.
+    // The verification email's link opens a page whose "Confirm my email" posts
+    // the token back; that flips emailVerified and the next sync pulls it.
     let mail = smtp.next().await;
     assert_eq!(mail.to, ["jane@example.com"]);
-    let link = find_link(&mail.data);
-    assert_eq!(reqwest::get(&link).await.unwrap().status().as_u16(), 200);
+    let link = url::Url::parse(&find_link(&mail.data)).unwrap();
+    let token = link.query_pairs().find(|(k, _)| k == "token").unwrap().1;
+    let confirmed = reqwest::Client::new()
+        .post(link.as_str().split('?').next().unwrap())
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status().as_u16(), 200);
     assert_eq!(app.sync_now().await.state, SyncState::UpToDate);
     let after = app.get_session().await.unwrap().unwrap();
     assert!(after.user.email_verified);

@@ -35,6 +35,13 @@ pub enum ErrorCode {
     ClientTooOld,
     /// A sensitive operation a guest may not do (spec: gate with isAnonymous).
     AnonymousNotAllowed,
+    // Server, account care (issue 13).
+    /// The account's current password was wrong (change-password, delete-user).
+    InvalidPassword,
+    /// A social-only account deleting itself must have signed in within 10 minutes.
+    SessionNotFresh,
+    /// A verification email was asked for an address that is already verified.
+    EmailAlreadyVerified,
     // Server, for malformed requests and outages.
     InvalidRequest,
     InvalidUserId,
@@ -98,6 +105,9 @@ impl ErrorCode {
             CursorExpired => "CURSOR_EXPIRED",
             ClientTooOld => "CLIENT_TOO_OLD",
             AnonymousNotAllowed => "ANONYMOUS_NOT_ALLOWED",
+            InvalidPassword => "INVALID_PASSWORD",
+            SessionNotFresh => "SESSION_NOT_FRESH",
+            EmailAlreadyVerified => "EMAIL_ALREADY_VERIFIED",
             InvalidRequest => "INVALID_REQUEST",
             InvalidUserId => "INVALID_USER_ID",
             PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -150,6 +160,9 @@ impl ErrorCode {
             CursorExpired => "Sync position expired; a full resync is needed",
             ClientTooOld => "This app is too old to sync with the server; please update it",
             AnonymousNotAllowed => "Create an account first: guests cannot do this",
+            InvalidPassword => "Invalid password",
+            SessionNotFresh => "Sign in again to confirm it is you, then try again",
+            EmailAlreadyVerified => "Email is already verified",
             InvalidRequest => "Invalid request",
             InvalidUserId => "Invalid user id",
             PayloadTooLarge => "Request body too large",
@@ -183,13 +196,14 @@ impl ErrorCode {
             AnonymousUsersCannotSignInAgainAnonymously
             | UserNotAnonymous
             | InvalidToken
+            | EmailAlreadyVerified
             | InvalidRequest
             | InvalidUserId
             | SocialCancelled
             | SocialTimeout
             | SocialFailed => 400,
-            Unauthorized | InvalidIdToken | InvalidEmailOrPassword => 401,
-            AnonymousNotAllowed => 403,
+            Unauthorized | InvalidIdToken | InvalidEmailOrPassword | InvalidPassword => 401,
+            AnonymousNotAllowed | SessionNotFresh => 403,
             UnknownProvider | UserNotFound | NotFound | NoteNotFound => 404,
             MethodNotAllowed => 405,
             UserIdTaken | EmailAlreadyInUse | ProviderAccountInUse => 409,
@@ -261,6 +275,22 @@ mod tests {
             (ErrorCode::InvalidEmail, "Invalid email", 422),
             (ErrorCode::PasswordTooShort, "Password too short", 422),
             (ErrorCode::UserNotAnonymous, "User is not anonymous", 400),
+            (ErrorCode::InvalidPassword, "Invalid password", 401),
+            (
+                ErrorCode::AnonymousNotAllowed,
+                ErrorCode::AnonymousNotAllowed.default_message(),
+                403,
+            ),
+            (
+                ErrorCode::SessionNotFresh,
+                ErrorCode::SessionNotFresh.default_message(),
+                403,
+            ),
+            (
+                ErrorCode::EmailAlreadyVerified,
+                "Email is already verified",
+                400,
+            ),
         ];
         for (code, msg, status) in cases {
             assert_eq!(code.default_message(), msg);

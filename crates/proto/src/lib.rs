@@ -2,6 +2,7 @@
 //! server (`guestpass-server`): the JSON shapes of DESIGN.md §4, the route paths,
 //! the id formats and the input rules both sides check. No I/O lives here.
 
+mod care;
 mod error;
 mod ids;
 mod model;
@@ -10,6 +11,7 @@ pub mod routes;
 mod time;
 mod validate;
 
+pub use care::*;
 pub use error::{ApiError, ErrorCode};
 pub use ids::{new_note_id, new_session_id, new_user_id, parse_user_id, IdError};
 pub use model::*;

@@ -7,6 +7,8 @@ pub const GET_SESSION: &str = "/get-session";
 pub const UPGRADE: &str = "/anonymous/upgrade";
 pub const UPGRADE_SOCIAL: &str = "/anonymous/upgrade-social";
 pub const SIGN_IN_EMAIL: &str = "/sign-in/email";
+/// `GET ?token=…`: a page with a "Confirm my email" button, changing nothing.
+/// `POST {token}` (JSON or form): marks the email verified.
 pub const VERIFY_EMAIL: &str = "/verify-email";
 pub const SIGN_OUT: &str = "/sign-out";
 pub const DELETE_ANONYMOUS_USER: &str = "/delete-anonymous-user";
@@ -19,6 +21,22 @@ pub const SIGN_IN_SOCIAL: &str = "/sign-in/social";
 pub const MERGE: &str = "/anonymous/merge";
 /// Better Auth's sign-up: holding a guest's bearer it is the in-place upgrade.
 pub const SIGN_UP_EMAIL: &str = "/sign-up/email";
+
+// Account care (issue 13; crates/server/README.md "Account care").
+/// `POST {email, redirectTo?}`: mails a single-use reset link (1 h); same answer
+/// whether or not the address is registered.
+pub const REQUEST_PASSWORD_RESET: &str = "/request-password-reset";
+/// `GET ?token=…`: the server's page asking for the new password (the mailed
+/// link opens it). `POST {token, newPassword}` (JSON or form): sets it.
+pub const RESET_PASSWORD: &str = "/reset-password";
+/// Bearer, full account: mails the verification link again (3 per hour).
+pub const SEND_VERIFICATION_EMAIL: &str = "/send-verification-email";
+/// Bearer, full account with a password: `{currentPassword, newPassword}`.
+pub const CHANGE_PASSWORD: &str = "/change-password";
+/// Bearer, guest or account: deletes the caller's user and everything it owns.
+pub const DELETE_USER: &str = "/delete-user";
+/// Bearer, full account: the server's view of the account, as JSON.
+pub const EXPORT: &str = "/export";
 
 // Records (DESIGN.md §3a).
 pub const SYNC_PUSH: &str = "/sync/push";

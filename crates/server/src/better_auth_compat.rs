@@ -24,12 +24,13 @@ use crate::auth::{
 use crate::crypto::{new_token, sha256_hex};
 use crate::db::{AuditRow, SessionRow, UserRow};
 use crate::db_accounts::NewAccount;
+use crate::email_verification::send_verification;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{bearer, ApiJson, Peer};
 use crate::hashing::hash_password;
 use crate::merge::fold_on_sign_in;
 use crate::state::{verification_ttl, AppState, SharedState};
-use crate::upgrade::{account_input, send_verification, upgrade_in_place};
+use crate::upgrade::{account_input, upgrade_in_place};
 
 /// An avatar URL, not a picture.
 const IMAGE_MAX: usize = 2048;

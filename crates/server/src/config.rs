@@ -50,6 +50,7 @@ pub enum ConfigError {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://guestpass-server.db";
 pub const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 30;
+pub const DEFAULT_PASSWORD_RESET_PER_MINUTE: u32 = 10;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
 
@@ -201,12 +202,17 @@ impl AnonymousSetting {
 pub struct RateLimitConfig {
     /// Anonymous sign-ins per client address per minute; 0 turns the limit off.
     pub anonymous_per_minute: u32,
+    /// `request-password-reset` calls per client address per minute (429
+    /// beyond); 0 turns the limit off. Each account also gets at most 3 reset
+    /// emails an hour, whatever this says.
+    pub password_reset_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             anonymous_per_minute: DEFAULT_ANONYMOUS_PER_MINUTE,
+            password_reset_per_minute: DEFAULT_PASSWORD_RESET_PER_MINUTE,
         }
     }
 }
@@ -304,6 +310,10 @@ impl Config {
         if let Some(v) = get("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE") {
             self.rate_limit.anonymous_per_minute =
                 parse("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("GUESTPASS_RATE_LIMIT_PASSWORD_RESET_PER_MINUTE") {
+            self.rate_limit.password_reset_per_minute =
+                parse("GUESTPASS_RATE_LIMIT_PASSWORD_RESET_PER_MINUTE", &v)?;
         }
         if let Some(v) = get("GUESTPASS_EMAIL_PASSWORD") {
             self.auth_methods.email_password = parse("GUESTPASS_EMAIL_PASSWORD", &v)?;
@@ -410,6 +420,7 @@ mod tests {
             Some(2_592_000)
         );
         assert_eq!(example.rate_limit.anonymous_per_minute, 30);
+        assert_eq!(example.rate_limit.password_reset_per_minute, 10);
         assert_eq!(example.request_read_timeout_secs, 20);
         assert!(example.trusted_origins.is_empty(), "CORS closed by default");
         assert_eq!(example.records.tombstone_retention_days, 90);

@@ -270,7 +270,9 @@ pub struct AuditFilter {
 }
 
 #[async_trait]
-pub trait Database: crate::db_accounts::AccountStore + Send + Sync + 'static {
+pub trait Database:
+    crate::db_accounts::AccountStore + crate::db_care::CareStore + Send + Sync + 'static
+{
     /// "sqlite" or "postgres", for logs.
     fn kind(&self) -> &'static str;
 
@@ -334,7 +336,8 @@ pub trait Database: crate::db_accounts::AccountStore + Send + Sync + 'static {
     async fn user_by_id(&self, id: &str) -> DbResult<Option<UserRow>>;
 
     /// Marks the email verified if the token is unused, unexpired and still matches
-    /// the user's email. Returns the user id; a token works once.
+    /// the user's email (the user's other outstanding links are spent with it).
+    /// Returns the user id; a token works once.
     async fn consume_verification(&self, token_hash: &str, now: i64) -> DbResult<Option<String>>;
 
     async fn delete_session(&self, token_hash: &str) -> DbResult<bool>;
@@ -365,8 +368,8 @@ pub trait Database: crate::db_accounts::AccountStore + Send + Sync + 'static {
     /// How many guests `delete_stale_guests` would delete (dry run).
     async fn count_stale_guests(&self, cutoff: i64) -> DbResult<i64>;
 
-    /// Housekeeping: expired sessions, used or expired verification tokens, old
-    /// rate-limit windows. Returns rows removed.
+    /// Housekeeping: expired sessions, used or expired verification and
+    /// password-reset tokens, old rate-limit windows. Returns rows removed.
     async fn prune(&self, now: i64, rate_windows_before: i64) -> DbResult<u64>;
 }
 

@@ -1,6 +1,7 @@
 //! Request extractors whose rejections are `{code, message}` JSON, so axum's
 //! plain-text rejections never reach a client, plus the bearer token and client
-//! address helpers.
+//! address helpers, and the session extractors: [`SignedIn`] (any live
+//! session) and [`FullAccount`], the server's gate of sensitive operations.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -12,7 +13,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use guestpass_proto::ErrorCode;
 use serde::de::DeserializeOwned;
 
+use crate::auth::{require_session, Authed};
 use crate::error::Failure;
+use crate::state::SharedState;
 
 /// Largest request body accepted (every legitimate body is well under 1 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -178,6 +181,78 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
         };
         Failure::bad_request(message)
     })
+}
+
+/// A body posted by the server's own pages (`application/x-www-form-urlencoded`,
+/// then `html` is true and the answer is a page) or by an app
+/// (`application/json`). A body that does not parse is handed to the handler
+/// as `Err`, so a page can answer it with a page; a body of another type, or
+/// too large or too slow, is refused as JSON before the handler runs.
+pub struct FormOrJson<T> {
+    pub html: bool,
+    pub body: Result<T, Failure>,
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormOrJson<T> {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Failure> {
+        let html = is_form(req.headers());
+        let (json, bytes) = read_body(req, state).await?;
+        let body = if html {
+            serde_urlencoded::from_bytes(&bytes)
+                .map_err(|_| Failure::bad_request("Invalid form body"))
+        } else if bytes.is_empty() {
+            Err(Failure::bad_request("A JSON body is required"))
+        } else if !json {
+            return Err(wrong_content_type());
+        } else {
+            parse_json(&bytes)
+        };
+        Ok(FormOrJson { html, body })
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The caller's live session from `Authorization: Bearer`, guest or full
+/// account; 401 `UNAUTHORIZED` without one.
+pub struct SignedIn(pub Authed);
+
+impl FromRequestParts<SharedState> for SignedIn {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Failure> {
+        require_session(state, &parts.headers).await.map(SignedIn)
+    }
+}
+
+/// The gate of the operations the spec calls sensitive ("use the isAnonymous
+/// flag to gate sensitive operations (payments, data exports, etc.)"): a full
+/// account's live session. 401 `UNAUTHORIZED` without a session, 403
+/// `ANONYMOUS_NOT_ALLOWED` for a guest. Put it on every route only an account
+/// may use; the device has the same rule as `require_full_account` in core.
+pub struct FullAccount(pub Authed);
+
+impl FromRequestParts<SharedState> for FullAccount {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Failure> {
+        let authed = require_session(state, &parts.headers).await?;
+        if authed.user.is_anonymous {
+            return Err(Failure::new(ErrorCode::AnonymousNotAllowed));
+        }
+        Ok(FullAccount(authed))
+    }
 }
 
 /// Query string parsed into `T`, with JSON rejections.

@@ -8,6 +8,7 @@
 //! Start it with [`launch`] or, in tests, [`launch_with_listener`] on a port-0
 //! listener.
 
+pub mod account_care;
 pub mod admin;
 pub mod auth;
 pub mod better_auth_compat;
@@ -17,6 +18,8 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod db_accounts;
+pub mod db_care;
+pub mod email_verification;
 pub mod error;
 pub mod extract;
 pub mod guest_batch;
@@ -25,6 +28,8 @@ pub mod live;
 pub mod mail;
 pub mod merge;
 pub mod oidc;
+pub mod pages;
+pub mod password_reset;
 mod pg_readers;
 pub mod ratelimit;
 mod readers;
@@ -34,6 +39,7 @@ pub mod social_sign_in;
 pub mod state;
 pub mod store;
 mod store_accounts;
+mod store_care;
 mod store_guests;
 pub mod store_records;
 mod store_records_compact;

@@ -1,4 +1,4 @@
-//! The verification email, over SMTP with lettre. The link carries a secret
+//! The verification and password reset emails, over SMTP with lettre. The link carries a secret
 //! token, so neither the link nor the message body is ever logged.
 
 use lettre::message::header::ContentType;
@@ -37,37 +37,55 @@ impl Mailer {
         })
     }
 
-    /// Sends the link; failures are logged (without the link) and not retried:
-    /// the account is upgraded either way.
+    /// Sends the verification link; failures are logged (without the link) and
+    /// not retried: the account is upgraded either way.
     pub async fn send_verification(&self, to: &str, link: &str) {
-        let Ok(to_box) = to.parse::<Mailbox>() else {
-            tracing::warn!("verification email not sent: recipient address not accepted");
-            return;
-        };
         let text = format!(
-            "Welcome to {app}!\r\n\r\nConfirm your email address by opening this link:\r\n\r\n{link}\r\n\r\n\
+            "Welcome to {app}!\r\n\r\nConfirm your email address: open this link and press \"Confirm my email\":\r\n\r\n{link}\r\n\r\n\
              The link works once and expires in 24 hours. If you did not create an account, ignore this email.\r\n",
             app = self.app_name
         );
+        let subject = format!("Verify your email for {}", self.app_name);
+        self.send(to, subject, text, "verification").await;
+    }
+
+    /// Sends a password reset link (valid an hour, once). Same rules as above.
+    pub async fn send_password_reset(&self, to: &str, link: &str) {
+        let text = format!(
+            "Someone (hopefully you) asked to reset the password of your {app} account.\r\n\r\n\
+             Choose a new password here:\r\n\r\n{link}\r\n\r\n\
+             The link works once and expires in 1 hour. Every device signed in to the account \
+             will be signed out. If you did not ask for this, ignore this email: your password stays as it is.\r\n",
+            app = self.app_name
+        );
+        let subject = format!("Reset your {} password", self.app_name);
+        self.send(to, subject, text, "password reset").await;
+    }
+
+    async fn send(&self, to: &str, subject: String, text: String, what: &'static str) {
+        let Ok(to_box) = to.parse::<Mailbox>() else {
+            tracing::warn!(what, "email not sent: recipient address not accepted");
+            return;
+        };
         // lettre picks the transfer encoding (quoted-printable for the long link
         // line); mail clients decode it.
         let body = Body::new(text);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to_box)
-            .subject(format!("Verify your email for {}", self.app_name))
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN)
             .body(body);
         let message = match message {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "verification email not built");
+                tracing::warn!(what, error = %e, "email not built");
                 return;
             }
         };
         match self.transport.send(message).await {
-            Ok(_) => tracing::info!("verification email sent"),
-            Err(e) => tracing::warn!(error = %e, "verification email not sent"),
+            Ok(_) => tracing::info!(what, "email sent"),
+            Err(e) => tracing::warn!(what, error = %e, "email not sent"),
         }
     }
 }

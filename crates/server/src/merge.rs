@@ -9,12 +9,12 @@ use axum::http::HeaderMap;
 use axum::Json;
 use guestpass_proto::{ErrorCode, MergeRequest, MergeResponse, MergedSummary};
 
-use crate::auth::{ip_hash, ip_of, require_session, Authed};
+use crate::auth::{ip_hash, ip_of, Authed};
 use crate::crypto::sha256_hex;
 use crate::db::{AuditRow, SessionRow, UserRow};
 use crate::db_accounts::{MergeOutcome, MergePlan, MergeRow};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{ApiJson, Peer};
+use crate::extract::{ApiJson, FullAccount, Peer};
 use crate::state::{AppState, SharedState};
 
 /// Longer than any token this server mints; anything longer is not one.
@@ -24,14 +24,12 @@ pub async fn merge(
     State(state): State<SharedState>,
     peer: Peer,
     headers: HeaderMap,
+    // Two guests are never merged, and neither are two accounts: the target
+    // must be a full account (a guest bearer: 403 ANONYMOUS_NOT_ALLOWED), the
+    // token a guest's.
+    FullAccount(Authed { user: account, .. }): FullAccount,
     ApiJson(body): ApiJson<MergeRequest>,
 ) -> ApiResult<Json<MergeResponse>> {
-    let Authed { user: account, .. } = require_session(&state, &headers).await?;
-    // Two guests are never merged, and neither are two accounts: the target
-    // must be a full account, the token a guest's.
-    if account.is_anonymous {
-        return Err(ErrorCode::AnonymousNotAllowed.into());
-    }
     let token = body.guest_token;
     if token.is_empty() || token.len() > TOKEN_MAX {
         return Err(ErrorCode::Unauthorized.into());

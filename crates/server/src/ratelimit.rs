@@ -1,5 +1,9 @@
-//! Rate limit of anonymous sign-ins: N per minute per client address, counted in
-//! the database so every instance on one database shares the count.
+//! Rate limits per client address and minute, counted in the database so every
+//! instance on one database shares the count: anonymous sign-ins (below) and
+//! password reset requests ([`check_password_reset`], the same window on a
+//! bucket of its own). The per-user limits of account care (reset emails and
+//! verification resends per hour) are counted from the links themselves, in
+//! `store_care.rs`.
 //!
 //! Each client address (as a keyed hash, never the address) has a fixed
 //! one-minute window, `window_start = now - now % 60 s`, and a hit counter row
@@ -53,6 +57,18 @@ pub fn anonymous_hit(
     limit_per_minute: u32,
     now_ms: i64,
 ) -> Option<RateHit> {
+    hit("anon", secret, ip, limit_per_minute, now_ms)
+}
+
+/// The window a request of `kind` from `ip` counts against (buckets of
+/// different kinds never share a count); `None` when the limit is off (0).
+fn hit(
+    kind: &str,
+    secret: &[u8],
+    ip: Option<IpAddr>,
+    limit_per_minute: u32,
+    now_ms: i64,
+) -> Option<RateHit> {
     if limit_per_minute == 0 {
         return None;
     }
@@ -60,7 +76,7 @@ pub fn anonymous_hit(
         .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".into());
     Some(RateHit {
-        bucket: format!("anon:{}", keyed_hash(secret, &who)),
+        bucket: format!("{kind}:{}", keyed_hash(secret, &who)),
         window_start: now_ms - now_ms.rem_euclid(WINDOW_MS),
         limit: i64::from(limit_per_minute),
     })
@@ -85,7 +101,30 @@ pub async fn check_anonymous(
     limit_per_minute: u32,
     now_ms: i64,
 ) -> DbResult<Decision> {
-    let Some(hit) = anonymous_hit(secret, ip, limit_per_minute, now_ms) else {
+    count(
+        db,
+        anonymous_hit(secret, ip, limit_per_minute, now_ms),
+        now_ms,
+    )
+    .await
+}
+
+/// Counts one `POST /request-password-reset` from `ip` and decides. Every
+/// request counts, whether or not its address is registered, so the limit
+/// tells nothing about the address either.
+pub async fn check_password_reset(
+    db: &dyn Database,
+    secret: &[u8],
+    ip: Option<IpAddr>,
+    limit_per_minute: u32,
+    now_ms: i64,
+) -> DbResult<Decision> {
+    let hit = hit("reset", secret, ip, limit_per_minute, now_ms);
+    count(db, hit, now_ms).await
+}
+
+async fn count(db: &dyn Database, hit: Option<RateHit>, now_ms: i64) -> DbResult<Decision> {
+    let Some(hit) = hit else {
         return Ok(Decision::Allowed);
     };
     let hits = db.hit_rate_window(&hit.bucket, hit.window_start).await?;

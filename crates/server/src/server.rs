@@ -34,7 +34,8 @@ use crate::mail::{MailError, Mailer};
 use crate::state::{AppState, SharedState};
 use crate::writer::Writer;
 use crate::{
-    admin, auth, better_auth_compat, cleanup, live, merge, records, social_sign_in, store, upgrade,
+    account_care, admin, auth, better_auth_compat, cleanup, email_verification, live, merge,
+    password_reset, records, social_sign_in, store, upgrade,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -393,7 +394,27 @@ pub fn router(state: SharedState) -> Router {
         )
         .route(routes::SIGN_IN_SOCIAL, post(social_sign_in::sign_in_social))
         .route(routes::MERGE, post(merge::merge))
-        .route(routes::VERIFY_EMAIL, get(upgrade::verify_email))
+        // Account care (issue 13). The two pages a mailed link opens answer GET
+        // (a page or `{valid}`, changing nothing) and POST (the change).
+        .route(
+            routes::VERIFY_EMAIL,
+            get(email_verification::verify_email_page).post(email_verification::verify_email),
+        )
+        .route(
+            routes::SEND_VERIFICATION_EMAIL,
+            post(email_verification::send_verification_email),
+        )
+        .route(
+            routes::REQUEST_PASSWORD_RESET,
+            post(password_reset::request_password_reset),
+        )
+        .route(
+            routes::RESET_PASSWORD,
+            get(password_reset::reset_password_page).post(password_reset::reset_password),
+        )
+        .route(routes::CHANGE_PASSWORD, post(account_care::change_password))
+        .route(routes::DELETE_USER, post(account_care::delete_user))
+        .route(routes::EXPORT, get(account_care::export))
         .route(routes::SIGN_OUT, post(auth::sign_out))
         .route(
             routes::DELETE_ANONYMOUS_USER,

@@ -51,3 +51,29 @@ pub fn activity_granularity() -> Duration {
 pub fn verification_ttl() -> Duration {
     Duration::hours(24)
 }
+
+/// A password reset link works once, within this time.
+pub fn password_reset_ttl() -> Duration {
+    Duration::minutes(guestpass_proto::PASSWORD_RESET_TTL_MINUTES)
+}
+
+/// The window of the per-user limits of account care (reset emails, resends).
+pub fn care_limit_window() -> Duration {
+    Duration::hours(1)
+}
+
+/// How recent a sign-in must be for a social-only account to delete itself.
+pub fn fresh_session() -> Duration {
+    Duration::minutes(guestpass_proto::DELETE_FRESH_SESSION_MINUTES)
+}
+
+/// `{site_url}/api/auth{route}?token=…`: the link a mail carries.
+pub fn mailed_link(state: &AppState, route: &str, token: &str) -> String {
+    format!(
+        "{}{}{}?token={}",
+        state.config.site_url.trim_end_matches('/'),
+        guestpass_proto::routes::BASE,
+        route,
+        token
+    )
+}

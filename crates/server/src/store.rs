@@ -608,6 +608,14 @@ macro_rules! sql_store {
                     // The account's email changed since the link was sent.
                     return Ok(None);
                 }
+                // A resent link (or the first one) must not verify, and audit, again.
+                sqlx::query(
+                    "UPDATE verification_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+                )
+                .bind(&user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 let audit = AuditRow::new(
                     guestpass_proto::AuditEventKind::UserUpdated,
                     &user_id,
@@ -780,13 +788,15 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                removed += sqlx::query(
-                    "DELETE FROM verification_tokens WHERE used_at IS NOT NULL OR expires_at <= $1",
-                )
-                .bind(now)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                for table in ["verification_tokens", "password_reset_tokens"] {
+                    removed += sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE used_at IS NOT NULL OR expires_at <= $1"
+                    ))
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                }
                 removed += sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
                     .bind(rate_windows_before)
                     .execute(&self.pool)

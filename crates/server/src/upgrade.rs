@@ -1,19 +1,20 @@
 //! The in-place upgrade of a guest: same user id, same session, all data kept.
+//! (The verification link it mails is `email_verification.rs`.)
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use guestpass_proto::{
-    routes, validate_email, validate_password, AuditEventKind, ErrorCode, SessionResponse,
-    SocialUpgradeRequest, SuccessResponse, UpgradeRequest,
+    validate_email, validate_password, AuditEventKind, ErrorCode, SessionResponse,
+    SocialUpgradeRequest, UpgradeRequest,
 };
-use serde::Deserialize;
 
 use crate::auth::{ip_hash, ip_of, require_session, Authed};
 use crate::crypto::{new_token, sha256_hex};
 use crate::db::{AuditRow, EmailUpgrade, SocialLink, UserRow};
+use crate::email_verification::send_verification;
 use crate::error::{ApiResult, Failure};
-use crate::extract::{ApiJson, ApiQuery, Peer};
+use crate::extract::{ApiJson, Peer};
 use crate::hashing::hash_password;
 use crate::social_sign_in::verify_identity;
 use crate::state::{verification_ttl, AppState, SharedState};
@@ -105,51 +106,6 @@ pub(crate) async fn upgrade_in_place(
     tracing::info!(user_id = %upgraded.id, "guest upgraded to an email account");
     send_verification(state, &upgraded.id, email, &token);
     Ok(upgraded)
-}
-
-/// Mails the verification link for `token`, after the commit and off the
-/// request: a slow mail server does not hold the answer, and a failed send does
-/// not undo the account.
-pub(crate) fn send_verification(state: &AppState, user_id: &str, email: String, token: &str) {
-    if let Some(mailer) = state.mailer.clone() {
-        let link = format!(
-            "{}{}{}?token={}",
-            state.config.site_url.trim_end_matches('/'),
-            routes::BASE,
-            routes::VERIFY_EMAIL,
-            token
-        );
-        tokio::spawn(async move { mailer.send_verification(&email, &link).await });
-    } else {
-        tracing::warn!(%user_id, "no smtpUrl configured: verification email not sent");
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyQuery {
-    token: Option<String>,
-}
-
-pub async fn verify_email(
-    State(state): State<SharedState>,
-    ApiQuery(q): ApiQuery<VerifyQuery>,
-) -> ApiResult<Json<SuccessResponse>> {
-    let token = q.token.filter(|t| !t.is_empty() && t.len() <= 256);
-    let Some(token) = token else {
-        return Err(ErrorCode::InvalidToken.into());
-    };
-    match state
-        .db
-        .consume_verification(&sha256_hex(&token), state.clock.now_ms())
-        .await?
-    {
-        Some(user_id) => {
-            tracing::info!(%user_id, "email verified");
-            Ok(Json(SuccessResponse::OK))
-        }
-        None => Err(ErrorCode::InvalidToken.into()),
-    }
 }
 
 /// Social upgrade: the app sends the ID token it got from the provider (native

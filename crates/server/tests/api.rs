@@ -249,12 +249,24 @@ async fn upgrade_is_in_place_and_the_email_link_verifies_once(backend: Backend) 
         "{link}"
     );
 
+    // Opening the link changes nothing (a mail scanner may fetch it); the
+    // confirm button's POST verifies (issue 13; account_care.rs has the page).
     let res = s.http.get(&link).send().await.unwrap();
     assert_eq!(res.status(), 200, "{link} in {}", mail.data);
-    assert_eq!(into_json(res).await.1, json!({"success": true}));
+    assert_eq!(into_json(res).await.1, json!({"valid": true}));
+    let (_, now) = s.get("/get-session", Some(&token)).await;
+    assert_eq!(now["user"]["emailVerified"], false);
+    let confirm = json!({ "token": token_in(&link) });
+    let (status, body) = s.post("/verify-email", None, confirm.clone()).await;
+    assert_eq!((status.as_u16(), body), (200, json!({"success": true})));
     let (_, now) = s.get("/get-session", Some(&token)).await;
     assert_eq!(now["user"]["emailVerified"], true);
     // Works once.
+    assert_error(
+        &s.post("/verify-email", None, confirm).await,
+        400,
+        "INVALID_TOKEN",
+    );
     assert_error(
         &into_json(s.http.get(&link).send().await.unwrap()).await,
         400,
@@ -281,6 +293,12 @@ async fn upgrade_is_in_place_and_the_email_link_verifies_once(backend: Backend) 
     s.clock.advance(Duration::hours(25));
     assert_error(
         &into_json(s.http.get(&late).send().await.unwrap()).await,
+        400,
+        "INVALID_TOKEN",
+    );
+    assert_error(
+        &s.post("/verify-email", None, json!({ "token": token_in(&late) }))
+            .await,
         400,
         "INVALID_TOKEN",
     );

@@ -50,6 +50,9 @@ const SERVER_CODES: &[ErrorCode] = &[
     ErrorCode::InvalidIdToken,
     ErrorCode::UnknownProvider,
     ErrorCode::AnonymousNotAllowed,
+    ErrorCode::InvalidPassword,
+    ErrorCode::SessionNotFresh,
+    ErrorCode::EmailAlreadyVerified,
     ErrorCode::InvalidEmailOrPassword,
     ErrorCode::InvalidToken,
     ErrorCode::UserNotFound,
@@ -84,7 +87,16 @@ const ROUTES: &[&str] = &[
     routes::SYNC_PUSH,
     routes::SYNC_PULL,
     routes::SYNC_EVENTS,
+    routes::REQUEST_PASSWORD_RESET,
+    routes::RESET_PASSWORD,
+    routes::SEND_VERIFICATION_EMAIL,
+    routes::CHANGE_PASSWORD,
+    routes::DELETE_USER,
+    routes::EXPORT,
 ];
+
+/// The routes that answer a browser with a page (issue 13).
+const PAGES: &[&str] = &[routes::VERIFY_EMAIL, routes::RESET_PASSWORD];
 
 // ---------------------------------------------------------------------------
 // The target: router, database, victims, and what the attacker holds.
@@ -337,6 +349,8 @@ struct Case {
     forwarded_for: Option<String>,
     /// `x-guestpass-sync-protocol`.
     protocol: Option<String>,
+    /// `accept` (a browser's asks the pages for HTML).
+    accept: Option<String>,
     extra: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -535,6 +549,15 @@ fn headers() -> impl Strategy<Value = HeaderSet> {
     )
 }
 
+fn accept() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        6 => Just(None),
+        2 => Just(Some("text/html,application/xhtml+xml,*/*;q=0.8".to_string())),
+        1 => Just(Some("application/json".to_string())),
+        1 => header_text().prop_map(Some),
+    ]
+}
+
 fn extra_headers() -> impl Strategy<Value = Vec<(String, String)>> {
     prop::collection::vec(
         (
@@ -587,6 +610,8 @@ enum Field {
     Nonce,
     /// A session token offered as the guest to merge.
     GuestToken,
+    /// A mailed link's token (verification, password reset).
+    LinkToken,
     Flag,
     Changes,
 }
@@ -689,6 +714,12 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
             "[A-Za-z0-9_-]{1,64}".prop_map(Value::String),
         ]
         .boxed(),
+        Field::LinkToken => prop_oneof![
+            s(&["", "null", "%00", "../reset-password"]),
+            "[A-Za-z0-9_-]{43}".prop_map(Value::String),
+            "[ -~]{0,300}".prop_map(Value::String),
+        ]
+        .boxed(),
         Field::Flag => any::<bool>().prop_map(Value::Bool).boxed(),
         Field::Changes => prop_oneof![
             8 => prop::collection::vec(record_change(), 0..6).prop_map(Value::Array),
@@ -744,6 +775,26 @@ fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
             ("image", Field::Name),
             ("callbackURL", Field::Name),
         ]
+    } else if path.contains("request-password-reset") {
+        &[("email", Field::Email), ("redirectTo", Field::Name)]
+    } else if path.contains("reset-password") {
+        &[
+            ("token", Field::LinkToken),
+            ("newPassword", Field::Password),
+            ("confirmPassword", Field::Password),
+        ]
+    } else if path.contains("send-verification-email") {
+        &[("email", Field::Email), ("callbackURL", Field::Name)]
+    } else if path.contains("verify-email") {
+        &[("token", Field::LinkToken)]
+    } else if path.contains("change-password") {
+        &[
+            ("currentPassword", Field::Password),
+            ("newPassword", Field::Password),
+            ("revokeOtherSessions", Field::Flag),
+        ]
+    } else if path.contains("delete-user") {
+        &[("password", Field::Password), ("callbackURL", Field::Name)]
     } else if path.contains("anonymous/merge") {
         &[("guestToken", Field::GuestToken)]
     } else if path.contains("sign-in/anonymous") {
@@ -790,9 +841,35 @@ fn near_valid(path: &str, idp_tokens: Vec<String>) -> BoxedStrategy<Vec<u8>> {
         .boxed()
 }
 
+/// A form post as the pages send it: the route's fields (and junk), urlencoded.
+fn near_valid_form(path: &str) -> BoxedStrategy<Vec<u8>> {
+    let names: Vec<String> = fields_for(path)
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .chain(["x".to_string(), String::new()])
+        .collect();
+    let value = prop_oneof!["[A-Za-z0-9_-]{0,48}", "[ -~]{0,200}", any::<String>(),];
+    let pair = (prop::sample::select(names), value);
+    (prop::collection::vec(pair, 0..5), any::<bool>())
+        .prop_map(|(pairs, raw)| {
+            if raw {
+                // Hand-made, so broken escapes and bare keys reach the parser too.
+                let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                return text.join("&").into_bytes();
+            }
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &pairs {
+                form.append_pair(k, v);
+            }
+            form.finish().into_bytes()
+        })
+        .boxed()
+}
+
 fn body(path: String, idp_tokens: Vec<String>) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         2 => Just(Vec::new()),
+        2 => near_valid_form(&path),
         8 => near_valid(&path, idp_tokens),
         2 => json_value().prop_map(|v| v.to_string().into_bytes()),
         2 => prop::collection::vec(any::<u8>(), 0..512),
@@ -817,6 +894,7 @@ fn case(pool_len: usize, idp_tokens: Vec<String>) -> impl Strategy<Value = Case>
         auth(pool_len),
         headers(),
         extra_headers(),
+        accept(),
     )
         .prop_flat_map(
             move |(
@@ -826,6 +904,7 @@ fn case(pool_len: usize, idp_tokens: Vec<String>) -> impl Strategy<Value = Case>
                 auth,
                 (api_key, content_type, content_length, forwarded_for, protocol),
                 extra,
+                accept,
             )| {
                 body(path.clone(), idp_tokens.clone()).prop_map(move |body| Case {
                     native_method,
@@ -837,6 +916,7 @@ fn case(pool_len: usize, idp_tokens: Vec<String>) -> impl Strategy<Value = Case>
                     content_length: content_length.clone(),
                     forwarded_for: forwarded_for.clone(),
                     protocol: protocol.clone(),
+                    accept: accept.clone(),
                     extra: extra.clone(),
                     body,
                 })
@@ -904,6 +984,7 @@ impl Target {
                 routes::SYNC_PROTOCOL_HEADER.to_string(),
                 case.protocol.clone(),
             ),
+            ("accept".to_string(), case.accept.clone()),
         ];
         let extra = case.extra.iter().map(|(k, v)| (k.clone(), Some(v.clone())));
         for (name, value) in headers.into_iter().chain(extra) {
@@ -925,9 +1006,13 @@ fn method_of(case: &Case) -> Method {
     if !case.native_method {
         return case.method.clone();
     }
+    // The pages answer both: GET (the page) and POST (its form, or JSON).
+    if PAGES.iter().any(|p| case.path.contains(p)) && case.method == Method::GET {
+        return Method::GET;
+    }
     let gets = [
         routes::GET_SESSION,
-        routes::VERIFY_EMAIL,
+        routes::EXPORT,
         routes::ADMIN_LIST_USERS,
         routes::ADMIN_AUDIT_LOG,
         routes::SYNC_PULL,
@@ -955,6 +1040,43 @@ fn check_answer(
         case.path
     );
     if status.is_success() || method_of(case) == Method::HEAD {
+        return Ok(());
+    }
+    if ct == Some("text/html; charset=utf-8") {
+        // Only a page, and only to a browser: its GET asked for HTML, or it
+        // posted the page's form.
+        let form = case.content_type.as_deref().is_some_and(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+        let browser = case
+            .accept
+            .as_deref()
+            .is_some_and(|a| a.to_ascii_lowercase().contains("text/html"))
+            || case
+                .extra
+                .iter()
+                .any(|(k, v)| k == "accept" && v.to_ascii_lowercase().contains("text/html"));
+        prop_assert!(
+            PAGES.iter().any(|p| case.path.contains(p)),
+            "HTML from a route without a page: {shown}"
+        );
+        prop_assert!(
+            if method_of(case) == Method::POST {
+                form
+            } else {
+                browser
+            },
+            "HTML to a JSON client: {shown}"
+        );
+        prop_assert!(
+            !String::from_utf8_lossy(body).contains("<script"),
+            "{}",
+            shown
+        );
         return Ok(());
     }
     prop_assert_eq!(ct, Some("application/json"), "{} {}", status, shown);
@@ -1008,6 +1130,7 @@ fn every_route_survives_hostile_requests() {
     });
     let executed = AtomicU32::new(0);
     let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, u32>::new());
+    let pages = AtomicU32::new(0);
     let result = runner.run(&case(pool.len(), tokens), |case| {
         executed.fetch_add(1, Ordering::Relaxed);
         rt.block_on(async {
@@ -1016,13 +1139,17 @@ fn every_route_survives_hostile_requests() {
             };
             let (status, ct, body) = target.call(req).await;
             *statuses.lock().unwrap().entry(status.as_u16()).or_default() += 1;
+            if ct.as_deref().is_some_and(|t| t.starts_with("text/html")) {
+                pages.fetch_add(1, Ordering::Relaxed);
+            }
             check_answer(&case, status, ct.as_deref(), &body)
         })
     });
     eprintln!(
-        "fuzz: {} requests executed ({cases} cases); answers by status: {:?}",
+        "fuzz: {} requests executed ({cases} cases); answers by status: {:?}; HTML pages: {}",
         executed.load(Ordering::Relaxed),
-        statuses.lock().unwrap()
+        statuses.lock().unwrap(),
+        pages.load(Ordering::Relaxed)
     );
     if let Err(e) = result {
         panic!("{e}");

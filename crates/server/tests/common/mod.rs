@@ -3,6 +3,7 @@
 //! set), a manual clock, and a real SMTP listener.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod care;
 pub mod sync;
 
 use std::io::Write;
@@ -372,6 +373,30 @@ pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use guestpass_testkit::{decode_qp, find_link, Mail, SmtpSink};
+
+/// The first link to `route` (e.g. `/reset-password`) in a message.
+pub fn find_link_to(data: &str, route: &str) -> String {
+    let body = if data.contains("Content-Transfer-Encoding: quoted-printable") {
+        decode_qp(data)
+    } else {
+        data.to_string()
+    };
+    let wanted = format!("/api/auth{route}?token=");
+    body.split_whitespace()
+        .find(|w| w.starts_with("http://") && w.contains(&wanted))
+        .unwrap_or_else(|| panic!("no {route} link in {data}"))
+        .to_string()
+}
+
+/// The `token` a mailed link carries.
+pub fn token_in(link: &str) -> String {
+    url::Url::parse(link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no token in {link}"))
+}
 
 /// A test-only RSA key (generated for these tests; it protects nothing).
 const IDP_TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDYjwgapjqObuyR\n2SEXzD4cOFx3/xwi8pnqk9m0GIWlaXkYoC1M//82uGcE9EbRL20MhfCsgDzoPhBu\nl0KS3CGbe/GXF4Q13uqVCfK/IZd8fJftt6y17no1v2NHI6/2aK7XEGOGMDigzytt\nDm16S1n9smsmdd6yWbaT526OcLcF7y6YaEoRy+9MpgMQK7muJaA07sqF11MYQmDP\nbSQN8CprPPAg6yRp2yeKDnNIBuH5K1Vw4tJqJ4fY6sSXRUHWpqgGcQ0eGqomtnB0\ni/bjEB146YsQgtABkr9FLn/jprnC4CTUBfbf4i6h4mXCRnP/venilR3y81aA0cFt\nAM4a6oU3AgMBAAECggEAX6FV7lK+o/xG2qccDoLCYLrg1pqgxawFHQoaRoXXqrJ3\nZ9EAADNB89udnpnyldiQGsog/EQK4XHa1sNUAj9UVfF3P4YCe7mLNLJ2cEG4wB/T\nBYYpLhP4ArkX8afIQhN7NfyGPpEXyKeDoT6QSMNyo24BFDRT2cV1Mz4tW5hZsjPb\niQojILHa5W97KvPZsyXZoP7xT/UDcggQJ9oFQBBxAfsyyaH0IQ+INRThgr3d4VPO\nIiW106aOzmP/HBUMra5i8rMsoynYw8B9VWBKivBbWP9RtxzPQeHn2oAIhUqPDt/J\nQyN0ki1RXTrrX3ZFKJQhGH8rcuTkbkhrywR8U6/kmQKBgQDw+9vuMq6309w8M8/H\nNe6iDmwhCpiIBpaS3t42yULHzHSB3BeDycnEAVxYBMf0zP2h6Ac9sLJdf9SyJa9A\n+a3msEtm3OZsZ/ct7n6DJby+yDUy8T+voldS1NILvIuYevmaSipwCJU4WZPbpcO5\nE383BJNcytCkhW+0k2bfhkuPKQKBgQDmDYvtqfyejZOmGec4znSz3YTpGdDDEnQx\nr1iSxE1Gk1WwuVPJXBiK6gdsPEbFg/LdP0D2T9PNSXG8aMz8dLlg+Yf4oc3W1BpW\n1sy7ph/K04PwQG3X+g/fuwrSF3LFPLZKeDHxeseXEQgeIMuPenSLqo2kNoUlOP/R\nUHfDIzrdXwKBgFe0knrC32vwI3uVr81lB5DbhucPoCwBmdOiYWW3IiLteom4vKYu\nTsyTYjR2qP+ji7vdYqVFJeV5nMOpi3suY+hNyWOKiiJyRDfnUQwSM/uLijEcNH2L\nrBRteHTlDjlUqHtK+t8DgKudjn6mefFl8yrm82sWNZFrLxidfRdlHSLhAoGBAIg6\nDVo3Brh87am2PQ2Oc9zul/3Qo6ZgDx48zx5Zz8izBlMX612Zg47+9lZJez8K243Y\nHwe8TZeKnicLiBcWp4+dM78vUUydXNt/ZszXmovopIBoJqN2GGBLyiSObhAN24RN\nmIV+RyJVm5D7qo7T3J+35xgOkNlx30p7c+/BtOHRAoGATeQ5gBOUlIaok2lq7osS\nyx8Frs2imqmUGQ9qvcN3pdd86DnvlKosDlsjr8ffLRxE7zQSGO0bBfK6zipEm1ul\nDhTemLv7VkqI1CtXXJ2MZEd6a2hAwa1UxYypwr/mjq0wNq3fm6TtPI/87fZJXaCw\nv8clKZaRiX8iLvYwi2Hjw2g=\n-----END PRIVATE KEY-----";

@@ -174,6 +174,7 @@ macro_rules! record_store {
                 quota: Quota,
                 now: i64,
             ) -> DbResult<PushOutcome> {
+                let _turn = self.record_write_turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "INSERT INTO record_heads (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
@@ -393,6 +394,10 @@ record_store!(
 );
 
 impl SqliteStore {
+    async fn record_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.record_writes.lock().await)
+    }
+
     async fn spawn_listener(
         &self,
         _live: std::sync::Arc<crate::live::Live>,
@@ -402,6 +407,11 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
+    /// PostgreSQL orders pushes by the head row lock alone (one per user).
+    async fn record_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        None
+    }
+
     async fn spawn_listener(
         &self,
         live: std::sync::Arc<crate::live::Live>,

@@ -17,6 +17,8 @@ pub(crate) enum NoteError {
     Db(#[from] sqlx::Error),
     #[error("the note's stored document is damaged: {0}")]
     Doc(#[from] DocError),
+    #[error("a worker folding pulled notes failed: {0}")]
+    Worker(String),
 }
 
 impl NoteError {
@@ -24,6 +26,9 @@ impl NoteError {
         match self {
             Self::Db(e) => store.err(e),
             Self::Doc(e) => Error::Database(format!("the note's stored document is damaged: {e}")),
+            Self::Worker(e) => {
+                Error::Database(format!("a worker folding pulled notes failed: {e}"))
+            }
         }
     }
 }
@@ -170,57 +175,138 @@ pub(crate) async fn delete(
 /// A pulled change's bytes and the schema version it was written with.
 pub(crate) type Pulled = (Vec<u8>, u32);
 
-/// Folds a page's pulled changes to one note (in log order) into its document,
-/// loaded and saved once, and re-materialises its `notes` row. A change that does
-/// not load is skipped (and logged): one damaged peer must not stop the sync.
+/// A note's pulled changes, with its stored state read before the fold.
+struct Unfolded {
+    id: String,
+    stored: Option<super::Stored>,
+    changes: Vec<Pulled>,
+}
+
+/// A note after the fold: what its record and its view row become.
+struct Folded {
+    id: String,
+    known: bool,
+    pulled: usize,
+    saved: Vec<u8>,
+    version: u32,
+    alive: bool,
+    body: String,
+    created_at: Option<String>,
+}
+
+/// Below this many notes a page is folded on the caller's thread.
+const PARALLEL_FROM: usize = 64;
+
+/// Folds a page's pulled changes, grouped by note (each group in log order), into
+/// the notes' documents and re-materialises their `notes` rows. The Automerge work
+/// (~150 µs a note here, most of a new device's first sync) runs on every core;
+/// the reads and writes stay on the caller's transaction. A change that does not
+/// load is skipped, and a note whose stored document is damaged is left as it is
+/// (both logged): one damaged peer must not stop the sync.
 pub(crate) async fn apply_remote(
     conn: &mut SqliteConnection,
     user_id: &str,
-    id: &str,
-    changes: &[Pulled],
+    notes: Vec<(String, Vec<Pulled>)>,
 ) -> Result<(), NoteError> {
-    let stored = load(conn, user_id, NOTES, id).await?;
-    let known = stored.is_some();
-    let (mut doc, mut version) = match stored {
+    let mut work = Vec::with_capacity(notes.len());
+    for (id, changes) in notes {
+        let stored = load(conn, user_id, NOTES, &id).await?;
+        work.push(Unfolded {
+            id,
+            stored,
+            changes,
+        });
+    }
+    for folded in fold_all(work).await? {
+        match folded {
+            Ok(f) => write_folded(conn, user_id, &f).await?,
+            Err(e) => tracing::warn!("skipped pulled changes to a damaged note: {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn fold_all(work: Vec<Unfolded>) -> Result<Vec<Result<Folded, DocError>>, NoteError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if work.len() < PARALLEL_FROM || cores < 2 {
+        return Ok(work.into_iter().map(fold).collect());
+    }
+    let per = work.len().div_ceil(cores);
+    let mut chunks = Vec::new();
+    let mut rest = work;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        chunks.push(std::mem::replace(&mut rest, tail));
+    }
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|c| tokio::task::spawn_blocking(move || c.into_iter().map(fold).collect::<Vec<_>>()))
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        // A worker that died applies nothing of the page: the transaction rolls
+        // back and the next pass pulls the page again.
+        out.extend(t.await.map_err(|e| NoteError::Worker(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+fn fold(u: Unfolded) -> Result<Folded, DocError> {
+    let known = u.stored.is_some();
+    let (mut doc, mut version) = match u.stored {
         Some(s) => (NoteDoc::load(&s.doc)?, s.schema_version),
         None => (NoteDoc::empty(), SCHEMA_VERSION),
     };
-    for (change, schema_version) in changes {
+    for (change, schema_version) in &u.changes {
         match doc.apply(change) {
             Ok(()) => version = version.max(*schema_version),
             Err(e) => tracing::warn!("skipped a pulled note change that does not load: {e}"),
         }
     }
     let alive = doc.alive()?;
-    let saved = doc.save();
+    Ok(Folded {
+        known,
+        pulled: u.changes.len(),
+        saved: doc.save(),
+        version,
+        alive,
+        body: if alive { doc.body()? } else { String::new() },
+        created_at: doc.created_at()?,
+        id: u.id,
+    })
+}
+
+async fn write_folded(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    f: &Folded,
+) -> Result<(), NoteError> {
     save_pulled(
         conn,
         &Write {
             user_id,
             collection: NOTES,
-            id,
-            doc: &saved,
-            schema_version: version,
-            deleted: !alive,
+            id: &f.id,
+            doc: &f.saved,
+            schema_version: f.version,
+            deleted: !f.alive,
         },
-        changes.len(),
+        f.pulled,
     )
     .await?;
-    materialise(conn, user_id, id, &doc, alive, known).await
+    materialise(conn, user_id, f).await
 }
 
-/// Makes the `notes` row say what the document says. `known`: the note was
-/// here before this pull (else there is no row to compare with or delete).
+/// Makes the `notes` row say what the document says. A note new to this device
+/// has no row to compare with or delete.
 async fn materialise(
     conn: &mut SqliteConnection,
     user_id: &str,
-    id: &str,
-    doc: &NoteDoc,
-    alive: bool,
-    known: bool,
+    f: &Folded,
 ) -> Result<(), NoteError> {
-    if !alive {
-        if !known {
+    let id = f.id.as_str();
+    if !f.alive {
+        if !f.known {
             return Ok(());
         }
         sqlx::query("DELETE FROM notes WHERE id = ? AND user_id = ?")
@@ -232,12 +318,13 @@ async fn materialise(
     }
     let now = format_time(&chrono::Utc::now());
     // A damaged createdAt must not stop the note from showing: fall back to now.
-    let created = doc
-        .created_at()?
+    let created = f
+        .created_at
+        .clone()
         .filter(|c| chrono::DateTime::parse_from_rfc3339(c).is_ok())
         .unwrap_or_else(|| now.clone());
-    let body = doc.body()?;
-    if known {
+    let body = &f.body;
+    if f.known {
         let shown: Option<String> =
             sqlx::query_scalar("SELECT body FROM notes WHERE id = ? AND user_id = ?")
                 .bind(id)
@@ -257,7 +344,7 @@ async fn materialise(
     )
     .bind(id)
     .bind(user_id)
-    .bind(&body)
+    .bind(body)
     .bind(&created)
     .bind(&now)
     .execute(&mut *conn)

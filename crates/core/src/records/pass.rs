@@ -373,7 +373,7 @@ async fn apply_page(
     user_id: &str,
     changes: &[RecordChange],
 ) -> Result<(), NoteError> {
-    let mut notes: Vec<(&str, Vec<note_records::Pulled>)> = Vec::new();
+    let mut notes: Vec<(String, Vec<note_records::Pulled>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for c in changes {
         let Ok(bytes) = B64.decode(&c.change) else {
@@ -383,7 +383,7 @@ async fn apply_page(
         match c.collection.as_str() {
             NOTES => {
                 let at = *index.entry(c.id.as_str()).or_insert_with(|| {
-                    notes.push((c.id.as_str(), Vec::new()));
+                    notes.push((c.id.clone(), Vec::new()));
                     notes.len() - 1
                 });
                 notes[at].1.push((bytes, c.schema_version));
@@ -396,14 +396,6 @@ async fn apply_page(
             }
         }
     }
-    for (id, changes) in &notes {
-        match note_records::apply_remote(conn, user_id, id, changes).await {
-            // The stored document itself does not load: leave it as it is.
-            Err(NoteError::Doc(e)) => {
-                tracing::warn!("skipped pulled changes to a damaged note: {e}")
-            }
-            other => other?,
-        }
-    }
+    note_records::apply_remote(conn, user_id, notes).await?;
     Ok(())
 }

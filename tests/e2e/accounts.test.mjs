@@ -113,8 +113,6 @@ test("accounts in the real window", async (t) => {
         assert.match(await password.getAttribute("aria-describedby"), /\bsign-in-error\b/);
         assert.equal(await app.findElement(By.css("#sign-in-submit")).getText(), "Sign in", "the button is back once answered");
 
-        await app.findElement(By.css("#forgot-password")).click();
-        assert.match(await (await visible(app, "#forgot-note")).getText(), /account care/);
         await screenshot(app, "accounts-sign-in-errors");
 
         await app.findElement(By.css("#sign-in-cancel")).click();

@@ -78,7 +78,46 @@ async fn better_auths_client_guest_sign_up_sign_out_sign_in() {
 
     // One account, never a second user made by the sign-up.
     let (_, users) = s.admin_get("/admin/list-users?limit=10").await;
-    assert_eq!(users["data"].as_array().unwrap().len(), 1, "{users}");
+    assert_eq!(
+        users["data"].as_array().unwrap().len(),
+        0,
+        "deleted at the end: {users}"
+    );
+    let created = s.audit_events().await;
+    assert_eq!(
+        created
+            .iter()
+            .filter(|e| e["event"] == "user.created")
+            .count(),
+        1,
+        "{created:?}"
+    );
+
+    // Account care (issue 13) through the same client, unchanged.
+    let ok = json!({ "success": true, "error": null });
+    assert_eq!(out["sendVerification"], ok, "{out}");
+    assert_eq!(out["requestReset"], ok, "{out}");
+    assert_eq!(
+        out["wrongChange"]["error"],
+        json!({ "status": 401, "code": "INVALID_PASSWORD" }),
+        "{out}"
+    );
+    let changed = &out["changePassword"];
+    assert_eq!(changed["error"], Value::Null, "{out}");
+    assert_eq!(changed["user"]["id"], id, "{out}");
+    assert_eq!(
+        (&changed["tokenNull"], &changed["sameToken"]),
+        (&json!(true), &json!(true)),
+        "{out}"
+    );
+    assert_eq!(out["changedSession"]["user"]["id"], id, "{out}");
+    assert_eq!(
+        out["wrongDelete"]["error"],
+        json!({ "status": 401, "code": "INVALID_PASSWORD" }),
+        "{out}"
+    );
+    assert_eq!(out["deleteUser"], ok, "{out}");
+    assert_eq!(out["deletedSession"]["user"], Value::Null, "{out}");
     s.stop().await;
 }
 

@@ -4,7 +4,9 @@
 //
 // What a web app on `better-auth/client` with `anonymousClient()` and a bearer token
 // kept in memory does: a guest, its session, sign-up while a guest (in place on the
-// reference server), sign-out, sign-in again, a wrong password. Prints one JSON line
+// reference server), sign-out, sign-in again, a wrong password, then account care
+// (resend the verification, ask for a reset, change the password, delete the
+// account). Prints one JSON line
 // with what each step answered (never a token: whether it stayed the same is enough),
 // and exits non-zero if a call threw. The test that runs it
 // (crates/server/tests/ba_client.rs) decides what is right.
@@ -79,4 +81,43 @@ out.signedInSession = await session();
   const { data, error: e } = await client.signIn.email({ email, password: "wrong password!" });
   out.wrongPassword = { user: user(data?.user), error: error(e) };
 }
+// Account care (issue 13), signed in: resend the verification, ask for a reset,
+// change the password (a wrong current one first), delete the account.
+{
+  const { data, error: e } = await client.sendVerificationEmail({ email });
+  out.sendVerification = { success: data?.success ?? null, error: error(e) };
+}
+{
+  const { data, error: e } = await client.requestPasswordReset({ email, redirectTo: "/reset" });
+  out.requestReset = { success: data?.success ?? null, error: error(e) };
+}
+const newPassword = "another horse battery";
+{
+  const { data, error: e } = await client.changePassword({ currentPassword: "wrong password!", newPassword });
+  out.wrongChange = { error: error(e) };
+}
+{
+  const before = token;
+  const { data, error: e } = await client.changePassword({
+    currentPassword: password,
+    newPassword,
+    revokeOtherSessions: true,
+  });
+  out.changePassword = {
+    user: user(data?.user),
+    tokenNull: data ? data.token === null : null,
+    sameToken: token === before,
+    error: error(e),
+  };
+}
+out.changedSession = await session();
+{
+  const { data, error: e } = await client.deleteUser({ password: "wrong password!" });
+  out.wrongDelete = { error: error(e) };
+}
+{
+  const { data, error: e } = await client.deleteUser({ password: newPassword });
+  out.deleteUser = { success: data?.success ?? null, error: error(e) };
+}
+out.deletedSession = await session();
 process.stdout.write(`${JSON.stringify(out)}\n`);

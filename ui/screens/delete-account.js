@@ -3,7 +3,7 @@
 // that has one. Afterwards the app is a fresh, empty guest.
 
 import { careApi } from "../auth-client.js";
-import { $, busy, clearErrors, countWords, showError } from "../dom.js";
+import { $, busy, clearErrors, plural, showError } from "../dom.js";
 import { state } from "../state.js";
 import { switchTo } from "../switch-account.js";
 
@@ -20,24 +20,24 @@ export async function openDelete() {
   password().value = "";
   confirmBox().checked = false;
   $("delete-submit").disabled = true;
-  const { data, error } = await careApi.deletionSummary();
-  const what = error ? "everything it holds" : countWords(data);
-  const counts = data ? `${data.notes} ${data.notes === 1 ? "note" : "notes"}, ${data.preferences} ${data.preferences === 1 ? "preference" : "preferences"}` : "";
+  const { data } = await careApi.deletionSummary();
+  const counts = data ? ` — ${plural(data.notes, "note")}, ${plural(data.preferences, "preference")} —` : "";
   if (guest) {
     $("delete-title").textContent = "Delete guest and its data";
-    $("delete-lead").textContent = `This deletes the guest and ${what === "nothing" ? "its empty notebook" : what} (${counts}) from this computer and from the server.`;
+    $("delete-lead").textContent = `This deletes the guest and everything it holds${counts} from this computer and from the server.`;
     $("delete-confirm-label").textContent = "Yes, delete this guest and its data";
     $("delete-submit").textContent = "Delete guest and its data";
   } else {
     const who = state.user?.email ?? "your account";
     $("delete-title").textContent = "Delete my account";
-    $("delete-lead").textContent = `This deletes ${who} and ${what === "nothing" ? "its data" : what} (${counts}) from this computer and from the server.`;
+    $("delete-lead").textContent = `This deletes ${who} and everything it holds${counts} from this computer and from the server.`;
     $("delete-confirm-label").textContent = "Yes, delete my account and its data";
     $("delete-submit").textContent = "Delete my account";
   }
   // A guest has no password; an account signed in with a provider leaves it empty.
   $("delete-password-box").hidden = guest;
   $("account-menu").hidden = true;
+  $("account-menu-button").setAttribute("aria-expanded", "false");
   if (!dialog().open) dialog().showModal();
   (guest ? confirmBox() : password()).focus();
 }

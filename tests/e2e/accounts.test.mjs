@@ -23,8 +23,10 @@ async function createAccount(server, email) {
   return upgraded.body.user.id;
 }
 
-const noteBodies = async (app) =>
-  Promise.all((await app.findElements(By.css("#notes-list .note-body"))).map((e) => e.getText()));
+// Read in one script, not element by element: a sync pass may redraw the list between
+// two reads (a stale element otherwise).
+const noteBodies = (app) =>
+  app.executeScript(() => [...document.querySelectorAll("#notes-list .note-body")].map((e) => e.textContent.trim()));
 
 async function waitUpToDate(app) {
   const sync = await app.findElement(By.css("#sync-status"));

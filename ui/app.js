@@ -7,12 +7,17 @@ import { $ } from "./dom.js";
 import { render, state } from "./state.js";
 import { switchTo } from "./switch-account.js";
 import { initAccountMenu } from "./screens/account-menu.js";
+import { initChangePassword } from "./screens/change-password.js";
+import { initDeleteAccount } from "./screens/delete-account.js";
+import { initExport } from "./screens/export.js";
 import { initFatal, showFatal } from "./screens/fatal.js";
+import { initForgotPassword } from "./screens/forgot-password.js";
 import { initMerge } from "./screens/merge.js";
 import { initNotes, refreshNotes } from "./screens/notes.js";
 import { initSignIn } from "./screens/sign-in.js";
 import { initSyncStatus } from "./screens/sync-status.js";
 import { initUpgrade, openForm, renderSocialButtons } from "./screens/upgrade.js";
+import { initVerify } from "./screens/verify.js";
 
 async function initSession() {
   let { data, error } = await authClient.getSession();
@@ -79,6 +84,11 @@ window.addEventListener("DOMContentLoaded", () => {
   initSignIn();
   initMerge();
   initAccountMenu();
+  initForgotPassword();
+  initChangePassword();
+  initDeleteAccount();
+  initExport();
+  initVerify();
   initSyncStatus();
   initFatal(initSession);
   syncApi.onChange(onSyncStatus);

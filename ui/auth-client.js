@@ -45,6 +45,22 @@ export const authClient = {
   },
 };
 
+// Account care (issue 13). Errors are {code, message} as everywhere.
+export const careApi = {
+  // Same answer whether or not the address has an account; BACKEND_UNREACHABLE offline.
+  requestPasswordReset: (email) => call("request_password_reset", { email }),
+  resendVerification: () => call("resend_verification"),
+  changePassword: ({ current, next }) => call("change_password", { current, new: next }),
+  // What deleting the signed-in user erases here: {notes, preferences}.
+  deletionSummary: () => call("deletion_summary"),
+  // {data: the fresh guest's {user, session}}; password for an account that has one.
+  deleteAccount: (password) => call("delete_account", { password: password || null }),
+  // ANONYMOUS_NOT_ALLOWED for a guest: the one gate for sensitive operations.
+  requireFullAccount: () => call("require_full_account"),
+  // Opens the system save dialog and writes the JSON file: {data: path | null (cancelled)}.
+  exportData: () => call("export_data"),
+};
+
 export const syncApi = {
   status: () => call("sync_status"),
   now: () => call("sync_now"),

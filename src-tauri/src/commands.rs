@@ -186,3 +186,79 @@ pub(crate) async fn sign_out(
         .await
         .map_err(api)
 }
+
+// Account care (issue 13). Passwords cross the IPC boundary once and go straight to
+// core, wrapped; they are never logged or kept here.
+
+#[tauri::command]
+pub(crate) async fn request_password_reset(state: State<'_, AppState>, email: String) -> Reply<()> {
+    state
+        .core()
+        .await?
+        .request_password_reset(&email)
+        .await
+        .map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn resend_verification(state: State<'_, AppState>) -> Reply<()> {
+    state.core().await?.resend_verification().await.map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn change_password(
+    state: State<'_, AppState>,
+    current: String,
+    new: String,
+) -> Reply<()> {
+    state
+        .core()
+        .await?
+        .change_password(SecretString::from(current), SecretString::from(new))
+        .await
+        .map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn deletion_summary(state: State<'_, AppState>) -> Reply<GuestSummary> {
+    state.core().await?.deletion_summary().await.map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn delete_account(
+    state: State<'_, AppState>,
+    password: Option<String>,
+) -> Reply<SessionResponse> {
+    state
+        .core()
+        .await?
+        .delete_account(password.map(SecretString::from))
+        .await
+        .map_err(api)
+}
+
+#[tauri::command]
+pub(crate) async fn require_full_account(state: State<'_, AppState>) -> Reply<User> {
+    state
+        .core()
+        .await?
+        .require_full_account()
+        .await
+        .map_err(api)
+}
+
+/// Gates first (a guest is never shown the dialog), then asks where, then writes.
+/// `None`: the person cancelled the dialog.
+#[tauri::command]
+pub(crate) async fn export_data(
+    app: AppHandle,
+    state: State<'_, AppState>,
+) -> Reply<Option<String>> {
+    let core = state.core().await?;
+    core.require_full_account().await.map_err(api)?;
+    let Some(path) = crate::save_dialog::ask(&app).await else {
+        return Ok(None);
+    };
+    core.export_to_file(&path).await.map_err(api)?;
+    Ok(Some(path.display().to_string()))
+}

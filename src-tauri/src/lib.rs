@@ -3,6 +3,7 @@
 
 mod commands;
 mod opener;
+mod save_dialog;
 mod state;
 
 use tauri::Manager;
@@ -20,6 +21,7 @@ pub fn run() {
     }
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
             let state = tauri::async_runtime::block_on(state::AppState::open(app.handle()));
             app.manage(state);
@@ -45,6 +47,13 @@ pub fn run() {
             commands::sign_in_social,
             commands::complete_sign_in,
             commands::sign_out,
+            commands::request_password_reset,
+            commands::resend_verification,
+            commands::change_password,
+            commands::deletion_summary,
+            commands::delete_account,
+            commands::require_full_account,
+            commands::export_data,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

@@ -6,6 +6,7 @@ import { authClient, checkEmail } from "../auth-client.js";
 import { $, busy, clearErrors, countWords, providerLabel, showError } from "../dom.js";
 import { onRender, setPanel, state } from "../state.js";
 import { switchTo } from "../switch-account.js";
+import { resetForgot } from "./forgot-password.js";
 import { askMerge } from "./merge.js";
 
 const emailField = () => $("sign-in-email");
@@ -39,8 +40,7 @@ function showSignInError(error) {
 export function openSignIn({ email = "", again = false } = {}) {
   setPanel("signIn");
   clearSignInErrors();
-  $("forgot-note").hidden = true;
-  $("forgot-password").setAttribute("aria-expanded", "false");
+  resetForgot();
   $("sign-in-title").textContent = again ? "Sign in again" : "Sign in to your account";
   $("sign-in-lead").textContent = again
     ? "Your notes and changes stayed on this computer. Sign in to keep them in sync."
@@ -127,9 +127,4 @@ export function initSignIn() {
     if (e.key === "Escape") closeSignIn();
   });
   $("sign-in-social-cancel").addEventListener("click", () => authClient.anonymous.cancelSocial());
-  $("forgot-password").addEventListener("click", () => {
-    const note = $("forgot-note");
-    note.hidden = !note.hidden;
-    $("forgot-password").setAttribute("aria-expanded", String(!note.hidden));
-  });
 }

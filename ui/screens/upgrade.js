@@ -43,10 +43,15 @@ function offerInstead(label, action) {
   instead = action;
 }
 
-/** Opens the form; `error` is why a queued upgrade was refused, if it was. */
-export function openForm(error = null) {
+/**
+ * Opens the form; `error` is why a queued upgrade was refused, if it was; `reason` says
+ * why the guest is asked (a feature only an account has, e.g. the export).
+ */
+export function openForm(error = null, reason = null) {
   setPanel("upgrade");
   clearUpgradeError();
+  $("upgrade-reason").textContent = reason ?? "";
+  $("upgrade-reason").hidden = !reason;
   if (error) showUpgradeError(error);
   $("upgrade-email").focus();
 }

@@ -87,7 +87,17 @@ server.listen(wanted, "127.0.0.1", () => {
     basePath: "/api/auth",
     secret,
     database,
-    emailAndPassword: { enabled: true },
+    // The reset and verification mails of account care (issue 13) go to stderr as one
+    // line each, `better-auth peer: mail {"kind","email","token"}`, for the tests to
+    // read (this peer has no SMTP); deleting a user is enabled, as an app store asks.
+    emailAndPassword: {
+      enabled: true,
+      sendResetPassword: async ({ user, token }) => mail("reset-password", user, token),
+    },
+    emailVerification: {
+      sendVerificationEmail: async ({ user, token }) => mail("verify-email", user, token),
+    },
+    user: { deleteUser: { enabled: true } },
     plugins: [anonymous(), bearer()],
     trustedOrigins: [baseURL],
     rateLimit,
@@ -108,6 +118,12 @@ async function ready(options) {
   }
   handler = toNodeHandler(betterAuth(options));
   process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+}
+
+function mail(kind, user, token) {
+  process.stderr.write(
+    `better-auth peer: mail ${JSON.stringify({ kind, email: user.email, token })}\n`,
+  );
 }
 
 server.on("error", (e) => {

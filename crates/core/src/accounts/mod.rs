@@ -6,6 +6,7 @@
 //! One account is active on a device at a time (`device_account`). Accounts that
 //! signed out keep their rows here, hidden, for their next sign-in.
 
+mod care;
 mod local;
 mod merge;
 mod sign_out;

@@ -151,7 +151,7 @@ impl Guestpass {
     /// After removing an account's rows: the WAL still holds the old pages until it is
     /// checkpointed, so copy it into the file (where secure_delete zeroed them) and cut it
     /// to nothing. Readers holding an old snapshot make a checkpoint partial: retry.
-    async fn truncate_wal(&self) -> Result<()> {
+    pub(super) async fn truncate_wal(&self) -> Result<()> {
         for _ in 0..50 {
             let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(self.store.pool())

@@ -214,7 +214,7 @@ fn x_retry_after(resp: &Response) -> Option<Duration> {
 
 /// Maps Better Auth's answer (status, its `{"code", "message"}` body) to ours. Refusals
 /// carry our code and the spec's wording, not Better Auth's.
-fn classify(status: StatusCode, wait: Option<Duration>, body: &[u8]) -> BackendError {
+pub(super) fn classify(status: StatusCode, wait: Option<Duration>, body: &[u8]) -> BackendError {
     if status == StatusCode::TOO_MANY_REQUESTS {
         return BackendError::RateLimited { retry_after: wait };
     }

@@ -22,10 +22,21 @@ pub(super) fn remote(u: &User) -> RemoteUser {
 /// Turns a non-2xx answer into the error the sync engine acts on.
 pub(super) async fn failure(resp: Response) -> BackendError {
     let status = resp.status();
+    let wait = retry_after(&resp);
+    match resp.bytes().await {
+        Ok(body) => classify(status, wait, &body),
+        Err(e) => transport(e),
+    }
+}
+
+/// [`failure`] for an answer already read: its status, `Retry-After` and body.
+pub(super) fn classify(
+    status: StatusCode,
+    wait: Option<std::time::Duration>,
+    body: &[u8],
+) -> BackendError {
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return BackendError::RateLimited {
-            retry_after: retry_after(&resp),
-        };
+        return BackendError::RateLimited { retry_after: wait };
     }
     if status == StatusCode::UNAUTHORIZED {
         return BackendError::Unauthorized;
@@ -33,7 +44,7 @@ pub(super) async fn failure(resp: Response) -> BackendError {
     if status.is_server_error() {
         return BackendError::Protocol(format!("HTTP {status}"));
     }
-    match resp.json::<ApiError>().await {
+    match serde_json::from_slice::<ApiError>(body) {
         Ok(e) if e.code != ErrorCode::Unknown => BackendError::Refused(e),
         Ok(e) => BackendError::Protocol(format!("HTTP {status}: {}", e.message)),
         Err(_) => BackendError::Protocol(format!("HTTP {status} with an unreadable body")),

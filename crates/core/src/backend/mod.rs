@@ -8,6 +8,7 @@
 
 mod accounts;
 mod better_auth;
+mod care;
 mod guestpass;
 mod records;
 

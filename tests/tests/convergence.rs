@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use guestpass_core::{Dialect, Guestpass, SyncState};
-use guestpass_tests::{Device, RefServer};
+use guestpass_tests::{keyring_daemon, Device, RefServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -222,6 +222,35 @@ impl Schedule {
     }
 }
 
+/// Runs schedule `i` from its own seed. If gnome-keyring-daemon died meanwhile (the
+/// upstream abort when a client vanishes mid-handshake, see `keyring_daemon`), the
+/// schedule says nothing about the app: the daemon is restarted and the same
+/// schedule replayed, up to three times.
+async fn run_schedule(server_url: String, own: u64, i: u64) {
+    let mut replays = 0;
+    loop {
+        let generation = keyring_daemon::generation();
+        let schedule = Schedule {
+            server_url: server_url.clone(),
+            rng: StdRng::seed_from_u64(own),
+            log: vec![format!(
+                "schedule {i}, replay with GUESTPASS_CONVERGENCE_SEED={own} GUESTPASS_CONVERGENCE_SCHEDULES=1"
+            )],
+        };
+        match tokio::spawn(schedule.run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() && replays < 3 && keyring_daemon::crashed_since(generation) => {
+                replays += 1;
+                println!("convergence: schedule {i} replayed: the keyring daemon died under it");
+            }
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("schedule {i} did not finish: {e}"),
+            },
+        }
+    }
+}
+
 /// A failed schedule fails the test with its own panic (which names its seed).
 fn finish(done: Option<Result<(), tokio::task::JoinError>>) {
     if let Some(Err(e)) = done {
@@ -256,15 +285,7 @@ async fn devices_converge_and_keep_every_marker() {
         if running.len() >= PARALLEL {
             finish(running.join_next().await);
         }
-        let own = seed.wrapping_add(i);
-        let schedule = Schedule {
-            server_url: server.url(),
-            rng: StdRng::seed_from_u64(own),
-            log: vec![format!(
-                "schedule {i}, replay with GUESTPASS_CONVERGENCE_SEED={own} GUESTPASS_CONVERGENCE_SCHEDULES=1"
-            )],
-        };
-        running.spawn(schedule.run());
+        running.spawn(run_schedule(server.url(), seed.wrapping_add(i), i));
     }
     while let Some(done) = running.join_next().await {
         finish(Some(done));

@@ -322,6 +322,31 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            pub(crate) async fn insert_user<'c, E>(exec: E, u: &UserRow) -> Result<(), sqlx::Error>
+            where
+                E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
+            {
+                sqlx::query(
+                    "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, \
+                     password_hash, metadata, created_at, updated_at, last_active_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&u.id)
+                .bind(&u.email)
+                .bind(&u.name)
+                .bind(&u.image)
+                .bind(u.email_verified)
+                .bind(u.is_anonymous)
+                .bind(&u.password_hash)
+                .bind(&u.metadata)
+                .bind(u.created_at)
+                .bind(u.updated_at)
+                .bind(u.last_active_at)
+                .execute(exec)
+                .await?;
+                Ok(())
+            }
+
             pub(crate) async fn insert_session<'c, E>(exec: E, s: &SessionRow) -> Result<(), sqlx::Error>
             where
                 E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
@@ -380,24 +405,7 @@ macro_rules! sql_store {
                 audits: &[AuditRow],
             ) -> DbResult<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, \
-                     password_hash, metadata, created_at, updated_at, last_active_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&u.id)
-                .bind(&u.email)
-                .bind(&u.name)
-                .bind(&u.image)
-                .bind(u.email_verified)
-                .bind(u.is_anonymous)
-                .bind(&u.password_hash)
-                .bind(&u.metadata)
-                .bind(u.created_at)
-                .bind(u.updated_at)
-                .bind(u.last_active_at)
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_user(&mut *tx, u).await?;
                 Self::insert_session(&mut *tx, s).await?;
                 for a in audits {
                     Self::insert_audit(&mut *tx, a).await?;

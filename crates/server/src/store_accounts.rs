@@ -63,24 +63,7 @@ macro_rules! accounts_store {
             async fn create_account(&self, a: &NewAccount) -> DbResult<()> {
                 let u = &a.user;
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, \
-                     password_hash, metadata, created_at, updated_at, last_active_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&u.id)
-                .bind(&u.email)
-                .bind(&u.name)
-                .bind(&u.image)
-                .bind(u.email_verified)
-                .bind(u.is_anonymous)
-                .bind(&u.password_hash)
-                .bind(&u.metadata)
-                .bind(u.created_at)
-                .bind(u.updated_at)
-                .bind(u.last_active_at)
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_user(&mut *tx, u).await?;
                 if let Some((provider, sub)) = &a.identity {
                     sqlx::query(
                         "INSERT INTO accounts (id, user_id, provider, provider_account_id, created_at) \

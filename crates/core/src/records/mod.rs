@@ -69,25 +69,10 @@ pub(crate) struct Write<'a> {
     pub deleted: bool,
 }
 
-/// Stores a record's new state.
+/// Stores a record's new state after a local change (it counts nothing towards
+/// the next snapshot: only pulled changes do, see [`save_pulled`]).
 pub(crate) async fn save(conn: &mut SqliteConnection, w: &Write<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO records (user_id, collection, id, doc, schema_version, deleted, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(user_id, collection, id) DO UPDATE SET doc = excluded.doc,
-           schema_version = excluded.schema_version, deleted = excluded.deleted,
-           updated_at = excluded.updated_at",
-    )
-    .bind(w.user_id)
-    .bind(w.collection)
-    .bind(w.id)
-    .bind(w.doc)
-    .bind(i64::from(w.schema_version))
-    .bind(w.deleted)
-    .bind(format_time(&chrono::Utc::now()))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    save_pulled(conn, w, 0).await
 }
 
 /// Queues one change for the server (the caller's transaction makes it atomic with

@@ -83,7 +83,14 @@ test("accounts in the real window", async (t) => {
       const { driver } = await deviceWithDriver();
       await withApp(driver, "accounts-validation", async (app) => {
         await visible(app, "#guest-banner");
-        assert.equal(await app.findElement(By.css("#account-menu-button")).isEnabled(), false, "a guest has no account menu");
+        // A guest's menu has export and delete, never a sign-out (it would lose everything).
+        await app.findElement(By.css("#account-menu-button")).click();
+        await visible(app, "#guest-delete");
+        for (const id of ["#sign-out", "#sign-out-remove", "#change-password-open", "#account-delete"]) {
+          assert.equal(await app.findElement(By.css(id)).isDisplayed(), false, `a guest's menu has no ${id}`);
+        }
+        await screenshot(app, "accounts-guest-menu");
+        await app.findElement(By.css("#account-menu-button")).click();
         const open = await visible(app, "#sign-in-open");
         assert.equal(await open.getText(), "Sign in");
         await open.click();

@@ -72,7 +72,8 @@ test("account care in the real window", async (t) => {
         await writeNote(app, "A guest note to delete");
         await writeNote(app, "Another one");
 
-        await app.findElement(By.css("#guest-delete")).click();
+        await app.findElement(By.css("#account-menu-button")).click();
+        await (await visible(app, "#guest-delete")).click();
         const lead = await visible(app, "#delete-dialog #delete-lead");
         await app.wait(until.elementTextMatches(lead, /2 notes, 0 preferences/), 10000);
         assert.equal(await app.findElement(By.css("#delete-title")).getText(), "Delete guest and its data");
@@ -101,7 +102,8 @@ test("account care in the real window", async (t) => {
       await withApp(driver, "care-export-guest", async (app) => {
         await visible(app, "#guest-banner");
         await writeNote(app, "Not exportable as a guest");
-        await app.findElement(By.css("#guest-export")).click();
+        await app.findElement(By.css("#account-menu-button")).click();
+        await (await visible(app, "#account-export")).click();
         await visible(app, "#upgrade-form");
         const reason = await visible(app, "#upgrade-reason");
         assert.equal(await reason.getText(), "Create an account to export your notes");

@@ -1,6 +1,8 @@
-// The account menu of a full account: who is signed in, whether the email is verified,
-// when the data was last saved to the server, and the two ways to sign out. A guest
-// has no menu and no sign-out: signing out would lose everything it made.
+// The account menu: who is signed in, whether the email is verified, when the data was
+// last saved to the server, export, and the two ways to sign out. A guest's menu has
+// export (which asks for an account) and "Delete guest and its data", but no sign-out:
+// signing a guest out would lose everything it made. Items carry `data-for="account"`
+// or `data-for="guest"`; the others are for both.
 
 import { authClient } from "../auth-client.js";
 import { $, busy, formatTime } from "../dom.js";
@@ -14,7 +16,7 @@ function openMenu(open) {
   menu().hidden = !open;
   toggle().setAttribute("aria-expanded", String(open));
   $("account-menu-error").hidden = true;
-  if (open) $("sign-out").focus();
+  if (open) menu().querySelector("button:not([hidden])")?.focus();
 }
 
 function savedLine(sync) {
@@ -29,14 +31,13 @@ function renderMenu({ user, sync }) {
   const full = !user.isAnonymous;
   $("account-kind").textContent = full ? user.email ?? user.name ?? "Account" : "Guest";
   $("user-id").textContent = user.id;
-  toggle().disabled = !full;
-  toggle().setAttribute("aria-label", full ? `Account: ${user.email ?? "account"}, open the account menu` : "Guest account");
+  toggle().setAttribute("aria-label", full ? `Account: ${user.email ?? "account"}, open the account menu` : "Guest account, open the menu");
+  for (const item of menu().querySelectorAll("[data-for]")) item.hidden = item.dataset.for !== (full ? "account" : "guest");
   const verified = full && user.emailVerified;
   $("account-verified").hidden = !verified;
   $("account-menu-verified").hidden = !verified;
-  $("account-menu-email").textContent = user.email ?? "";
+  $("account-menu-email").textContent = full ? user.email ?? user.name ?? "Account" : "Guest";
   $("account-menu-saved").textContent = savedLine(sync);
-  if (!full) openMenu(false);
 }
 
 const SIGNED_OUT = {

@@ -1,4 +1,4 @@
-// "Delete guest and its data" (guest banner) and "Delete my account" (account menu):
+// "Delete guest and its data" and "Delete my account" (both in the account menu):
 // the counts of what goes, an explicit confirmation, and the password for an account
 // that has one. Afterwards the app is a fresh, empty guest.
 

@@ -22,6 +22,5 @@ async function exportData() {
 }
 
 export function initExport() {
-  $("guest-export").addEventListener("click", exportData);
   $("account-export").addEventListener("click", exportData);
 }

@@ -143,7 +143,7 @@ pub async fn send_verification_email(
     JsonOrEmpty(body): JsonOrEmpty<SendVerificationEmailRequest>,
 ) -> ApiResult<Json<SuccessResponse>> {
     if let Some(asked) = &body.email {
-        if user.email != normalize_email(asked).ok() {
+        if user.email.is_none() || user.email != normalize_email(asked).ok() {
             return Err(Failure::bad_request(
                 "That is not the email address of the signed-in account",
             ));

@@ -67,10 +67,11 @@ export const syncApi = {
   onChange: (fn) => window.__TAURI__.event.listen("sync-status", (e) => fn(e.payload)),
 };
 
-// The obvious mistakes, caught before any request (the server checks them too).
+// The obvious mistakes, caught before any request (the core and the server check the
+// rest with one normaliser: an international domain such as bücher.example is fine).
 export function checkEmail(email) {
   const e = (email ?? "").trim();
-  const domainOk = /^[^\s@]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/.test(e);
+  const domainOk = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/u.test(e);
   return domainOk ? null : { code: "INVALID_EMAIL", message: "Invalid email" };
 }
 

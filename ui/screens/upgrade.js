@@ -10,11 +10,12 @@ import { openSignIn, signInWithProvider } from "./sign-in.js";
 // What the "…instead" button does for the error on show now.
 let instead = null;
 
-const fields = () => [$("upgrade-email"), $("upgrade-password")];
+const fields = () => [$("upgrade-email"), $("upgrade-password"), $("upgrade-name")];
 
 function fieldFor(code) {
   if (code === "INVALID_EMAIL" || code === "EMAIL_ALREADY_IN_USE") return $("upgrade-email");
   if (code === "PASSWORD_TOO_SHORT" || code === "PASSWORD_TOO_LONG") return $("upgrade-password");
+  if (code === "INVALID_NAME" || code === "NAME_TOO_LONG") return $("upgrade-name");
   return null;
 }
 

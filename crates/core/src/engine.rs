@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use guestpass_proto::{validate_email, validate_password, ApiError, ErrorCode, SessionResponse};
+use guestpass_proto::{
+    normalize_email, normalize_name, validate_password, ApiError, ErrorCode, SessionResponse,
+};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -252,10 +254,12 @@ impl Guestpass {
         if !session.user.is_anonymous {
             return Err(ErrorCode::UserNotAnonymous.into());
         }
-        let email = email.trim();
-        validate_email(email).map_err(Error::from)?;
+        // The server's own normaliser: the same refusal offline, and the queued
+        // row holds the spelling the server stores (the lost-answer adoption
+        // compares it with the account's email).
+        let email = normalize_email(email).map_err(Error::from)?;
         validate_password(password.expose_secret()).map_err(Error::from)?;
-        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        let name = normalize_name(name).map_err(Error::from)?;
         if self.sync.backend.is_none() {
             return Err(Error::Api(ApiError::new(
                 ErrorCode::BackendUnreachable,
@@ -269,8 +273,15 @@ impl Guestpass {
             if !sync::is_anonymous(&self.store, &user_id).await? {
                 return Err(ErrorCode::UserNotAnonymous.into());
             }
-            sync::enqueue_upgrade(&self.store, &self.vault, &user_id, email, &password, name)
-                .await?;
+            sync::enqueue_upgrade(
+                &self.store,
+                &self.vault,
+                &user_id,
+                &email,
+                &password,
+                name.as_deref(),
+            )
+            .await?;
         }
         self.pass().await;
         match sync::pending_upgrade(&self.store, &user_id).await? {

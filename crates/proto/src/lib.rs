@@ -2,6 +2,7 @@
 //! server (`guestpass-server`): the JSON shapes of DESIGN.md §4, the route paths,
 //! the id formats and the input rules both sides check. No I/O lives here.
 
+mod address;
 mod care;
 mod error;
 mod ids;
@@ -11,6 +12,7 @@ pub mod routes;
 mod time;
 mod validate;
 
+pub use address::{name_from_provider, normalize_email, normalize_name, NAME_MAX};
 pub use care::*;
 pub use error::{ApiError, ErrorCode};
 pub use ids::{new_note_id, new_session_id, new_user_id, parse_user_id, IdError};

@@ -5,32 +5,11 @@ use crate::ErrorCode;
 
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 128;
-const EMAIL_MAX: usize = 254;
 
-/// A pragmatic email check (one `@`, a non-empty local part, a dotted domain of
-/// letters, digits and hyphens). Deliverability is proven by the verification email.
+/// Whether `email` is well-formed; [`crate::normalize_email`] gives the form
+/// that is stored and looked up.
 pub fn validate_email(email: &str) -> Result<(), ErrorCode> {
-    let email = email.trim();
-    if email.is_empty() || email.len() > EMAIL_MAX || email.chars().any(char::is_whitespace) {
-        return Err(ErrorCode::InvalidEmail);
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err(ErrorCode::InvalidEmail);
-    };
-    let labels: Vec<&str> = domain.split('.').collect();
-    let label_ok = |l: &&str| {
-        !l.is_empty()
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-    };
-    if local.is_empty() || local.len() > 64 || labels.len() < 2 || !labels.iter().all(label_ok) {
-        return Err(ErrorCode::InvalidEmail);
-    }
-    if local.contains(['@', '<', '>', '(', ')', ',', ';', ':', '\\', '"', '[', ']']) {
-        return Err(ErrorCode::InvalidEmail);
-    }
-    Ok(())
+    crate::normalize_email(email).map(drop)
 }
 
 /// Length is counted in characters, so a passphrase in any script is measured fairly.

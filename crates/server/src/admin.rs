@@ -1,6 +1,8 @@
 //! The admin API: list users, remove a user, read the audit log. Opened by the
 //! admin API key (`x-api-key` or `Authorization: Bearer`), compared as a SHA-256
-//! digest in constant time. A user's session token never opens it.
+//! digest in constant time. A user's session token never opens it. Wrong keys
+//! are throttled per client address (`ratelimit::check_admin_key`: 10 a minute,
+//! then 429 `RATE_LIMITED` with `Retry-After` for every admin request from it).
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -12,10 +14,12 @@ use guestpass_proto::{
 };
 use serde::Deserialize;
 
+use crate::auth::{ip_hash, ip_of};
 use crate::crypto::matches_digest;
 use crate::db::{AuditFilter, AuditRow, UserFilter};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{bearer, ApiJson, ApiQuery};
+use crate::extract::{bearer, ApiJson, ApiQuery, Peer};
+use crate::ratelimit::{self, Decision};
 use crate::state::SharedState;
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -32,13 +36,33 @@ impl FromRequestParts<SharedState> for Admin {
         let Some(digest) = state.admin_key_digest.as_ref() else {
             return Err(unauthorized());
         };
+        let peer = match Peer::from_request_parts(parts, state).await {
+            Ok(peer) => peer,
+            Err(never) => match never {},
+        };
         let presented = parts
             .headers
             .get(routes::API_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
             .or_else(|| bearer(&parts.headers))
             .ok_or_else(unauthorized)?;
+        // Only a presented key is a guess worth counting.
+        let ip = ip_of(state, &parts.headers, &peer);
+        let now = state.clock.now_ms();
+        let check = ratelimit::check_admin_key(state.db.as_ref(), &state.secret, ip, now).await?;
+        if let Decision::Limited { retry_after_secs } = check.decision {
+            if check.first_refusal {
+                tracing::warn!(
+                    ip_hash = ip_hash(state, ip).as_deref().unwrap_or("-"),
+                    "admin API: too many wrong keys from one address; all its admin requests are refused until the minute ends"
+                );
+            }
+            let mut failure = Failure::new(ErrorCode::RateLimited);
+            failure.retry_after_secs = Some(retry_after_secs);
+            return Err(failure);
+        }
         if matches_digest(presented, digest) {
+            check.right_key(state.db.as_ref()).await?;
             Ok(Admin)
         } else {
             Err(unauthorized())

@@ -270,11 +270,15 @@ pub(crate) async fn check_email_password(
         return Err(Failure::new(ErrorCode::NotFound)
             .with_message("Email and password sign-in is disabled"));
     }
-    let email = email.trim().to_lowercase();
-    let user = if email.is_empty() || password.len() > 4 * guestpass_proto::PASSWORD_MAX {
-        None
-    } else {
-        state.db.user_by_email(&email).await?
+    // A malformed address (a NUL, a bidi override, no domain) opens nothing and
+    // never reaches the database: the same answer, after the same decoy work, as
+    // an unknown one.
+    let email = guestpass_proto::normalize_email(email).ok();
+    let user = match email {
+        Some(email) if password.len() <= 4 * guestpass_proto::PASSWORD_MAX => {
+            state.db.user_by_email(&email).await?
+        }
+        _ => None,
     };
     let stored = user
         .as_ref()

@@ -45,6 +45,17 @@ pub enum ConfigError {
     },
     #[error("invalid value in {var}: {reason}")]
     Env { var: &'static str, reason: String },
+    #[error(
+        "{setting} {problem}, which a server listening on {listen} (not a loopback \
+         address) must have: make one with `openssl rand -base64 32` and set it as \
+         {setting} in the config file or {var}"
+    )]
+    WeakSecret {
+        setting: &'static str,
+        var: &'static str,
+        problem: &'static str,
+        listen: SocketAddr,
+    },
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -362,7 +373,50 @@ impl Config {
     pub fn request_read_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.request_read_timeout_secs.max(1))
     }
+
+    /// A server listening on `listen` beyond loopback (a LAN or public address,
+    /// or `0.0.0.0` / `::`) can be reached by others, so it needs a `secret` of
+    /// at least [`SECRET_MIN_BYTES`] set here (not the one generated into the
+    /// database, which anyone with a copy of it can read) and, if the admin API
+    /// is on at all, an `adminApiKey` of at least [`ADMIN_KEY_MIN_CHARS`]. No
+    /// `adminApiKey` means the admin HTTP API is closed, which is fine anywhere.
+    /// On loopback (the dev run, tests) anything goes, as before. The error names
+    /// the setting, never its value.
+    pub fn check_secrets(&self, listen: SocketAddr) -> Result<(), ConfigError> {
+        if listen.ip().to_canonical().is_loopback() {
+            return Ok(());
+        }
+        let weak = |setting, var, problem| ConfigError::WeakSecret {
+            setting,
+            var,
+            problem,
+            listen,
+        };
+        match &self.secret {
+            None => return Err(weak("secret", "GUESTPASS_SECRET", "is not set")),
+            Some(s) if s.expose().len() < SECRET_MIN_BYTES => {
+                return Err(weak(
+                    "secret",
+                    "GUESTPASS_SECRET",
+                    "is shorter than 32 bytes",
+                ))
+            }
+            Some(_) => {}
+        }
+        match &self.admin_api_key {
+            Some(k) if k.expose().chars().count() < ADMIN_KEY_MIN_CHARS => Err(weak(
+                "adminApiKey",
+                "GUESTPASS_ADMIN_API_KEY",
+                "is shorter than 32 characters",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
+
+/// See [`Config::check_secrets`].
+pub const SECRET_MIN_BYTES: usize = 32;
+pub const ADMIN_KEY_MIN_CHARS: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -429,5 +483,53 @@ mod tests {
         let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
         assert!(plain.auth_methods.anonymous.enabled());
         assert!(Config::from_toml("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn a_reachable_server_needs_long_secrets() {
+        let long = "k".repeat(32);
+        let with = |secret: Option<&str>, admin: Option<&str>| Config {
+            secret: secret.map(Secret::new),
+            admin_api_key: admin.map(Secret::new),
+            ..Config::default()
+        };
+        let public: SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        for loopback in [
+            "127.0.0.1:0",
+            "127.8.9.1:3000",
+            "[::1]:3000",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            let at = loopback.parse().unwrap();
+            assert!(with(None, Some("short")).check_secrets(at).is_ok(), "{at}");
+        }
+        assert!(with(Some(&long), Some(&long)).check_secrets(public).is_ok());
+        // No admin key: the admin API is closed, nothing to guess.
+        assert!(with(Some(&long), None).check_secrets(public).is_ok());
+        let cases = [
+            (with(None, None), "secret is not set"),
+            (
+                with(Some("s3cr3t-but-short"), None),
+                "secret is shorter than 32 bytes",
+            ),
+            (
+                with(Some(&long), Some("adm1n-short")),
+                "adminApiKey is shorter than 32 characters",
+            ),
+        ];
+        for (config, why) in cases {
+            for at in [
+                public,
+                "[::]:3000".parse().unwrap(),
+                "192.0.2.1:443".parse().unwrap(),
+            ] {
+                let e = config.check_secrets(at).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(why) && e.contains("openssl rand -base64 32"),
+                    "{e}"
+                );
+                assert!(!e.contains("s3cr3t") && !e.contains("adm1n"), "{e}");
+            }
+        }
     }
 }

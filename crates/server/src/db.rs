@@ -358,6 +358,10 @@ pub trait Database:
     /// Adds one hit to `(bucket, window_start)` and returns the hits in that window.
     async fn hit_rate_window(&self, bucket: &str, window_start: i64) -> DbResult<i64>;
 
+    /// Takes back one hit of `(bucket, window_start)` (an admin request whose key
+    /// was right: only wrong keys count). Never below zero.
+    async fn take_back_rate_hit(&self, bucket: &str, window_start: i64) -> DbResult<()>;
+
     /// Deletes up to `limit` guests inactive since before `cutoff` in one
     /// transaction, auditing each as `user.deleted` by `system`; returns their ids.
     /// Safe to run from several instances at once: a guest is deleted (and

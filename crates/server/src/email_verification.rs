@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use guestpass_proto::{
-    routes, ErrorCode, SendVerificationEmailRequest, SuccessResponse, TokenCheckResponse,
-    VerifyEmailRequest, VERIFICATION_RESENDS_PER_HOUR,
+    normalize_email, routes, ErrorCode, SendVerificationEmailRequest, SuccessResponse,
+    TokenCheckResponse, VerifyEmailRequest, VERIFICATION_RESENDS_PER_HOUR,
 };
 use serde::Deserialize;
 
@@ -143,7 +143,7 @@ pub async fn send_verification_email(
     JsonOrEmpty(body): JsonOrEmpty<SendVerificationEmailRequest>,
 ) -> ApiResult<Json<SuccessResponse>> {
     if let Some(asked) = &body.email {
-        if user.email.as_deref() != Some(asked.trim().to_lowercase().as_str()) {
+        if user.email.is_none() || user.email != normalize_email(asked).ok() {
             return Err(Failure::bad_request(
                 "That is not the email address of the signed-in account",
             ));

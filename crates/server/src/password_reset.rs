@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use guestpass_proto::{
-    routes, validate_email, validate_password, ErrorCode, RequestPasswordResetRequest,
+    normalize_email, routes, validate_password, ErrorCode, RequestPasswordResetRequest,
     SuccessResponse, TokenCheckResponse, PASSWORD_MAX, PASSWORD_MIN, PASSWORD_RESETS_PER_HOUR,
 };
 use serde::Deserialize;
@@ -48,8 +48,7 @@ pub async fn request_password_reset(
     ApiJson(body): ApiJson<RequestPasswordResetRequest>,
 ) -> ApiResult<Json<SuccessResponse>> {
     email_password_on(&state)?;
-    validate_email(&body.email)?;
-    let email = body.email.trim().to_lowercase();
+    let email = normalize_email(&body.email)?;
     let now = state.clock.now_ms();
     let ip = ip_of(&state, &headers, &peer);
     let limit = state.config.rate_limit.password_reset_per_minute;

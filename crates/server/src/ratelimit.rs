@@ -135,3 +135,52 @@ async fn count(db: &dyn Database, hit: Option<RateHit>, now_ms: i64) -> DbResult
 pub fn prune_before(now_ms: i64) -> i64 {
     now_ms - 2 * WINDOW_MS
 }
+
+/// Wrong admin API keys a client address may send per minute. Past it, every
+/// admin request from that address is 429 until the window ends, the right key
+/// too: otherwise a guesser would still learn which guess was right.
+pub const ADMIN_KEY_FAILURES_PER_MINUTE: u32 = 10;
+
+/// The admin key throttle, on a bucket of its own. The hit is counted before
+/// the key is compared, so a burst of concurrent guesses gets at most the limit
+/// compared, and given back when the key was right ([`AdminKeyCheck::right_key`]):
+/// a right key is never counted.
+pub async fn check_admin_key(
+    db: &dyn Database,
+    secret: &[u8],
+    ip: Option<IpAddr>,
+    now_ms: i64,
+) -> DbResult<AdminKeyCheck> {
+    let limit = ADMIN_KEY_FAILURES_PER_MINUTE;
+    let Some(hit) = hit("admin-key", secret, ip, limit, now_ms) else {
+        return Ok(AdminKeyCheck {
+            decision: Decision::Allowed,
+            first_refusal: false,
+            hit: None,
+        });
+    };
+    let hits = db.hit_rate_window(&hit.bucket, hit.window_start).await?;
+    Ok(AdminKeyCheck {
+        decision: decide(&hit, hits, now_ms),
+        first_refusal: hits == i64::from(limit) + 1,
+        hit: Some(hit),
+    })
+}
+
+/// A counted admin request: refused or not, and its hit to give back if its key
+/// turns out right.
+pub struct AdminKeyCheck {
+    pub decision: Decision,
+    /// The address's first refusal in this window (worth one log line).
+    pub first_refusal: bool,
+    hit: Option<RateHit>,
+}
+
+impl AdminKeyCheck {
+    pub async fn right_key(self, db: &dyn Database) -> DbResult<()> {
+        match self.hit {
+            Some(hit) => db.take_back_rate_hit(&hit.bucket, hit.window_start).await,
+            None => Ok(()),
+        }
+    }
+}

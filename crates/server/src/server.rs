@@ -165,6 +165,9 @@ pub async fn launch_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<ServerHandle, ServerError> {
     // Checked before the database is touched: a typo fails fast.
+    config
+        .check_secrets(listener.local_addr()?)
+        .map_err(|e| ServerError::Config(e.to_string()))?;
     let cors = cors_layer(&config.trusted_origins)?;
     let state = Arc::new(build_state(config, clock).await?);
     // Listening before the first request is served, so no push is missed.

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use guestpass_proto::{
-    new_user_id, validate_email, AuditEventKind, ErrorCode, SocialSignInRequest,
+    name_from_provider, new_user_id, normalize_email, AuditEventKind, ErrorCode,
+    SocialSignInRequest,
 };
 
 use crate::auth::{ip_hash, ip_of, mint_session, new_session_for, signed_in};
@@ -16,12 +17,11 @@ use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, Peer};
 use crate::oidc::OidcError;
 use crate::state::{AppState, SharedState};
-use crate::upgrade::NAME_MAX;
 
 /// What a verified ID token says about the person.
 pub(crate) struct VerifiedIdentity {
     pub sub: String,
-    /// Only an address the provider vouches for (`email_verified`), lower-cased.
+    /// Only an address the provider vouches for (`email_verified`), normalised.
     pub email: Option<String>,
     pub name: Option<String>,
 }
@@ -54,12 +54,8 @@ pub(crate) async fn verify_identity(
     let email = claims
         .email
         .filter(|_| claims.email_verified == Some(true))
-        .map(|e| e.trim().to_lowercase())
-        .filter(|e| validate_email(e).is_ok());
-    let name = claims
-        .name
-        .map(|n| n.trim().chars().take(NAME_MAX).collect::<String>())
-        .filter(|n| !n.is_empty());
+        .and_then(|e| normalize_email(&e).ok());
+    let name = claims.name.as_deref().and_then(name_from_provider);
     Ok(VerifiedIdentity {
         sub: claims.sub,
         email,

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use guestpass_proto::{
-    validate_email, validate_password, AuditEventKind, ErrorCode, SessionResponse,
+    normalize_email, normalize_name, validate_password, AuditEventKind, ErrorCode, SessionResponse,
     SocialUpgradeRequest, UpgradeRequest,
 };
 
@@ -18,8 +18,6 @@ use crate::extract::{ApiJson, Peer};
 use crate::hashing::hash_password;
 use crate::social_sign_in::verify_identity;
 use crate::state::{verification_ttl, AppState, SharedState};
-
-pub(crate) const NAME_MAX: usize = 256;
 
 pub async fn upgrade(
     State(state): State<SharedState>,
@@ -36,20 +34,18 @@ pub async fn upgrade(
     }))
 }
 
-/// Email, password and name of a new account, checked and normalised: the
-/// email lower-cased (uniqueness is case-insensitive), a blank name dropped.
+/// Email, password and name of a new account, checked and normalised as
+/// `guestpass_proto::normalize_email` / `normalize_name` say (the device runs the
+/// same): one stored spelling per mailbox, a blank name dropped.
 pub(crate) fn account_input(
     email: &str,
     password: &str,
     name: Option<String>,
 ) -> ApiResult<(String, Option<String>)> {
-    validate_email(email)?;
+    let email = normalize_email(email)?;
     validate_password(password)?;
-    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
-        return Err(Failure::bad_request("Name too long"));
-    }
-    Ok((email.trim().to_lowercase(), name))
+    let name = normalize_name(name.as_deref())?;
+    Ok((email, name))
 }
 
 /// The in-place upgrade of `user` (the caller's, from its bearer) to an email

@@ -87,3 +87,101 @@ async fn admin_commands_work_on_the_database() {
     assert!(deleted.contains(&(full.clone(), "admin".into())));
     s.stop().await;
 }
+
+/// `serve --listen LISTEN` on a fresh SQLite file with exactly these secrets:
+/// the child, its database file, and its stderr (read on another thread).
+fn serve(
+    listen: &str,
+    secret: Option<&str>,
+    admin_key: Option<&str>,
+) -> (std::process::Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("server.db").display());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_guestpass-server"));
+    cmd.args(["serve", "--listen", listen, "--database", &url])
+        .env_remove("GUESTPASS_CONFIG")
+        .env_remove("GUESTPASS_SECRET")
+        .env_remove("GUESTPASS_ADMIN_API_KEY")
+        .env_remove("GUESTPASS_LISTEN")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(v) = secret {
+        cmd.env("GUESTPASS_SECRET", v);
+    }
+    if let Some(v) = admin_key {
+        cmd.env("GUESTPASS_ADMIN_API_KEY", v);
+    }
+    (cmd.spawn().unwrap(), dir)
+}
+
+/// Waits for the server's "listening" line, then stops it (the child we started).
+fn assert_starts(mut child: std::process::Child) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("guestpass-server listening on") {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+    }
+    // stderr closed without the line: the server exited.
+    let status = child.wait().unwrap();
+    panic!("the server did not start ({status}):\n{seen}");
+}
+
+const LONG_SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
+const LONG_ADMIN_KEY: &str = "admin-0123456789abcdef0123456789abcdef";
+
+#[test]
+fn a_reachable_server_refuses_to_start_with_short_secrets() {
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let cases = [
+            (None, None, "secret is not set"),
+            (
+                Some("hunter2-but-short"),
+                None,
+                "secret is shorter than 32 bytes",
+            ),
+            (
+                Some(LONG_SECRET),
+                Some("adm1n-but-short"),
+                "adminApiKey is shorter than 32 characters",
+            ),
+        ];
+        for (secret, admin_key, why) in cases {
+            let (child, dir) = serve(listen, secret, admin_key);
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{listen} {why}: started\n{stderr}");
+            assert!(
+                stderr.contains(why) && stderr.contains("openssl rand -base64 32"),
+                "{listen}: {stderr}"
+            );
+            for value in [secret, admin_key].into_iter().flatten() {
+                assert!(!stderr.contains(value), "the value leaked: {stderr}");
+            }
+            // Refused before the database was touched.
+            assert!(!dir.path().join("server.db").exists(), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn loopback_starts_with_anything_and_a_reachable_server_with_long_secrets() {
+    // The dev run: generated secret, short admin key, as before.
+    let (child, _dir) = serve("127.0.0.1:0", None, Some("dev"));
+    assert_starts(child);
+    let (child, _dir) = serve("[::1]:0", Some("short"), None);
+    assert_starts(child);
+    // Reachable, with the secrets it needs; no admin key is fine (the API is closed).
+    let (child, _dir) = serve("0.0.0.0:0", Some(LONG_SECRET), Some(LONG_ADMIN_KEY));
+    assert_starts(child);
+    let (child, _dir) = serve("0.0.0.0:0", Some(LONG_SECRET), None);
+    assert_starts(child);
+}

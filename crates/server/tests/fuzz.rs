@@ -44,6 +44,8 @@ const SERVER_CODES: &[ErrorCode] = &[
     ErrorCode::InvalidEmail,
     ErrorCode::PasswordTooShort,
     ErrorCode::PasswordTooLong,
+    ErrorCode::InvalidName,
+    ErrorCode::NameTooLong,
     ErrorCode::UserNotAnonymous,
     ErrorCode::Unauthorized,
     ErrorCode::ProviderAccountInUse,
@@ -679,6 +681,11 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
                 "@",
                 "a@b",
                 "ä@ü.de",
+                "victim@exämple.com",
+                "victim@xn--exmple-cua.com",
+                "vic\u{0}tim@example.com",
+                "victim@exa\u{200B}mple.com",
+                "\u{202E}moc.elpmaxe@mitciv",
             ]),
             "[a-z0-9]{1,12}@[a-z]{1,8}\\.[a-z]{2,4}".prop_map(Value::String),
         ]
@@ -688,7 +695,16 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
             "[ -~]{0,140}".prop_map(Value::String),
         ]
         .boxed(),
-        Field::Name => "[ -~]{0,300}".prop_map(Value::String).boxed(),
+        Field::Name => prop_oneof![
+            s(&[
+                "Jane\u{0}Doe",
+                "\u{202E}eoD enaJ",
+                "Jane\u{200B}",
+                "👩\u{200D}💻"
+            ]),
+            "[ -~]{0,300}".prop_map(Value::String),
+        ]
+        .boxed(),
         Field::UserId => prop_oneof![
             s(&[
                 "usr_01ARZ3NDEKTSV4RRFFQ69G5FAV",

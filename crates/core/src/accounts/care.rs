@@ -6,7 +6,7 @@
 //! server does not answer: nothing is queued, no secret is written to SQLite.
 
 use chrono::Utc;
-use guestpass_proto::{validate_email, validate_password, ErrorCode, SessionResponse, User};
+use guestpass_proto::{normalize_email, validate_password, ErrorCode, SessionResponse, User};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -96,11 +96,10 @@ impl Guestpass {
     /// Mails a reset link to `email` if an account has it (the answer is the same
     /// either way). Needs the server; nothing is kept when it does not answer.
     pub async fn request_password_reset(&self, email: &str) -> Result<()> {
-        let email = email.trim();
-        validate_email(email).map_err(Error::from)?;
+        let email = normalize_email(email).map_err(Error::from)?;
         let backend = self.care_backend("Resetting a password")?;
         backend
-            .request_password_reset(email)
+            .request_password_reset(&email)
             .await
             .map_err(|e| care_error(e, "Resetting a password"))
     }

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     ServiceUnavailable,
+    /// The server is doing as much password hashing as it will queue: try again shortly.
+    Busy,
     InternalError,
     // Device.
     KeyringUnavailable,
@@ -114,6 +116,7 @@ impl ErrorCode {
             NotFound => "NOT_FOUND",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Busy => "BUSY",
             InternalError => "INTERNAL_ERROR",
             KeyringUnavailable => "KEYRING_UNAVAILABLE",
             KeyringLocked => "KEYRING_LOCKED",
@@ -169,6 +172,7 @@ impl ErrorCode {
             NotFound => "Not found",
             MethodNotAllowed => "Method not allowed",
             ServiceUnavailable => "Service temporarily unavailable",
+            Busy => "The server is busy. Please try again in a moment.",
             InternalError => "Internal error",
             KeyringUnavailable => "The system keyring is not available",
             KeyringLocked => "The system keyring is locked",
@@ -212,7 +216,7 @@ impl ErrorCode {
             ClientTooOld => 426,
             InvalidEmail | PasswordTooShort | PasswordTooLong => 422,
             RateLimited => 429,
-            ServiceUnavailable | BackendUnreachable => 503,
+            ServiceUnavailable | Busy | BackendUnreachable => 503,
             _ => 500,
         }
     }
@@ -290,6 +294,11 @@ mod tests {
                 ErrorCode::EmailAlreadyVerified,
                 "Email is already verified",
                 400,
+            ),
+            (
+                ErrorCode::Busy,
+                "The server is busy. Please try again in a moment.",
+                503,
             ),
         ];
         for (code, msg, status) in cases {

@@ -833,7 +833,7 @@ async fn audit_log_records_every_event_and_pages(backend: Backend) {
 
 async fn rate_limit_refuses_the_31st_request_per_minute(backend: Backend) {
     let s = TestServer::start_with(&backend, |c| {
-        c.trusted_proxy_header = Some("x-forwarded-for".into())
+        c.trusted_proxies = vec!["127.0.0.1".into()]
     })
     .await;
     let from = |ip: &str| {

@@ -114,7 +114,13 @@ pub fn anonymous_hit(
     limit_per_minute: u32,
     now_ms: i64,
 ) -> Option<RateHit> {
-    hit(ANONYMOUS, secret, &address_key(ip), limit_per_minute, now_ms)
+    hit(
+        ANONYMOUS,
+        secret,
+        &address_key(ip),
+        limit_per_minute,
+        now_ms,
+    )
 }
 
 /// The window a request of `kind` keyed by `who` (an [`address_key`], or a
@@ -220,7 +226,10 @@ mod tests {
     #[test]
     fn ipv6_by_its_64_ipv4_by_address_mapped_as_ipv4() {
         let key = |s: &str| address_key(s.parse().ok());
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
         assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");

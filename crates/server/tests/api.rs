@@ -832,10 +832,8 @@ async fn audit_log_records_every_event_and_pages(backend: Backend) {
 }
 
 async fn rate_limit_refuses_the_31st_request_per_minute(backend: Backend) {
-    let s = TestServer::start_with(&backend, |c| {
-        c.trusted_proxies = vec!["127.0.0.1".into()]
-    })
-    .await;
+    let s =
+        TestServer::start_with(&backend, |c| c.trusted_proxies = vec!["127.0.0.1".into()]).await;
     let from = |ip: &str| {
         s.http
             .post(s.url("/sign-in/anonymous"))

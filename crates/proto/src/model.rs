@@ -232,7 +232,9 @@ pub struct AuditEvent {
     pub id: String,
     pub event: AuditEventKind,
     pub user_id: String,
-    /// Who caused it: the user's own id, `admin`, or `system` (cleanup).
+    /// Who caused it: the user's own id, `admin`, `system` (cleanup), or
+    /// `unauthenticated` (a failed sign-in). `user_id` of a failed sign-in with an
+    /// unknown email is `email:<keyed hash of the email>`.
     pub actor: String,
     #[serde(with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,

@@ -478,7 +478,9 @@ async fn email_sign_in_on_another_device(backend: Backend) {
             "user.created",
             "session.created",
             "user.updated",
-            "session.created"
+            "session.created",
+            // The wrong password tried against this account (issue 14).
+            "user.sign_in_failed"
         ]
     );
     s.stop().await;

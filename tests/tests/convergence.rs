@@ -276,6 +276,7 @@ async fn devices_converge_and_keep_every_marker() {
     let mut config = server.config();
     // Hundreds of guests from one address in a minute.
     config.rate_limit.anonymous_per_minute = 0;
+    config.rate_limit.upgrade_per_hour = 0;
     server.up_with(config).await;
     let started = std::time::Instant::now();
     // A few schedules at a time (each its own user and devices): most of a step is

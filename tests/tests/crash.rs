@@ -375,6 +375,7 @@ async fn one_run(
 fn unlimited(server: &RefServer) -> guestpass_server::Config {
     let mut config = server.config();
     config.rate_limit.anonymous_per_minute = 0;
+    config.rate_limit.upgrade_per_hour = 0;
     config
 }
 

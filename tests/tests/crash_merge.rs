@@ -42,6 +42,7 @@ async fn a_merge_killed_anywhere_ends_merged_with_every_note_once() {
     let mut config = server.config();
     // Every run signs in guests: the per-address limit is not what is tested here.
     config.rate_limit.anonymous_per_minute = 0;
+    config.rate_limit.upgrade_per_hour = 0;
     server.up_with(config).await;
     let built = Path::new(env!("CARGO_BIN_EXE_merge-child"));
     // A link a concurrent `cargo build` cannot pull away mid-run.

@@ -159,6 +159,7 @@ emailPassword = true
 
 [rateLimit]
 anonymousPerMinute = 0
+upgradePerHour = 0
 
 # The record-sync bench's devices are guests holding 10,000 notes (and more): they get
 # an account's quota (the default) instead of a guest's 2,000 records / 8 MiB.

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     ServiceUnavailable,
+    /// The server is doing as much password hashing as it will queue: try again shortly.
+    Busy,
     InternalError,
     // Device.
     KeyringUnavailable,
@@ -120,6 +122,7 @@ impl ErrorCode {
             NotFound => "NOT_FOUND",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Busy => "BUSY",
             InternalError => "INTERNAL_ERROR",
             KeyringUnavailable => "KEYRING_UNAVAILABLE",
             KeyringLocked => "KEYRING_LOCKED",
@@ -177,6 +180,7 @@ impl ErrorCode {
             NotFound => "Not found",
             MethodNotAllowed => "Method not allowed",
             ServiceUnavailable => "Service temporarily unavailable",
+            Busy => "The server is busy. Please try again in a moment.",
             InternalError => "Internal error",
             KeyringUnavailable => "The system keyring is not available",
             KeyringLocked => "The system keyring is locked",
@@ -220,7 +224,7 @@ impl ErrorCode {
             ClientTooOld => 426,
             InvalidEmail | PasswordTooShort | PasswordTooLong | InvalidName | NameTooLong => 422,
             RateLimited => 429,
-            ServiceUnavailable | BackendUnreachable => 503,
+            ServiceUnavailable | Busy | BackendUnreachable => 503,
             _ => 500,
         }
     }
@@ -300,6 +304,11 @@ mod tests {
                 ErrorCode::EmailAlreadyVerified,
                 "Email is already verified",
                 400,
+            ),
+            (
+                ErrorCode::Busy,
+                "The server is busy. Please try again in a moment.",
+                503,
             ),
         ];
         for (code, msg, status) in cases {

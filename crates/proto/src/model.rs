@@ -184,7 +184,7 @@ pub struct ListResponse<T> {
     pub list_metadata: ListMetadata,
 }
 
-/// The four audit events of the spec.
+/// The four audit events of the spec, and the failed sign-ins the server keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AuditEventKind {
     #[serde(rename = "user.created")]
@@ -195,6 +195,10 @@ pub enum AuditEventKind {
     UserUpdated,
     #[serde(rename = "user.deleted")]
     UserDeleted,
+    /// A `sign-in/email` refused for a wrong email or password (never the
+    /// password; the email only as a keyed hash).
+    #[serde(rename = "user.sign_in_failed")]
+    UserSignInFailed,
 }
 
 impl AuditEventKind {
@@ -204,6 +208,7 @@ impl AuditEventKind {
             Self::SessionCreated => "session.created",
             Self::UserUpdated => "user.updated",
             Self::UserDeleted => "user.deleted",
+            Self::UserSignInFailed => "user.sign_in_failed",
         }
     }
 
@@ -213,6 +218,7 @@ impl AuditEventKind {
             Self::SessionCreated,
             Self::UserUpdated,
             Self::UserDeleted,
+            Self::UserSignInFailed,
         ]
         .into_iter()
         .find(|k| k.as_str() == raw)
@@ -226,7 +232,9 @@ pub struct AuditEvent {
     pub id: String,
     pub event: AuditEventKind,
     pub user_id: String,
-    /// Who caused it: the user's own id, `admin`, or `system` (cleanup).
+    /// Who caused it: the user's own id, `admin`, `system` (cleanup), or
+    /// `unauthenticated` (a failed sign-in). `user_id` of a failed sign-in with an
+    /// unknown email is `email:<keyed hash of the email>`.
     pub actor: String,
     #[serde(with = "rfc3339_millis")]
     pub created_at: DateTime<Utc>,

@@ -16,9 +16,9 @@ use guestpass_proto::{
 use crate::crypto::{keyed_hash, new_token, sha256_hex};
 use crate::db::{AuditRow, GuestOutcome, NewGuest, SessionRow, UserRow};
 use crate::error::{ApiResult, Failure};
-use crate::extract::{bearer, client_ip, JsonOrEmpty, Peer};
-use crate::hashing::verify_password;
+use crate::extract::{bearer, JsonOrEmpty, Peer};
 use crate::ratelimit::{self, Decision};
+use crate::sign_in_throttle::{self as throttle, FailureReason};
 use crate::state::{activity_granularity, session_slide_after, session_ttl, AppState, SharedState};
 
 /// The caller's live session, from `Authorization: Bearer`.
@@ -45,12 +45,9 @@ pub async fn require_session(state: &AppState, headers: &HeaderMap) -> ApiResult
         .ok_or_else(|| Failure::new(ErrorCode::Unauthorized))
 }
 
+/// The client's address (`client_addr.rs`: the peer, or what trusted proxies say).
 pub fn ip_of(state: &AppState, headers: &HeaderMap, peer: &Peer) -> Option<IpAddr> {
-    client_ip(
-        headers,
-        peer.0,
-        state.config.trusted_proxy_header.as_deref(),
-    )
+    state.client_addr.resolve(headers, peer.0)
 }
 
 pub fn ip_hash(state: &AppState, ip: Option<IpAddr>) -> Option<String> {
@@ -222,6 +219,18 @@ async fn resume_guest(
     }
 }
 
+/// Counts one account-making call (`anonymous/upgrade`, `sign-up/email`) from
+/// `ip` against `upgradePerHour`: their 409 tells whether an address is
+/// registered and each success mails a stranger, so both are limited.
+pub(crate) async fn limit_upgrade(state: &AppState, ip: Option<IpAddr>) -> ApiResult<()> {
+    let limit = state.config.rate_limit.upgrade_per_hour;
+    let now = state.clock.now_ms();
+    match ratelimit::check_upgrade(state.db.as_ref(), &state.secret, ip, limit, now).await? {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after_secs } => Err(rate_limited(retry_after_secs)),
+    }
+}
+
 fn rate_limited(retry_after_secs: u64) -> Failure {
     let mut failure = Failure::new(ErrorCode::RateLimited);
     failure.retry_after_secs = Some(retry_after_secs);
@@ -260,23 +269,29 @@ pub async fn get_session(
 }
 
 /// The account an email and password open, checked in equal time whether the
-/// email is known or not; `INVALID_EMAIL_OR_PASSWORD` otherwise.
+/// email is known or not; `INVALID_EMAIL_OR_PASSWORD` otherwise (audited). A
+/// full hash queue answers 503 `BUSY`, a throttled email or address 429
+/// (`sign_in_throttle.rs`), both before any hashing.
 pub(crate) async fn check_email_password(
     state: &AppState,
     email: &str,
     password: String,
+    ip: Option<IpAddr>,
 ) -> ApiResult<UserRow> {
     if !state.config.auth_methods.email_password {
         return Err(Failure::new(ErrorCode::NotFound)
             .with_message("Email and password sign-in is disabled"));
     }
+    let slot = state.hash_queue.try_slot()?;
     // A malformed address (a NUL, a bidi override, no domain) opens nothing and
     // never reaches the database: the same answer, after the same decoy work, as
-    // an unknown one.
-    let email = guestpass_proto::normalize_email(email).ok();
-    let user = match email {
-        Some(email) if password.len() <= 4 * guestpass_proto::PASSWORD_MAX => {
-            state.db.user_by_email(&email).await?
+    // an unknown one. It is still counted, under its trimmed lower-case spelling.
+    let valid = guestpass_proto::normalize_email(email).ok();
+    let email = throttle::normalise(email);
+    let attempt = throttle::admit(state, &email, ip).await?;
+    let user = match valid {
+        Some(valid) if password.len() <= 4 * guestpass_proto::PASSWORD_MAX => {
+            state.db.user_by_email(&valid).await?
         }
         _ => None,
     };
@@ -284,12 +299,27 @@ pub(crate) async fn check_email_password(
         .as_ref()
         .and_then(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.decoy_hash.clone());
-    let ok = verify_password(password, stored)
+    let ok = slot
+        .verify(password, stored)
         .await
         .ok_or_else(Failure::internal)?;
-    match user {
-        Some(user) if ok && user.password_hash.is_some() => Ok(user),
-        _ => Err(ErrorCode::InvalidEmailOrPassword.into()),
+    let reason = match &user {
+        Some(user) if ok && user.password_hash.is_some() => None,
+        Some(user) if user.password_hash.is_none() => Some(FailureReason::NoPassword),
+        Some(_) => Some(FailureReason::WrongPassword),
+        None => Some(FailureReason::UnknownEmail),
+    };
+    match (user, reason) {
+        (Some(user), None) => {
+            throttle::succeeded(state, attempt).await?;
+            Ok(user)
+        }
+        (user, reason) => {
+            let reason = reason.unwrap_or(FailureReason::UnknownEmail);
+            let ip_hash = ip_hash(state, ip);
+            throttle::failed(state, attempt, &email, user.as_ref(), reason, ip_hash).await?;
+            Err(ErrorCode::InvalidEmailOrPassword.into())
+        }
     }
 }
 

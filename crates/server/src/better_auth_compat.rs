@@ -19,7 +19,8 @@ use guestpass_proto::{new_user_id, routes, AuditEventKind, ErrorCode, UpgradeReq
 use serde::Deserialize;
 
 use crate::auth::{
-    check_email_password, current_session, ip_hash, ip_of, mint_session, new_session_for, Authed,
+    check_email_password, current_session, ip_hash, ip_of, limit_upgrade, mint_session,
+    new_session_for, Authed,
 };
 use crate::crypto::{new_token, sha256_hex};
 use crate::db::{AuditRow, SessionRow, UserRow};
@@ -27,7 +28,6 @@ use crate::db_accounts::NewAccount;
 use crate::email_verification::send_verification;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{bearer, ApiJson, Peer};
-use crate::hashing::hash_password;
 use crate::merge::fold_on_sign_in;
 use crate::state::{verification_ttl, AppState, SharedState};
 use crate::upgrade::{account_input, upgrade_in_place};
@@ -72,8 +72,8 @@ pub async fn sign_in_email(
     headers: HeaderMap,
     ApiJson(body): ApiJson<EmailSignIn>,
 ) -> ApiResult<Response> {
-    let user = check_email_password(&state, &body.email, body.password).await?;
     let ip = ip_of(&state, &headers, &peer);
+    let user = check_email_password(&state, &body.email, body.password, ip).await?;
     let (session, token, audit) = new_session_for(&state, &user.id, "email", ip);
     let folded = match current_session(&state, &headers).await? {
         Some(Authed {
@@ -113,6 +113,7 @@ pub async fn sign_up_email(
     ApiJson(body): ApiJson<EmailSignUp>,
 ) -> ApiResult<Response> {
     let ip = ip_of(&state, &headers, &peer);
+    limit_upgrade(&state, ip).await?;
     if let Some(image) = &body.image {
         if image.len() > IMAGE_MAX {
             return Err(Failure::bad_request("Image URL too long"));
@@ -149,7 +150,10 @@ async fn create_email_account(
     if state.db.user_by_email(&email).await?.is_some() {
         return Err(ErrorCode::EmailAlreadyInUse.into());
     }
-    let password_hash = hash_password(body.password)
+    let password_hash = state
+        .hash_queue
+        .try_slot()?
+        .hash(body.password)
         .await
         .ok_or_else(Failure::internal)?;
     let now = state.clock.now_ms();

@@ -62,6 +62,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://guestpass-server.db";
 pub const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 30;
 pub const DEFAULT_PASSWORD_RESET_PER_MINUTE: u32 = 10;
+pub const DEFAULT_SIGN_IN_FAILURES_PER_EMAIL: u32 = 10;
+pub const DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS: u32 = 100;
+pub const DEFAULT_UPGRADE_PER_HOUR: u32 = 20;
+pub const DEFAULT_PASSWORD_HASH_QUEUE: usize = 32;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
 
@@ -84,9 +88,18 @@ pub struct Config {
     /// e.g. `smtp://user:pass@mail.example.com:587?tls=required`. Unset: no email is sent.
     pub smtp_url: Option<Secret>,
     pub email_from: String,
-    /// Header naming the client address when behind a proxy you trust, e.g.
-    /// `x-forwarded-for` (its last entry is used). Unset: the socket address.
+    /// Deprecated (use `trusted_proxies`): a header whose last entry is the
+    /// client address, trusted from any peer. Honoured this release only when
+    /// `trusted_proxies` is empty, with a warning (`client_addr.rs`).
     pub trusted_proxy_header: Option<String>,
+    /// Addresses or CIDRs of your reverse proxies. Only from these peers is
+    /// `proxy_header` read (`client_addr.rs`). Empty: the socket address.
+    pub trusted_proxies: Vec<String>,
+    /// `x-forwarded-for` (default) or `forwarded` (RFC 7239).
+    pub proxy_header: String,
+    /// Password hashes (sign-in checks, sign-ups) waiting or running at once;
+    /// one more is answered 503 `BUSY` at once instead of queueing.
+    pub password_hash_queue: usize,
     /// Browser origins (`https://app.example.com`) allowed to call the API
     /// cross-origin. Empty (the default): no CORS headers at all, so browsers
     /// refuse every cross-origin call. The desktop app does not need it.
@@ -115,6 +128,9 @@ impl Default for Config {
             smtp_url: None,
             email_from: "Guestpass <no-reply@localhost>".into(),
             trusted_proxy_header: None,
+            trusted_proxies: Vec::new(),
+            proxy_header: "x-forwarded-for".into(),
+            password_hash_queue: DEFAULT_PASSWORD_HASH_QUEUE,
             trusted_origins: Vec::new(),
             request_read_timeout_secs: DEFAULT_REQUEST_READ_TIMEOUT_SECS,
             cleanup_interval_secs: DEFAULT_CLEANUP_INTERVAL_SECS,
@@ -217,6 +233,15 @@ pub struct RateLimitConfig {
     /// beyond); 0 turns the limit off. Each account also gets at most 3 reset
     /// emails an hour, whatever this says.
     pub password_reset_per_minute: u32,
+    /// Failed email sign-ins per normalised email per 15 minutes, whether or
+    /// not the account exists (429 beyond, until the window ends or a password
+    /// reset of that account); 0 turns it off.
+    pub sign_in_failures_per_email: u32,
+    /// Failed email sign-ins per client address (IPv6: per /64) per 15 minutes,
+    /// whatever the email; 0 turns it off.
+    pub sign_in_failures_per_address: u32,
+    /// `anonymous/upgrade` calls per client address per hour; 0 turns it off.
+    pub upgrade_per_hour: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -224,6 +249,9 @@ impl Default for RateLimitConfig {
         Self {
             anonymous_per_minute: DEFAULT_ANONYMOUS_PER_MINUTE,
             password_reset_per_minute: DEFAULT_PASSWORD_RESET_PER_MINUTE,
+            sign_in_failures_per_email: DEFAULT_SIGN_IN_FAILURES_PER_EMAIL,
+            sign_in_failures_per_address: DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS,
+            upgrade_per_hour: DEFAULT_UPGRADE_PER_HOUR,
         }
     }
 }
@@ -304,6 +332,37 @@ impl Config {
         }
         if let Some(v) = get("GUESTPASS_TRUSTED_PROXY_HEADER") {
             self.trusted_proxy_header = Some(v);
+        }
+        if let Some(v) = get("GUESTPASS_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("GUESTPASS_PROXY_HEADER") {
+            self.proxy_header = v;
+        }
+        if let Some(v) = get("GUESTPASS_PASSWORD_HASH_QUEUE") {
+            self.password_hash_queue = parse("GUESTPASS_PASSWORD_HASH_QUEUE", &v)?;
+        }
+        for (var, field) in [
+            (
+                "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL",
+                &mut self.rate_limit.sign_in_failures_per_email,
+            ),
+            (
+                "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_ADDRESS",
+                &mut self.rate_limit.sign_in_failures_per_address,
+            ),
+            (
+                "GUESTPASS_RATE_LIMIT_UPGRADE_PER_HOUR",
+                &mut self.rate_limit.upgrade_per_hour,
+            ),
+        ] {
+            if let Some(v) = get(var) {
+                *field = parse(var, &v)?;
+            }
         }
         if let Some(v) = get("GUESTPASS_TRUSTED_ORIGINS") {
             self.trusted_origins = v
@@ -450,12 +509,16 @@ mod tests {
             "GUESTPASS_TRUSTED_ORIGINS" => {
                 Some(" https://a.example , https://b.example:8443".into())
             }
+            "GUESTPASS_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".into()),
+            "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL" => Some("3".into()),
             _ => None,
         };
         c.apply_env(env).unwrap();
         assert_eq!(c.rate_limit.anonymous_per_minute, 0);
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.records.guest_max_records, 10);
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "::1"]);
+        assert_eq!(c.rate_limit.sign_in_failures_per_email, 3);
         assert_eq!(c.records.account_max_records, 50_000);
         assert_eq!(
             c.trusted_origins,
@@ -479,6 +542,12 @@ mod tests {
         assert!(example.trusted_origins.is_empty(), "CORS closed by default");
         assert_eq!(example.records.tombstone_retention_days, 90);
         assert_eq!(example.records.guest_max_bytes, 8 * 1024 * 1024);
+        assert_eq!(example.rate_limit.sign_in_failures_per_email, 10);
+        assert_eq!(example.rate_limit.sign_in_failures_per_address, 100);
+        assert_eq!(example.rate_limit.upgrade_per_hour, 20);
+        assert_eq!(example.password_hash_queue, DEFAULT_PASSWORD_HASH_QUEUE);
+        assert!(example.trusted_proxies.is_empty() && example.trusted_proxy_header.is_none());
+        assert_eq!(example.proxy_header, "x-forwarded-for");
 
         let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
         assert!(plain.auth_methods.anonymous.enabled());

@@ -207,6 +207,8 @@ pub struct NewGuest {
 pub struct RateHit {
     pub bucket: String,
     pub window_start: i64,
+    /// The window's length (its kind's, see `ratelimit::Kind`).
+    pub window_ms: i64,
     /// Hits allowed in the window; the hit is counted even when it is refused.
     pub limit: i64,
 }
@@ -271,7 +273,12 @@ pub struct AuditFilter {
 
 #[async_trait]
 pub trait Database:
-    crate::db_accounts::AccountStore + crate::db_care::CareStore + Send + Sync + 'static
+    crate::db_accounts::AccountStore
+    + crate::db_care::CareStore
+    + crate::db_throttle::ThrottleStore
+    + Send
+    + Sync
+    + 'static
 {
     /// "sqlite" or "postgres", for logs.
     fn kind(&self) -> &'static str;
@@ -357,10 +364,6 @@ pub trait Database:
 
     /// Adds one hit to `(bucket, window_start)` and returns the hits in that window.
     async fn hit_rate_window(&self, bucket: &str, window_start: i64) -> DbResult<i64>;
-
-    /// Takes back one hit of `(bucket, window_start)` (an admin request whose key
-    /// was right: only wrong keys count). Never below zero.
-    async fn take_back_rate_hit(&self, bucket: &str, window_start: i64) -> DbResult<()>;
 
     /// Deletes up to `limit` guests inactive since before `cutoff` in one
     /// transaction, auditing each as `user.deleted` by `system`; returns their ids.

@@ -1,9 +1,9 @@
 //! Request extractors whose rejections are `{code, message}` JSON, so axum's
-//! plain-text rejections never reach a client, plus the bearer token and client
-//! address helpers, and the session extractors: [`SignedIn`] (any live
+//! plain-text rejections never reach a client, plus the bearer token and the
+//! socket peer (the client address is `client_addr.rs`'s), and the session extractors: [`SignedIn`] (any live
 //! session) and [`FullAccount`], the server's gate of sensitive operations.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -283,30 +283,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// The client address: the socket peer, or the last entry of the configured proxy
-/// header (the one your own proxy appended; earlier entries are client-supplied).
-pub fn client_ip(
-    parts_headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-    trusted: Option<&str>,
-) -> Option<IpAddr> {
-    if let Some(name) = trusted {
-        // Only the very last entry: if it is unusable, falling back to an earlier
-        // (client-written) one would let clients choose their address.
-        let last = parts_headers
-            .get_all(name)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        if last.is_some() {
-            return last;
-        }
-    }
-    peer.map(|p| p.ip())
 }
 
 /// The socket peer, present when the server was started with connect info.

@@ -200,6 +200,7 @@ mod tests {
             rate: bucket.map(|b| RateHit {
                 bucket: b.into(),
                 window_start: 0,
+                window_ms: 60_000,
                 limit,
             }),
         }

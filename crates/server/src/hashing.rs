@@ -9,6 +9,14 @@
 //! per core would only make each one slower. Requests wait in the queue, and a
 //! request whose client has gone is skipped, not hashed.
 //!
+//! The queue is bounded per server by [`HashQueue`] (`passwordHashQueue`): a
+//! request takes a slot before it queues and gives it back when its hash is
+//! done (or its client left). With every slot taken the request is answered
+//! at once with 503 `BUSY` and `Retry-After`, so a flood of sign-ins costs a
+//! refusal each instead of a wait that grows for everyone. A hash whose
+//! client left mid-hash still finishes on its thread, so at most one hash per
+//! core runs beyond the slots.
+//!
 //! The PHC strings are exactly what `argon2`'s `PasswordHasher` writes and reads;
 //! the tests check both directions against it.
 
@@ -19,7 +27,9 @@ use argon2::password_hash::{
     self, rand_core::OsRng, Output, ParamsString, PasswordHash, Salt, SaltString,
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+use crate::error::Failure;
 
 /// A stored hash asking for more memory than this is refused rather than
 /// allocated (ours use 19 MiB; this is 256 MiB).
@@ -83,6 +93,56 @@ pub async fn hash_password(password: String) -> Option<String> {
 /// if the check could not run.
 pub async fn verify_password(password: String, stored: String) -> Option<bool> {
     run(move |memory| verify_with(memory, password.as_bytes(), &stored)).await
+}
+
+/// The slots of one server's hashing (see the module doc).
+#[derive(Debug, Clone)]
+pub struct HashQueue {
+    slots: Arc<Semaphore>,
+}
+
+/// A taken slot: the one hash it admits runs while it is held.
+#[derive(Debug)]
+pub struct HashSlot(OwnedSemaphorePermit);
+
+/// What a caller is told to wait when the queue is full, in seconds.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+impl HashQueue {
+    /// At least one slot, whatever `capacity` says.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// A slot, or 503 `BUSY` with `Retry-After` when every slot is taken.
+    pub fn try_slot(&self) -> Result<HashSlot, Failure> {
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => Ok(HashSlot(permit)),
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                let mut busy = Failure::new(guestpass_proto::ErrorCode::Busy);
+                busy.retry_after_secs = Some(BUSY_RETRY_AFTER_SECS);
+                Err(busy)
+            }
+        }
+    }
+}
+
+impl HashSlot {
+    /// [`verify_password`] in this slot.
+    pub async fn verify(self, password: String, stored: String) -> Option<bool> {
+        let answer = verify_password(password, stored).await;
+        drop(self.0);
+        answer
+    }
+
+    /// [`hash_password`] in this slot.
+    pub async fn hash(self, password: String) -> Option<String> {
+        let answer = hash_password(password).await;
+        drop(self.0);
+        answer
+    }
 }
 
 fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> password_hash::Result<String> {
@@ -197,6 +257,21 @@ mod tests {
             verify_password("battery stapler".into(), theirs).await,
             Some(false)
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_at_once() {
+        let queue = HashQueue::new(2);
+        let a = queue.try_slot().unwrap();
+        let _b = queue.try_slot().unwrap();
+        let busy = queue.try_slot().unwrap_err();
+        assert_eq!(busy.error.code, guestpass_proto::ErrorCode::Busy);
+        assert_eq!(busy.status.as_u16(), 503);
+        assert_eq!(busy.retry_after_secs, Some(BUSY_RETRY_AFTER_SECS));
+        // A finished hash gives its slot back.
+        assert!(a.hash("pw".into()).await.is_some());
+        assert!(queue.try_slot().is_ok());
+        assert!(HashQueue::new(0).try_slot().is_ok(), "at least one slot");
     }
 
     #[tokio::test]

@@ -267,6 +267,7 @@ pub async fn reset_password(
         email_verified_now = done.email_verified_now,
         "password reset"
     );
+    crate::sign_in_throttle::forgive(&state, &done.user_id).await;
     Ok(if html {
         pages::page(
             StatusCode::OK,

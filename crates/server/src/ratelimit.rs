@@ -1,13 +1,25 @@
-//! Rate limits per client address and minute, counted in the database so every
-//! instance on one database shares the count: anonymous sign-ins (below) and
-//! password reset requests ([`check_password_reset`], the same window on a
-//! bucket of its own). The per-user limits of account care (reset emails and
-//! verification resends per hour) are counted from the links themselves, in
-//! `store_care.rs`.
+//! Rate limits counted in the database so every instance on one database
+//! shares the count. Each [`Kind`] has its own buckets and window length:
 //!
-//! Each client address (as a keyed hash, never the address) has a fixed
-//! one-minute window, `window_start = now - now % 60 s`, and a hit counter row
-//! `(bucket, window_start)`. Per address:
+//! | kind | key | window | what counts |
+//! | --- | --- | --- | --- |
+//! | [`ANONYMOUS`] | client address | 1 min | anonymous sign-ins (below) |
+//! | [`PASSWORD_RESET`] | client address | 1 min | `request-password-reset` calls |
+//! | [`UPGRADE`] | client address | 1 h | `anonymous/upgrade` calls |
+//! | [`SIGN_IN_EMAIL`] | normalised email | 15 min | failed email sign-ins (`sign_in_throttle.rs`) |
+//! | [`SIGN_IN_ADDRESS`] | client address | 15 min | failed email sign-ins, any email |
+//!
+//! The per-user limits of account care (reset emails and verification resends
+//! per hour) are counted from the links themselves, in `store_care.rs`.
+//!
+//! A client address is keyed as [`address_key`] says: an IPv4 address by
+//! itself, an IPv6 address by its /64 (one subscriber's prefix: a client that
+//! holds a /64 could otherwise take a fresh bucket per request), an
+//! IPv4-mapped IPv6 address as the IPv4 one.
+//!
+//! Each key (as a keyed hash, never the address or email) has a fixed window
+//! of its kind's length, `window_start = now - now % window`, and a hit counter
+//! row `(bucket, window_start)`. Per key:
 //!
 //! ```text
 //!             hit, count ≤ limit
@@ -24,8 +36,8 @@
 //! concurrent requests on any instance each get a distinct count and at most
 //! `limit` pass per window. Rejected hits count too (they are requests). A
 //! fixed window lets a client burst up to twice the limit across a window
-//! boundary; that is the documented price of one row per address per minute.
-//! Old windows are pruned by the cleanup task.
+//! boundary; that is the documented price of one row per key per window.
+//! Old windows are pruned by the cleanup task (after twice the longest window).
 //!
 //! A sign-in that goes ahead is counted inside the sign-in writer's batch
 //! transaction (`writer.rs`): the batch adds all its hits on a window with one
@@ -41,12 +53,61 @@ use std::net::IpAddr;
 use crate::crypto::keyed_hash;
 use crate::db::{Database, DbResult, RateHit};
 
-pub const WINDOW_MS: i64 = 60_000;
+const MINUTE_MS: i64 = 60_000;
+
+/// One kind of limit: its buckets never share a count with another kind's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// The bucket prefix (part of the stored key; changing it resets counts).
+    name: &'static str,
+    pub window_ms: i64,
+}
+
+pub const ANONYMOUS: Kind = Kind {
+    name: "anon",
+    window_ms: MINUTE_MS,
+};
+pub const PASSWORD_RESET: Kind = Kind {
+    name: "reset",
+    window_ms: MINUTE_MS,
+};
+pub const UPGRADE: Kind = Kind {
+    name: "upgrade",
+    window_ms: 60 * MINUTE_MS,
+};
+pub const SIGN_IN_EMAIL: Kind = Kind {
+    name: "signin-email",
+    window_ms: 15 * MINUTE_MS,
+};
+pub const SIGN_IN_ADDRESS: Kind = Kind {
+    name: "signin-addr",
+    window_ms: 15 * MINUTE_MS,
+};
+pub const ADMIN_KEY: Kind = Kind {
+    name: "admin-key",
+    window_ms: MINUTE_MS,
+};
+
+/// The longest window of any kind: older rows are pruned.
+const LONGEST_WINDOW_MS: i64 = 60 * MINUTE_MS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
     Limited { retry_after_secs: u64 },
+}
+
+/// What a client address counts as: IPv4 by address (an IPv4-mapped IPv6
+/// address as its IPv4 address), IPv6 by its /64.
+pub fn address_key(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+        None => "unknown".into(),
+    }
 }
 
 /// The window an anonymous sign-in from `ip` at `now_ms` counts against;
@@ -57,29 +118,32 @@ pub fn anonymous_hit(
     limit_per_minute: u32,
     now_ms: i64,
 ) -> Option<RateHit> {
-    hit("anon", secret, ip, limit_per_minute, now_ms)
+    hit(
+        ANONYMOUS,
+        secret,
+        &address_key(ip),
+        limit_per_minute,
+        now_ms,
+    )
 }
 
-/// The window a request of `kind` from `ip` counts against (buckets of
-/// different kinds never share a count); `None` when the limit is off (0).
-fn hit(
-    kind: &str,
-    secret: &[u8],
-    ip: Option<IpAddr>,
-    limit_per_minute: u32,
-    now_ms: i64,
-) -> Option<RateHit> {
-    if limit_per_minute == 0 {
+/// The window a request of `kind` keyed by `who` (an [`address_key`], or a
+/// normalised email) counts against; `None` when the limit is off (0).
+pub fn hit(kind: Kind, secret: &[u8], who: &str, limit: u32, now_ms: i64) -> Option<RateHit> {
+    if limit == 0 {
         return None;
     }
-    let who = ip
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".into());
     Some(RateHit {
-        bucket: format!("{kind}:{}", keyed_hash(secret, &who)),
-        window_start: now_ms - now_ms.rem_euclid(WINDOW_MS),
-        limit: i64::from(limit_per_minute),
+        bucket: bucket(kind, secret, who),
+        window_start: now_ms - now_ms.rem_euclid(kind.window_ms),
+        window_ms: kind.window_ms,
+        limit: i64::from(limit),
     })
+}
+
+/// The stored key of `who`'s bucket of `kind`.
+pub fn bucket(kind: Kind, secret: &[u8], who: &str) -> String {
+    format!("{}:{}", kind.name, keyed_hash(secret, who))
 }
 
 /// Allowed while the hit's number is within the limit; otherwise limited until
@@ -88,7 +152,7 @@ pub fn decide(hit: &RateHit, hits: i64, now_ms: i64) -> Decision {
     if hits <= hit.limit {
         return Decision::Allowed;
     }
-    let left_ms = hit.window_start + WINDOW_MS - now_ms;
+    let left_ms = hit.window_start + hit.window_ms - now_ms;
     let retry_after_secs = u64::try_from((left_ms + 999) / 1000).unwrap_or(1).max(1);
     Decision::Limited { retry_after_secs }
 }
@@ -119,11 +183,32 @@ pub async fn check_password_reset(
     limit_per_minute: u32,
     now_ms: i64,
 ) -> DbResult<Decision> {
-    let hit = hit("reset", secret, ip, limit_per_minute, now_ms);
+    let hit = hit(
+        PASSWORD_RESET,
+        secret,
+        &address_key(ip),
+        limit_per_minute,
+        now_ms,
+    );
     count(db, hit, now_ms).await
 }
 
-async fn count(db: &dyn Database, hit: Option<RateHit>, now_ms: i64) -> DbResult<Decision> {
+/// Counts one `POST /anonymous/upgrade` from `ip` and decides. Every call
+/// counts (accepted, 409 or refused), so probing addresses through the 409,
+/// or mailing verification links to strangers, is as limited as the rest.
+pub async fn check_upgrade(
+    db: &dyn Database,
+    secret: &[u8],
+    ip: Option<IpAddr>,
+    limit_per_hour: u32,
+    now_ms: i64,
+) -> DbResult<Decision> {
+    let hit = hit(UPGRADE, secret, &address_key(ip), limit_per_hour, now_ms);
+    count(db, hit, now_ms).await
+}
+
+/// Counts `hit` (if the limit is on) and decides.
+pub async fn count(db: &dyn Database, hit: Option<RateHit>, now_ms: i64) -> DbResult<Decision> {
     let Some(hit) = hit else {
         return Ok(Decision::Allowed);
     };
@@ -131,9 +216,10 @@ async fn count(db: &dyn Database, hit: Option<RateHit>, now_ms: i64) -> DbResult
     Ok(decide(&hit, hits, now_ms))
 }
 
-/// Windows that ended before this are no longer read.
+/// Windows that started before this have ended (every kind's) and are no
+/// longer read.
 pub fn prune_before(now_ms: i64) -> i64 {
-    now_ms - 2 * WINDOW_MS
+    now_ms - 2 * LONGEST_WINDOW_MS
 }
 
 /// Wrong admin API keys a client address may send per minute. Past it, every
@@ -152,7 +238,7 @@ pub async fn check_admin_key(
     now_ms: i64,
 ) -> DbResult<AdminKeyCheck> {
     let limit = ADMIN_KEY_FAILURES_PER_MINUTE;
-    let Some(hit) = hit("admin-key", secret, ip, limit, now_ms) else {
+    let Some(hit) = hit(ADMIN_KEY, secret, &address_key(ip), limit, now_ms) else {
         return Ok(AdminKeyCheck {
             decision: Decision::Allowed,
             first_refusal: false,
@@ -179,8 +265,51 @@ pub struct AdminKeyCheck {
 impl AdminKeyCheck {
     pub async fn right_key(self, db: &dyn Database) -> DbResult<()> {
         match self.hit {
-            Some(hit) => db.take_back_rate_hit(&hit.bucket, hit.window_start).await,
+            Some(hit) => db.refund_rate_hit(&hit.bucket, hit.window_start).await,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_by_its_64_ipv4_by_address_mapped_as_ipv4() {
+        let key = |s: &str| address_key(s.parse().ok());
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(address_key(None), "unknown");
+    }
+
+    #[test]
+    fn each_kind_has_its_window() {
+        let now = 3 * 60 * MINUTE_MS + 7 * MINUTE_MS + 5_000;
+        let email = hit(SIGN_IN_EMAIL, b"k", "a@b.example", 10, now).unwrap();
+        assert_eq!(email.window_start, 3 * 60 * MINUTE_MS);
+        assert_eq!(
+            decide(&email, 11, now),
+            Decision::Limited {
+                retry_after_secs: 8 * 60 - 5
+            }
+        );
+        assert_eq!(decide(&email, 10, now), Decision::Allowed);
+        let anon = anonymous_hit(b"k", None, 1, now);
+        assert_eq!(anon.map(|h| h.window_start), Some(now - 5_000));
+        assert!(hit(UPGRADE, b"k", "x", 0, now).is_none(), "0 turns it off");
+        assert_ne!(
+            bucket(SIGN_IN_EMAIL, b"k", "x"),
+            bucket(SIGN_IN_ADDRESS, b"k", "x")
+        );
+        assert!(prune_before(now) < email.window_start);
     }
 }

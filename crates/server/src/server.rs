@@ -348,6 +348,9 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
             secret.into_bytes()
         }
     };
+    let client_addr =
+        crate::client_addr::ClientAddr::from_config(&config).map_err(ServerError::Config)?;
+    let hash_queue = crate::hashing::HashQueue::new(config.password_hash_queue);
     let admin_key_digest = config.admin_api_key.as_ref().map(|k| digest(k.expose()));
     if admin_key_digest.is_none() {
         tracing::warn!(
@@ -378,6 +381,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         oidc: crate::oidc::OidcVerifier::new(),
         decoy_hash,
         live: Arc::new(Live::default()),
+        client_addr,
+        hash_queue,
     })
 }
 

@@ -28,6 +28,10 @@ pub struct AppState {
     pub decoy_hash: String,
     /// Open `sync/events` streams of this process ("pull now").
     pub live: Arc<Live>,
+    /// Who the client is (`trustedProxies`).
+    pub client_addr: crate::client_addr::ClientAddr,
+    /// The slots of this server's password hashing (`passwordHashQueue`).
+    pub hash_queue: crate::hashing::HashQueue,
 }
 
 pub type SharedState = Arc<AppState>;

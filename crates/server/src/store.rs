@@ -738,18 +738,6 @@ macro_rules! sql_store {
                 Ok(hits)
             }
 
-            async fn take_back_rate_hit(&self, bucket: &str, window_start: i64) -> DbResult<()> {
-                sqlx::query(
-                    "UPDATE rate_limits SET hits = hits - 1 \
-                     WHERE bucket = $1 AND window_start = $2 AND hits > 0",
-                )
-                .bind(bucket)
-                .bind(window_start)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
             async fn delete_stale_guests(
                 &self,
                 cutoff: i64,

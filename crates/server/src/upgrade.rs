@@ -9,7 +9,7 @@ use guestpass_proto::{
     SocialUpgradeRequest, UpgradeRequest,
 };
 
-use crate::auth::{ip_hash, ip_of, require_session, Authed};
+use crate::auth::{ip_hash, ip_of, limit_upgrade, require_session, Authed};
 use crate::crypto::{new_token, sha256_hex};
 use crate::db::{AuditRow, EmailUpgrade, SocialLink, UserRow};
 use crate::email_verification::send_verification;
@@ -25,8 +25,10 @@ pub async fn upgrade(
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpgradeRequest>,
 ) -> ApiResult<Json<SessionResponse>> {
+    let ip = ip_of(&state, &headers, &peer);
+    limit_upgrade(&state, ip).await?;
     let Authed { user, session } = require_session(&state, &headers).await?;
-    let ip = ip_hash(&state, ip_of(&state, &headers, &peer));
+    let ip = ip_hash(&state, ip);
     let upgraded = upgrade_in_place(&state, &user, body, ip).await?;
     Ok(Json(SessionResponse {
         user: upgraded.to_wire(),

@@ -163,8 +163,14 @@ async fn password_reset_round_trip_ends_every_session_and_proves_the_mailbox(bac
         ("session.created".into(), json!({"method": "email"})),
         ("user.updated".into(), json!({"change": "password"})),
         ("user.updated".into(), json!({"emailVerified": true})),
+        // The old password's try (issue 14): keyed by the email's hash, no password.
+        (
+            "user.sign_in_failed".into(),
+            json!({"reason": "wrongPassword", "emailHash": rows[6].1["emailHash"]}),
+        ),
         ("session.created".into(), json!({"method": "email"})),
     ]);
+    assert!(rows[6].1["emailHash"].is_string(), "{rows:?}");
     assert_eq!(rows, expected);
     s.stop().await;
 }

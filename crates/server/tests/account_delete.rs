@@ -134,9 +134,15 @@ async fn change_password_keeps_this_session_and_ends_the_others(backend: Backend
         ("session.created".into(), json!({"method": "email"})),
         ("session.created".into(), json!({"method": "email"})),
         ("user.updated".into(), json!({"change": "password"})),
+        // The old password's try (issue 14), audited without the password.
+        (
+            "user.sign_in_failed".into(),
+            json!({"reason": "wrongPassword", "emailHash": rows[6].1["emailHash"]}),
+        ),
         ("session.created".into(), json!({"method": "email"})),
         ("user.updated".into(), json!({"change": "password"})),
     ]);
+    assert!(rows[6].1["emailHash"].is_string(), "{rows:?}");
     assert_eq!(rows, expected);
     assert!(audits_of(&s, &social)
         .await

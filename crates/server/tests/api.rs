@@ -478,7 +478,9 @@ async fn email_sign_in_on_another_device(backend: Backend) {
             "user.created",
             "session.created",
             "user.updated",
-            "session.created"
+            "session.created",
+            // The wrong password tried against this account (issue 14).
+            "user.sign_in_failed"
         ]
     );
     s.stop().await;
@@ -832,10 +834,8 @@ async fn audit_log_records_every_event_and_pages(backend: Backend) {
 }
 
 async fn rate_limit_refuses_the_31st_request_per_minute(backend: Backend) {
-    let s = TestServer::start_with(&backend, |c| {
-        c.trusted_proxy_header = Some("x-forwarded-for".into())
-    })
-    .await;
+    let s =
+        TestServer::start_with(&backend, |c| c.trusted_proxies = vec!["127.0.0.1".into()]).await;
     let from = |ip: &str| {
         s.http
             .post(s.url("/sign-in/anonymous"))

@@ -274,7 +274,8 @@ pub(crate) async fn check_email_password(
     let user = if email.is_empty() || password.len() > 4 * guestpass_proto::PASSWORD_MAX {
         None
     } else {
-        state.db.user_by_email(&email).await?
+        // A lapsed email claim no longer signs in (issue 14, `store_claims.rs`).
+        state.db.email_holder(&email, state.clock.now_ms()).await?
     };
     let stored = user
         .as_ref()

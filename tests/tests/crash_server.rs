@@ -71,6 +71,24 @@ async fn postgres_server_killed_mid_cleanup() {
     }
 }
 
+#[path = "crash_server/link_social.rs"]
+mod link_social;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_killed_mid_link_social() {
+    link_social::killed_mid_link_social(ServerDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_killed_mid_link_social() {
+    match ServerDb::postgres().await {
+        Some(db) => link_social::killed_mid_link_social(db).await,
+        None => tell(
+            "SKIPPED postgres_server_killed_mid_link_social: GUESTPASS_TEST_POSTGRES_URL is not set",
+        ),
+    }
+}
+
 const DEVICES_PER_ROUND: usize = 3;
 
 /// Rounds of fresh devices that register and upgrade at once while the server dies

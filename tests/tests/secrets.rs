@@ -404,6 +404,25 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         )
         .await;
     messages.push(refused_social.to_string());
+    // link-social (issue 14): that identity is another account's, and a guest
+    // may not link; both refusals are scanned, and the ID token goes in the logs'
+    // reach like any other request body.
+    let (_, refused_link) = server
+        .post(
+            "/link-social",
+            Some(&sign_up_token),
+            json!({"provider": PROVIDER, "idToken": id_token, "nonce": nonce}),
+        )
+        .await;
+    messages.push(refused_link.to_string());
+    let (_, guest_link) = server
+        .post(
+            "/link-social",
+            Some(&fresh_token),
+            json!({"provider": PROVIDER, "idToken": id_token, "nonce": nonce}),
+        )
+        .await;
+    messages.push(guest_link.to_string());
     assert!(server.admin_user(&guest_a.user.id).await.is_some());
     let refused_admin = reqwest::Client::new()
         .get(format!("{}/api/auth/admin/list-users", server.url()))

@@ -264,6 +264,10 @@ impl std::fmt::Debug for SocialSignInRequest {
     }
 }
 
+/// `POST /link-social` (bearer = a full account): the same body as
+/// `sign-in/social`; the identity is linked to the caller instead.
+pub type LinkSocialRequest = SocialSignInRequest;
+
 /// `POST /anonymous/merge` (bearer = the account): fold the guest into the account.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -21,6 +21,9 @@ pub const SIGN_IN_SOCIAL: &str = "/sign-in/social";
 pub const MERGE: &str = "/anonymous/merge";
 /// Better Auth's sign-up: holding a guest's bearer it is the in-place upgrade.
 pub const SIGN_UP_EMAIL: &str = "/sign-up/email";
+/// Bearer, full account: `{provider, idToken, nonce?}` links that provider
+/// identity to the signed-in account (issue 14: proving an email claim first).
+pub const LINK_SOCIAL: &str = "/link-social";
 
 // Account care (issue 13; crates/server/README.md "Account care").
 /// `POST {email, redirectTo?}`: mails a single-use reset link (1 h); same answer

@@ -291,7 +291,8 @@ pub(crate) async fn check_email_password(
     let attempt = throttle::admit(state, &email, ip).await?;
     let user = match valid {
         Some(valid) if password.len() <= 4 * guestpass_proto::PASSWORD_MAX => {
-            state.db.user_by_email(&valid).await?
+            // A lapsed email claim no longer signs in (issue 14, `store_claims.rs`).
+            state.db.email_holder(&valid, state.clock.now_ms()).await?
         }
         _ => None,
     };

@@ -147,7 +147,12 @@ async fn create_email_account(
             .with_message("Email and password accounts are disabled"));
     }
     let (email, name) = account_input(&body.email, &body.password, body.name)?;
-    if state.db.user_by_email(&email).await?.is_some() {
+    if state
+        .db
+        .email_holder(&email, state.clock.now_ms())
+        .await?
+        .is_some()
+    {
         return Err(ErrorCode::EmailAlreadyInUse.into());
     }
     let password_hash = state

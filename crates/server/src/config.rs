@@ -68,6 +68,7 @@ pub const DEFAULT_UPGRADE_PER_HOUR: u32 = 20;
 pub const DEFAULT_PASSWORD_HASH_QUEUE: usize = 32;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
+pub const DEFAULT_EMAIL_CLAIM_DAYS: u64 = 7;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -108,6 +109,10 @@ pub struct Config {
     /// slower one is cut off, so idle or trickling connections cannot pile up.
     pub request_read_timeout_secs: u64,
     pub cleanup_interval_secs: u64,
+    /// Days an unverified email holds its address (issue 14: a claim, not a
+    /// proof). After that the address is free for its verified owner and no
+    /// longer signs in; see ARCHITECTURE.md "Email claims".
+    pub email_claim_days: u64,
     pub auth_methods: AuthMethods,
     pub rate_limit: RateLimitConfig,
     pub social_providers: BTreeMap<String, SocialProvider>,
@@ -134,6 +139,7 @@ impl Default for Config {
             trusted_origins: Vec::new(),
             request_read_timeout_secs: DEFAULT_REQUEST_READ_TIMEOUT_SECS,
             cleanup_interval_secs: DEFAULT_CLEANUP_INTERVAL_SECS,
+            email_claim_days: DEFAULT_EMAIL_CLAIM_DAYS,
             auth_methods: AuthMethods::default(),
             rate_limit: RateLimitConfig::default(),
             social_providers: BTreeMap::new(),
@@ -377,6 +383,9 @@ impl Config {
         if let Some(v) = get("GUESTPASS_CLEANUP_INTERVAL_SECS") {
             self.cleanup_interval_secs = parse("GUESTPASS_CLEANUP_INTERVAL_SECS", &v)?;
         }
+        if let Some(v) = get("GUESTPASS_EMAIL_CLAIM_DAYS") {
+            self.email_claim_days = parse("GUESTPASS_EMAIL_CLAIM_DAYS", &v)?;
+        }
         if let Some(v) = get("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE") {
             self.rate_limit.anonymous_per_minute =
                 parse("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE", &v)?;
@@ -426,6 +435,12 @@ impl Config {
         self.auth_methods.anonymous =
             AnonymousSetting::Detailed(AnonymousOptions { enabled, max_age });
         Ok(())
+    }
+
+    /// [`Self::email_claim_days`] in milliseconds (at least one day).
+    pub fn email_claim_lapse_ms(&self) -> i64 {
+        let days = i64::try_from(self.email_claim_days.max(1)).unwrap_or(i64::MAX / 86_400_000);
+        days.saturating_mul(86_400_000)
     }
 
     /// How long a client may take to send its request head, and again its body.

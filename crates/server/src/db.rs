@@ -276,6 +276,7 @@ pub trait Database:
     crate::db_accounts::AccountStore
     + crate::db_care::CareStore
     + crate::db_throttle::ThrottleStore
+    + crate::db_claims::ClaimStore
     + Send
     + Sync
     + 'static

@@ -52,6 +52,9 @@ pub struct Resend {
     pub now: i64,
     pub window_ms: i64,
     pub max_in_window: i64,
+    /// An address to claim when the account has none (its lapsed claim was
+    /// taken by the address's owner, or a provider gave none). Ignored otherwise.
+    pub new_email: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

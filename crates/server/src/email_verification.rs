@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::auth::Authed;
 use crate::crypto::{new_token, sha256_hex};
+use crate::db::{Conflict, DbError};
 use crate::db_care::{Resend, ResendOutcome};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiQuery, FormOrJson, FullAccount, JsonOrEmpty};
@@ -142,11 +143,19 @@ pub async fn send_verification_email(
     FullAccount(Authed { user, .. }): FullAccount,
     JsonOrEmpty(body): JsonOrEmpty<SendVerificationEmailRequest>,
 ) -> ApiResult<Json<SuccessResponse>> {
+    // An account without an address (its lapsed claim was taken by the
+    // address's owner, issue 14) adds one here; otherwise `email` must be its own.
+    let mut new_email = None;
     if let Some(asked) = &body.email {
-        if user.email.is_none() || user.email != normalize_email(asked).ok() {
-            return Err(Failure::bad_request(
-                "That is not the email address of the signed-in account",
-            ));
+        let asked = normalize_email(asked)?;
+        match &user.email {
+            None => new_email = Some(asked),
+            Some(own) if *own == asked => {}
+            Some(_) => {
+                return Err(Failure::bad_request(
+                    "That is not the email address of the signed-in account",
+                ))
+            }
         }
     }
     let token = new_token();
@@ -158,15 +167,25 @@ pub async fn send_verification_email(
         now,
         window_ms: care_limit_window().num_milliseconds(),
         max_in_window: VERIFICATION_RESENDS_PER_HOUR,
+        new_email,
     };
-    match state.db.resend_verification(&resend).await? {
+    let outcome = match state.db.resend_verification(&resend).await {
+        Err(DbError::Conflict(Conflict::Email)) => {
+            return Err(Failure::new(ErrorCode::EmailAlreadyInUse).with_message(
+                "This address belongs to another account now. Add another address to sign in again",
+            ))
+        }
+        other => other?,
+    };
+    match outcome {
         ResendOutcome::Sent { email } => {
             send_verification(&state, &user.id, email, &token);
             Ok(Json(SuccessResponse::OK))
         }
         ResendOutcome::AlreadyVerified => Err(ErrorCode::EmailAlreadyVerified.into()),
         ResendOutcome::NoEmail => Err(Failure::bad_request(
-            "This account has no email address to verify",
+            "This account has no email address to verify: send the address to add as `email` \
+             (an unconfirmed address lapses after a few days and its owner may take it)",
         )),
         ResendOutcome::Gone => Err(ErrorCode::Unauthorized.into()),
         ResendOutcome::Limited { retry_after_ms } => {

@@ -34,8 +34,8 @@ use crate::mail::{MailError, Mailer};
 use crate::state::{AppState, SharedState};
 use crate::writer::Writer;
 use crate::{
-    account_care, admin, auth, better_auth_compat, cleanup, email_verification, live, merge,
-    password_reset, records, social_sign_in, store, upgrade,
+    account_care, admin, auth, better_auth_compat, cleanup, email_verification, link_social, live,
+    merge, password_reset, records, social_sign_in, store, upgrade,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +336,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServerError> {
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
     let db_timeout = Duration::from_secs(config.database_timeout_secs.max(1));
     let db = store::connect(config.database_url.expose(), db_timeout).await?;
+    db.set_email_claim_lapse(config.email_claim_lapse_ms());
     let writer = Writer::spawn(db.clone(), db_timeout);
     let secret = match &config.secret {
         Some(s) => s.expose().as_bytes().to_vec(),
@@ -401,6 +402,7 @@ pub fn router(state: SharedState) -> Router {
             post(better_auth_compat::sign_up_email),
         )
         .route(routes::SIGN_IN_SOCIAL, post(social_sign_in::sign_in_social))
+        .route(routes::LINK_SOCIAL, post(link_social::link_social))
         .route(routes::MERGE, post(merge::merge))
         // Account care (issue 13). The two pages a mailed link opens answer GET
         // (a page or `{valid}`, changing nothing) and POST (the change).

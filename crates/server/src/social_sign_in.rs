@@ -11,10 +11,11 @@ use guestpass_proto::{
 };
 
 use crate::auth::{ip_hash, ip_of, mint_session, new_session_for, signed_in};
-use crate::db::{AuditRow, DbError, UserRow};
+use crate::db::{AuditRow, Conflict, DbError, UserRow};
 use crate::db_accounts::NewAccount;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, Peer};
+use crate::link_social::email_taken;
 use crate::oidc::OidcError;
 use crate::state::{AppState, SharedState};
 
@@ -84,14 +85,16 @@ pub async fn sign_in_social(
     {
         return sign_in_linked(&state, &user, ip).await;
     }
-    // Never linked silently to an account that merely has the same address:
-    // whoever holds it signs in there and links the provider themselves.
+    let now = state.clock.now_ms();
+    // Never linked silently to an account that merely has the same address (an
+    // unverified one could be a squatter's: pre-account hijacking). Whoever
+    // holds it proves it and links the provider (`link-social`). A lapsed claim
+    // holds nothing: this login then gets an account of its own, with the address.
     if let Some(email) = &verified.email {
-        if state.db.user_by_email(email).await?.is_some() {
-            return Err(ErrorCode::EmailAlreadyInUse.into());
+        if state.db.email_holder(email, now).await?.is_some() {
+            return Err(email_taken(&body.provider));
         }
     }
-    let now = state.clock.now_ms();
     let user = UserRow {
         id: new_user_id(),
         email_verified: verified.email.is_some(),
@@ -143,6 +146,7 @@ pub async fn sign_in_social(
                 .await?
             {
                 Some(user) => sign_in_linked(&state, &user, ip).await,
+                None if conflict == Conflict::Email => Err(email_taken(&body.provider)),
                 None => Err(DbError::Conflict(conflict).into()),
             }
         }

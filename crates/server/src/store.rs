@@ -27,6 +27,7 @@
 //! pool (sqlx tests every connection on release).
 
 use std::str::FromStr;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,12 +55,16 @@ pub struct SqliteStore {
     /// write lock: a loser of that race sleeps in SQLite's busy handler (up to
     /// 100 ms a nap), which made the p99 of concurrent pushes ~1 s.
     pub(crate) record_writes: tokio::sync::Mutex<()>,
+    /// How long an unverified email holds its address (`store_claims.rs`).
+    pub(crate) claim_lapse_ms: AtomicI64,
 }
 
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     /// The session lookup's own connections (see `pg_readers.rs`).
     readers: PgReaders,
+    /// How long an unverified email holds its address (`store_claims.rs`).
+    pub(crate) claim_lapse_ms: AtomicI64,
 }
 
 /// Opens the database named by `url`, runs the embedded migrations, and returns it.
@@ -88,6 +93,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         Ok(Arc::new(PostgresStore {
             pool,
             readers: PgReaders::new(options, PG_READERS, timeout, PG_PING_IDLE),
+            claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
         }))
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
@@ -111,6 +117,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             writer: tokio::sync::Mutex::new(None),
             record_writes: tokio::sync::Mutex::new(()),
             readers: Readers::new(options.get_filename().to_path_buf(), timeout),
+            claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
         }))
     } else {
         Err(DbError::Unavailable(
@@ -118,6 +125,9 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         ))
     }
 }
+
+/// Until `set_email_claim_lapse` is called: `emailClaimDays`' default.
+const DEFAULT_CLAIM_LAPSE_MS: i64 = crate::config::DEFAULT_EMAIL_CLAIM_DAYS as i64 * 86_400_000;
 
 /// A pooled PostgreSQL connection idle longer than this is pinged before use.
 const PG_PING_IDLE: Duration = Duration::from_secs(1);
@@ -328,8 +338,8 @@ macro_rules! sql_store {
             {
                 sqlx::query(
                     "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, \
-                     password_hash, metadata, created_at, updated_at, last_active_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     password_hash, metadata, created_at, updated_at, last_active_at, email_claimed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&u.id)
                 .bind(&u.email)
@@ -342,6 +352,8 @@ macro_rules! sql_store {
                 .bind(u.created_at)
                 .bind(u.updated_at)
                 .bind(u.last_active_at)
+                // An unverified address is a claim from now (`store_claims.rs`).
+                .bind((u.email.is_some() && !u.email_verified).then_some(u.created_at))
                 .execute(exec)
                 .await?;
                 Ok(())
@@ -510,11 +522,16 @@ macro_rules! sql_store {
 
             async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Option<UserRow>> {
                 let mut tx = self.pool.begin().await?;
+                // A lapsed claim on the address gives way (dropped with the
+                // transaction if the upgrade does not happen).
+                Self::release_lapsed_claim(&mut *tx, &up.email, up.now, self.claim_cutoff(up.now))
+                    .await?;
                 // The guard `is_anonymous = TRUE` makes concurrent upgrades of one guest
                 // safe: the second one matches no row.
                 let user: Option<UserRow> = sqlx::query_as(&format!(
                     "UPDATE users SET email = $2, name = COALESCE($3, name), password_hash = $4, \
-                     is_anonymous = FALSE, email_verified = FALSE, updated_at = $5, last_active_at = $5 \
+                     is_anonymous = FALSE, email_verified = FALSE, email_claimed_at = $5, \
+                     updated_at = $5, last_active_at = $5 \
                      WHERE id = $1 AND is_anonymous = TRUE RETURNING {USER_COLUMNS}"
                 ))
                 .bind(&up.user_id)
@@ -555,6 +572,10 @@ macro_rules! sql_store {
                 .await?;
                 if guest.is_none() {
                     return Ok(None);
+                }
+                if let Some(email) = &link.email {
+                    Self::release_lapsed_claim(&mut *tx, email, link.now, self.claim_cutoff(link.now))
+                        .await?;
                 }
                 sqlx::query(
                     "INSERT INTO accounts (id, user_id, provider, provider_account_id, created_at) \

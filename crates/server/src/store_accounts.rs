@@ -63,6 +63,11 @@ macro_rules! accounts_store {
             async fn create_account(&self, a: &NewAccount) -> DbResult<()> {
                 let u = &a.user;
                 let mut tx = self.pool.begin().await?;
+                if let Some(email) = &u.email {
+                    // A lapsed claim on the address gives way (`store_claims.rs`).
+                    Self::release_lapsed_claim(&mut *tx, email, u.created_at, self.claim_cutoff(u.created_at))
+                        .await?;
+                }
                 Self::insert_user(&mut *tx, u).await?;
                 if let Some((provider, sub)) = &a.identity {
                     sqlx::query(

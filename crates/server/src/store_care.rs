@@ -169,11 +169,14 @@ macro_rules! care_store {
                 let email = match user {
                     None => None,
                     Some((_, true)) => Some(Err(ResendOutcome::AlreadyVerified)),
-                    Some((None, false)) => Some(Err(ResendOutcome::NoEmail)),
-                    Some((Some(email), false)) => Some(Ok(email)),
+                    Some((None, false)) => match &r.new_email {
+                        Some(email) => Some(Ok((email.clone(), true))),
+                        None => Some(Err(ResendOutcome::NoEmail)),
+                    },
+                    Some((Some(email), false)) => Some(Ok((email, false))),
                 };
-                let email = match email {
-                    Some(Ok(email)) => email,
+                let (email, adding) = match email {
+                    Some(Ok(found)) => found,
                     Some(Err(refusal)) => {
                         tx.rollback().await?;
                         return Ok(refusal);
@@ -197,6 +200,39 @@ macro_rules! care_store {
                     return Ok(ResendOutcome::Limited {
                         retry_after_ms: (leaves_at - r.now).max(1),
                     });
+                }
+                // The claim (issue 14, `store_claims.rs`): a new address is claimed
+                // from now, if nobody holds it (else a conflict on the unique
+                // index: 409); a lapsed one is renewed, a live one is not extended.
+                let cutoff = self.claim_cutoff(r.now);
+                let change = if adding {
+                    Self::release_lapsed_claim(&mut *tx, &email, r.now, cutoff).await?;
+                    sqlx::query(
+                        "UPDATE users SET email = $2, email_claimed_at = $3, updated_at = $3 \
+                         WHERE id = $1 AND email IS NULL",
+                    )
+                    .bind(&r.user_id)
+                    .bind(&email)
+                    .bind(r.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    Some("emailClaimed")
+                } else {
+                    let renewed = sqlx::query(
+                        "UPDATE users SET email_claimed_at = $2 \
+                         WHERE id = $1 AND email_verified = FALSE AND email_claimed_at < $3",
+                    )
+                    .bind(&r.user_id)
+                    .bind(r.now)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
+                    (renewed.rows_affected() > 0).then_some("emailClaimRenewed")
+                };
+                if let Some(change) = change {
+                    let audit = AuditRow::new(AuditEventKind::UserUpdated, &r.user_id, &r.user_id, r.now, None)
+                        .with_detail(serde_json::json!({ "change": change }));
+                    Self::insert_audit(&mut *tx, &audit).await?;
                 }
                 sqlx::query(
                     "INSERT INTO verification_tokens (token_hash, user_id, email, expires_at, created_at, kind) \

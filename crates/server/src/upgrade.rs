@@ -11,11 +11,12 @@ use guestpass_proto::{
 
 use crate::auth::{ip_hash, ip_of, limit_upgrade, require_session, Authed};
 use crate::crypto::{new_token, sha256_hex};
-use crate::db::{AuditRow, EmailUpgrade, SocialLink, UserRow};
+use crate::db::{AuditRow, Conflict, DbError, EmailUpgrade, SocialLink, UserRow};
 use crate::email_verification::send_verification;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, Peer};
 use crate::hashing::hash_password;
+use crate::link_social::email_taken;
 use crate::social_sign_in::verify_identity;
 use crate::state::{verification_ttl, AppState, SharedState};
 
@@ -68,8 +69,13 @@ pub(crate) async fn upgrade_in_place(
     }
     let (email, name) = account_input(&body.email, &body.password, body.name)?;
     // Cheap early answer before the deliberately slow hash; the unique index is
-    // what actually guarantees it.
-    if state.db.user_by_email(&email).await?.is_some() {
+    // what actually guarantees it. A lapsed claim holds nothing (issue 14).
+    if state
+        .db
+        .email_holder(&email, state.clock.now_ms())
+        .await?
+        .is_some()
+    {
         return Err(ErrorCode::EmailAlreadyInUse.into());
     }
     let password = body.password;
@@ -145,11 +151,12 @@ pub async fn upgrade_social(
         )
         .with_detail(serde_json::json!({ "upgrade": "social", "provider": body.provider, "isAnonymous": false })),
     };
-    let upgraded = state
-        .db
-        .upgrade_with_social(&link)
-        .await?
-        .ok_or_else(|| Failure::new(ErrorCode::UserNotAnonymous))?;
+    let upgraded = match state.db.upgrade_with_social(&link).await {
+        // The verified address is held by another account: never linked into it.
+        Err(DbError::Conflict(Conflict::Email)) => return Err(email_taken(&body.provider)),
+        other => other?,
+    }
+    .ok_or_else(|| Failure::new(ErrorCode::UserNotAnonymous))?;
     tracing::info!(user_id = %upgraded.id, provider = %link.provider, "guest upgraded with a social account");
     Ok(Json(SessionResponse {
         user: upgraded.to_wire(),

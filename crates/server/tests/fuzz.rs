@@ -86,6 +86,7 @@ const ROUTES: &[&str] = &[
     routes::SIGN_IN_SOCIAL,
     routes::MERGE,
     routes::SIGN_UP_EMAIL,
+    routes::LINK_SOCIAL,
     routes::SYNC_PUSH,
     routes::SYNC_PULL,
     routes::SYNC_EVENTS,

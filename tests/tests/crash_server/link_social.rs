@@ -1,0 +1,195 @@
+//! `POST /link-social` (issue 14) under SIGKILL: full accounts link a provider
+//! identity (real ID tokens from the loopback OpenID peer, `tests/peers/oidc`)
+//! while the server dies at a random instant. After each kill a link is all or
+//! nothing — the identity row, its `{"change":"link"}` audit and the proven
+//! address (the provider vouched for the same email) together — and after a
+//! restart a retry links each account exactly once.
+
+use std::time::Duration;
+
+use guestpass_testkit::oidc::OidcPeer;
+use guestpass_tests::on_pool;
+use guestpass_tests::server_process::{ServerDb, ServerProcess};
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::{check_server_db, plan, tell};
+
+const CLIENT_ID: &str = "guestpass-crash";
+const ACCOUNTS_PER_ROUND: usize = 3;
+
+/// A real ID token for `email` from the peer: authorize (auto-approved, the
+/// code read off the redirect) and the code exchanged at the token endpoint.
+async fn id_token(http: &reqwest::Client, issuer: &str, email: &str, nonce: &str) -> String {
+    let redirect = "http://127.0.0.1:9/callback";
+    let mut authorize = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", CLIENT_ID)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", "crash")
+        .append_pair("nonce", nonce)
+        .append_pair("login_hint", email);
+    let res = http.get(authorize).send().await.unwrap();
+    let location = res
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no redirect from the peer: {}", res.status()))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {location}"));
+    let tokens: Value = http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", CLIENT_ID),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["id_token"].as_str().unwrap().to_owned()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut req = http.post(url).json(&body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let res = req.send().await.unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// `(identities, link audits, email verified)` of one user.
+async fn link_state(db: &ServerDb, user_id: &str) -> (i64, i64, bool) {
+    on_pool!(db, |p| {
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM accounts a WHERE a.user_id = u.id), \
+             (SELECT COUNT(*) FROM audit_log l WHERE l.user_id = u.id AND l.event = 'user.updated' \
+              AND l.detail LIKE '%\"change\":\"link\"%'), u.email_verified \
+             FROM users u WHERE u.id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(p)
+        .await
+        .unwrap()
+    })
+}
+
+pub(super) async fn killed_mid_link_social(db: ServerDb) {
+    let kind = if db.is_sqlite() { "sqlite" } else { "postgres" };
+    let (kills, mut rng) = plan(&format!("server killed mid-link-social ({kind})"));
+    let idp = OidcPeer::start();
+    let mut server = ServerProcess::new(
+        &db.url,
+        &format!(
+            "cleanupIntervalSecs = 0\n\n[socialProviders.google]\nclientId = \"{CLIENT_ID}\"\nissuer = \"{}\"\n",
+            idp.issuer
+        ),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (mut cut, mut landed_before_kill) = (0, 0);
+    for round in 0..kills {
+        server.start().await;
+        let base = format!("{}/api/auth", server.url());
+        let mut accounts = Vec::new();
+        for i in 0..ACCOUNTS_PER_ROUND {
+            let email = format!("r{round}-a{i}@link.example.com");
+            let (status, guest) =
+                post(&http, &format!("{base}/sign-in/anonymous"), None, json!({})).await;
+            assert_eq!(status, 200, "{guest}");
+            let token = guest["token"].as_str().unwrap().to_owned();
+            let (status, up) = post(
+                &http,
+                &format!("{base}/anonymous/upgrade"),
+                Some(&token),
+                json!({"email": email, "password": "crash-harness-pw"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{up}");
+            let id = up["user"]["id"].as_str().unwrap().to_owned();
+            let nonce = format!("n-{round}-{i}");
+            let id_token = id_token(&http, &idp.issuer, &email, &nonce).await;
+            accounts.push((id, token, email, nonce, id_token));
+        }
+        let mut work = Vec::new();
+        for (_, token, _, nonce, id_token) in &accounts {
+            let (http, url) = (http.clone(), format!("{base}/link-social"));
+            let body = json!({"provider": "google", "idToken": id_token, "nonce": nonce});
+            let token = token.clone();
+            work.push(tokio::spawn(async move {
+                let mut req = http.post(url).json(&body).bearer_auth(token);
+                req = req.timeout(Duration::from_secs(10));
+                req.send().await.map(|r| r.status().as_u16())
+            }));
+        }
+        tokio::time::sleep(Duration::from_micros(rng.gen_range(0..60_000))).await;
+        cut += usize::from(work.iter().any(|t| !t.is_finished()));
+        assert!(
+            server.kill(),
+            "the server died on its own\n{}",
+            server.last_log()
+        );
+        for task in work {
+            if let Ok(Ok(200)) = task.await {
+                landed_before_kill += 1;
+            }
+        }
+        check_server_db(&db, &format!("link round {round}, after the kill")).await;
+        for (id, ..) in &accounts {
+            let (identities, audits, verified) = link_state(&db, id).await;
+            assert!(
+                (identities, audits, verified) == (0, 0, false)
+                    || (identities, audits, verified) == (1, 1, true),
+                "round {round}: half a link: {identities} identities, {audits} audits, verified {verified}"
+            );
+        }
+
+        // Back up: every retry links (or finds its link), exactly once.
+        server.start().await;
+        for (id, token, email, nonce, _) in &accounts {
+            let retry_nonce = format!("{nonce}-retry");
+            let id_token = id_token(&http, &idp.issuer, email, &retry_nonce).await;
+            let (status, linked) = post(
+                &http,
+                &format!("{base}/link-social"),
+                Some(token),
+                json!({"provider": "google", "idToken": id_token, "nonce": retry_nonce}),
+            )
+            .await;
+            assert_eq!(status, 200, "round {round}: {linked}");
+            assert_eq!(linked["user"]["id"], json!(id));
+            assert_eq!(link_state(&db, id).await, (1, 1, true), "round {round}");
+        }
+        assert!(server.kill());
+        check_server_db(&db, &format!("link round {round}, converged")).await;
+    }
+    tell(&format!(
+        "server killed mid-link-social ({kind}): {kills} kills, {cut} with requests in flight, \
+         {landed_before_kill} links answered before a kill; every account linked exactly once"
+    ));
+    db.drop_db().await;
+}

@@ -53,6 +53,7 @@ pub const DEFAULT_ANONYMOUS_PER_MINUTE: u32 = 30;
 pub const DEFAULT_PASSWORD_RESET_PER_MINUTE: u32 = 10;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
+pub const DEFAULT_SESSION_MAX_AGE_DAYS: u32 = guestpass_proto::SESSION_MAX_AGE_DAYS as u32;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -84,6 +85,9 @@ pub struct Config {
     /// slower one is cut off, so idle or trickling connections cannot pile up.
     pub request_read_timeout_secs: u64,
     pub cleanup_interval_secs: u64,
+    /// Days a session lives at most, however often it is used: the 7-day sliding
+    /// expiry never reaches past `createdAt` + this. At least 1.
+    pub session_max_age_days: u32,
     pub auth_methods: AuthMethods,
     pub rate_limit: RateLimitConfig,
     pub social_providers: BTreeMap<String, SocialProvider>,
@@ -107,6 +111,7 @@ impl Default for Config {
             trusted_origins: Vec::new(),
             request_read_timeout_secs: DEFAULT_REQUEST_READ_TIMEOUT_SECS,
             cleanup_interval_secs: DEFAULT_CLEANUP_INTERVAL_SECS,
+            session_max_age_days: DEFAULT_SESSION_MAX_AGE_DAYS,
             auth_methods: AuthMethods::default(),
             rate_limit: RateLimitConfig::default(),
             social_providers: BTreeMap::new(),
@@ -307,6 +312,9 @@ impl Config {
         if let Some(v) = get("GUESTPASS_CLEANUP_INTERVAL_SECS") {
             self.cleanup_interval_secs = parse("GUESTPASS_CLEANUP_INTERVAL_SECS", &v)?;
         }
+        if let Some(v) = get("GUESTPASS_SESSION_MAX_AGE_DAYS") {
+            self.session_max_age_days = parse("GUESTPASS_SESSION_MAX_AGE_DAYS", &v)?;
+        }
         if let Some(v) = get("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE") {
             self.rate_limit.anonymous_per_minute =
                 parse("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE", &v)?;
@@ -358,6 +366,11 @@ impl Config {
         Ok(())
     }
 
+    /// The absolute lifetime of a session (`sessionMaxAgeDays`, at least a day).
+    pub fn session_max_age(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.session_max_age_days.max(1)))
+    }
+
     /// How long a client may take to send its request head, and again its body.
     pub fn request_read_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.request_read_timeout_secs.max(1))
@@ -393,6 +406,7 @@ mod tests {
             "GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE" => Some("0".to_string()),
             "GUESTPASS_LISTEN" => Some("127.0.0.1:0".to_string()),
             "GUESTPASS_RECORDS_GUEST_MAX_RECORDS" => Some("10".to_string()),
+            "GUESTPASS_SESSION_MAX_AGE_DAYS" => Some("30".to_string()),
             "GUESTPASS_TRUSTED_ORIGINS" => {
                 Some(" https://a.example , https://b.example:8443".into())
             }
@@ -402,6 +416,7 @@ mod tests {
         assert_eq!(c.rate_limit.anonymous_per_minute, 0);
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.records.guest_max_records, 10);
+        assert_eq!(c.session_max_age(), chrono::Duration::days(30));
         assert_eq!(c.records.account_max_records, 50_000);
         assert_eq!(
             c.trusted_origins,
@@ -424,6 +439,11 @@ mod tests {
         assert_eq!(example.request_read_timeout_secs, 20);
         assert!(example.trusted_origins.is_empty(), "CORS closed by default");
         assert_eq!(example.records.tombstone_retention_days, 90);
+        assert_eq!(example.session_max_age_days, 90);
+        assert_eq!(
+            Config::default().session_max_age(),
+            chrono::Duration::days(90)
+        );
         assert_eq!(example.records.guest_max_bytes, 8 * 1024 * 1024);
 
         let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();

@@ -614,6 +614,8 @@ enum Field {
     LinkToken,
     Flag,
     Changes,
+    /// An upgrade's `nextTokenHash`.
+    TokenHash,
 }
 
 /// One pushed change: mostly well-formed, with every field sometimes wrong.
@@ -721,6 +723,12 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         Field::Flag => any::<bool>().prop_map(Value::Bool).boxed(),
+        Field::TokenHash => prop_oneof![
+            "[0-9a-f]{64}".prop_map(Value::String),
+            "[0-9A-Fa-f]{63,65}".prop_map(Value::String),
+            "[ -~]{0,80}".prop_map(Value::String),
+        ]
+        .boxed(),
         Field::Changes => prop_oneof![
             8 => prop::collection::vec(record_change(), 0..6).prop_map(Value::Array),
             // One over PUSH_MAX_CHANGES, each change small (a 501-fold copy of a
@@ -754,12 +762,14 @@ fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
             ("provider", Field::Provider),
             ("idToken", Field::IdToken),
             ("nonce", Field::Nonce),
+            ("nextTokenHash", Field::TokenHash),
         ]
     } else if path.contains("anonymous/upgrade") {
         &[
             ("email", Field::Email),
             ("password", Field::Password),
             ("name", Field::Name),
+            ("nextTokenHash", Field::TokenHash),
         ]
     } else if path.contains("sign-in/email") {
         &[

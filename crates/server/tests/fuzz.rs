@@ -194,15 +194,20 @@ impl Target {
         t.victim_full = t.guest().await;
         // A password the fuzzer's generators can never produce.
         let password = format!("victim-{}", ulid::Ulid::new());
+        let next = format!("victim-token-{}", ulid::Ulid::new());
+        let next_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(next.as_bytes()));
         let up = t
             .call(json_post(
                 routes::UPGRADE,
                 Some(&t.victim_full.token),
                 "198.51.100.1",
-                json!({"email": "victim@example.com", "password": password, "name": "Victim"}),
+                json!({"email": "victim@example.com", "password": password, "name": "Victim",
+                       "nextTokenHash": next_hash}),
             ))
             .await;
         assert_eq!(up.0, 200, "{}", String::from_utf8_lossy(&up.2));
+        // The upgrade replaced the guest's token with the one it named (issue 14).
+        t.victim_full.token = next;
         let second = t
             .call(json_post(
                 routes::SIGN_IN_EMAIL,

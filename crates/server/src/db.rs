@@ -231,8 +231,10 @@ pub struct Rotation {
     pub token_hash: String,
 }
 
-/// What an upgrade did.
+/// What an upgrade did. (Returned once per upgrade, never stored: its size is no
+/// concern, hence the allow.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Upgraded {
     /// Committed: the user, its session under the new token, and how many other
     /// sessions of the user were revoked.

@@ -61,7 +61,7 @@ impl Device {
     }
 
     /// What the OS keyring holds in a slot (`session`, `remote-session`,
-    /// `pending-password`, `device-key`).
+    /// `pending-password`, `device-key`, `pending-token`).
     pub fn keyring(&self, user_id: &str, slot: &str) -> Option<String> {
         match self.entry(user_id, slot).get_password() {
             Ok(v) => Some(v),
@@ -76,6 +76,7 @@ impl Device {
             "remote-session",
             "pending-password",
             "device-key",
+            "pending-token",
         ] {
             let _ = self.entry(user_id, slot).delete_credential();
         }
@@ -154,6 +155,7 @@ impl Device {
             Slot::Remote,
             Slot::PendingPassword,
             Slot::DeviceKey,
+            Slot::PendingToken,
         ] {
             let _ = v.delete(user_id, slot).await;
         }

@@ -563,6 +563,27 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
     );
 
     messages.extend(recorder.error_bodies.lock().unwrap().iter().cloned());
+    // The device made its next token itself and sent only its SHA-256: the token
+    // device A now holds is the one the upgrade named (so the scan below covers
+    // the pending token), and no pending token is left behind.
+    let next_token_hash = recorder
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|body| serde_json::from_slice::<Value>(body).ok())
+        .find(|v| v["email"] == "secret-keeper@example.com" && v["nextTokenHash"].is_string())
+        .map(|v| v["nextTokenHash"].as_str().unwrap().to_owned())
+        .expect("the app sent nextTokenHash with its upgrade");
+    let held = device_a
+        .keyring(&guest_a.user.id, "remote-session")
+        .expect("device A's session token");
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(held.as_bytes())),
+        next_token_hash
+    );
+    assert_eq!(device_a.keyring(&guest_a.user.id, "pending-token"), None);
+    assert_eq!(device_b.keyring(&guest_b.user.id, "pending-token"), None);
     // What a `{:?}` in any log line would print of the values that carry secrets.
     let debug_views = [
         format!("{:?}", server.config()),
@@ -573,6 +594,7 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
                 email: "secret-keeper@example.com".into(),
                 password: PASSWORD.into(),
                 name: None,
+                next_token_hash: Some(next_token_hash.clone()),
             }
         ),
         format!(
@@ -602,6 +624,7 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
                 provider: PROVIDER.into(),
                 id_token: id_token.clone(),
                 nonce: None,
+                next_token_hash: Some(next_token_hash.clone()),
             }
         ),
         format!(
@@ -655,7 +678,8 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         (&device_b, &guest_b.user.id),
         (&device_c, &guest_c.user.id),
     ] {
-        for slot in ["session", "remote-session"] {
+        // A pending token (an upgrade's next token, issue 14) is a session token too.
+        for slot in ["session", "remote-session", "pending-token"] {
             if let Some(token) = device.keyring(user, slot) {
                 secrets.push(("session token", token));
             }

@@ -18,6 +18,7 @@ mod social;
 pub mod store;
 mod sync;
 mod token;
+mod upgrade;
 pub mod vault;
 
 use std::path::PathBuf;

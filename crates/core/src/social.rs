@@ -250,48 +250,46 @@ impl Guestpass {
 
         let id_token = self.provider_flow(&config, &label, opener).await?;
 
-        let remote = backend
-            .upgrade_social(&remote_token, &config.name, &id_token.0, &id_token.1)
-            .await
-            .map_err(|e| match e {
-                BackendError::Refused(e) if e.code == ErrorCode::ProviderAccountInUse => api(
-                    ErrorCode::ProviderAccountInUse,
-                    format!("This {label} account is already linked to another Guestpass account."),
-                ),
-                BackendError::Refused(e) if e.code == ErrorCode::InvalidIdToken => api(
-                    ErrorCode::InvalidIdToken,
-                    format!("The server could not verify your {label} sign-in. Please try again."),
-                ),
-                BackendError::Refused(e) => Error::Api(e),
-                BackendError::Unauthorized => {
-                    self.wake_sync();
-                    api(
-                        ErrorCode::Unauthorized,
-                        "The server session ended; reconnecting. Please try again in a moment.",
-                    )
-                }
-                BackendError::Unreachable(_) | BackendError::RateLimited { .. } => {
-                    needs_connection(&label)
-                }
-                BackendError::Protocol(why) => api(
-                    ErrorCode::SocialFailed,
-                    format!(
-                        "Sign-in with {label} failed: the server could not complete it ({why})."
-                    ),
-                ),
-            })?;
-        if let Some(new_token) = &remote.token {
-            self.vault.set(&user_id, Slot::Remote, new_token).await?;
-        }
-        sync::apply_upgrade(
-            &self.store,
-            &backend,
-            &user_id,
-            &remote.user,
-            None,
-            &format!("social:{}", config.name),
-        )
-        .await?;
+        // Under the pass lock: no pass sees the pending token while this is in flight.
+        let linked = {
+            let _one = self.sync.pass.lock().await;
+            crate::upgrade::link_social(
+                &self.store,
+                &self.vault,
+                &backend,
+                &user_id,
+                &remote_token,
+                &config.name,
+                &id_token.0,
+                &id_token.1,
+            )
+            .await?
+        };
+        linked.map_err(|e| match e {
+            BackendError::Refused(e) if e.code == ErrorCode::ProviderAccountInUse => api(
+                ErrorCode::ProviderAccountInUse,
+                format!("This {label} account is already linked to another Guestpass account."),
+            ),
+            BackendError::Refused(e) if e.code == ErrorCode::InvalidIdToken => api(
+                ErrorCode::InvalidIdToken,
+                format!("The server could not verify your {label} sign-in. Please try again."),
+            ),
+            BackendError::Refused(e) => Error::Api(e),
+            BackendError::Unauthorized => {
+                self.wake_sync();
+                api(
+                    ErrorCode::Unauthorized,
+                    "The server session ended; reconnecting. Please try again in a moment.",
+                )
+            }
+            BackendError::Unreachable(_) | BackendError::RateLimited { .. } => {
+                needs_connection(&label)
+            }
+            BackendError::Protocol(why) => api(
+                ErrorCode::SocialFailed,
+                format!("Sign-in with {label} failed: the server could not complete it ({why})."),
+            ),
+        })?;
         // An email upgrade the backend refused earlier has nothing left to do.
         sync::dismiss_upgrade(&self.store, &self.vault, &user_id).await?;
         // Refresh the status the UI shows (no refused upgrade, last sync time).

@@ -4,19 +4,22 @@
 //! any point only means the next pass finishes the job.
 
 use chrono::Utc;
-use guestpass_proto::{format_time, ApiError, AuditEventKind, ErrorCode, UpgradeRequest, User};
-use secrecy::{ExposeSecret, SecretString};
+use guestpass_proto::{format_time, ApiError, ErrorCode, User};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use sqlx::Row;
 
-use crate::audit;
-use crate::backend::{Backend, BackendError, Dialect, Remote, RemoteUser};
+use crate::backend::{Backend, BackendError, Dialect, Remote};
 use crate::error::{Error, Result};
 use crate::identity::device_user;
 use crate::records;
 use crate::store::Store;
+use crate::upgrade::{self, Delivery};
 use crate::vault::{Slot, Vault};
+
+// The upgrade's delivery lives in `upgrade.rs`; these names are the engine's.
+pub(crate) use crate::upgrade::{
+    dismiss_upgrade, enqueue_upgrade, erase_stray_password, pending_upgrade,
+};
 
 /// What the UI shows about sync, always.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,15 +76,6 @@ impl SyncStatus {
     }
 }
 
-/// A queued upgrade as stored in the outbox (no secrets).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingUpgrade {
-    pub email: String,
-    pub name: Option<String>,
-    pub refused: Option<ApiError>,
-}
-
 /// What a pass ended with, when it did not fail.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -90,7 +84,7 @@ pub enum Outcome {
     NeedsAttention(ApiError),
 }
 
-fn db(store: &Store) -> impl Fn(sqlx::Error) -> Error + '_ {
+pub(crate) fn db(store: &Store) -> impl Fn(sqlx::Error) -> Error + '_ {
     move |e| store.err(e)
 }
 
@@ -100,17 +94,25 @@ pub(crate) async fn sync_once(
     vault: &Vault,
     backend: &Backend,
 ) -> Result<Outcome, SyncError> {
-    let Some(user) = device_user(&mut *store.pool().acquire().await.map_err(db(store))?)
+    let Some(mut user) = device_user(&mut *store.pool().acquire().await.map_err(db(store))?)
         .await
         .map_err(db(store))?
     else {
         return Ok(Outcome::UpToDate);
     };
+    // Before anything uses the guest's token: an upgrade that landed without its
+    // answer replaced it; the token the device made for it is the one that works.
+    if upgrade::adopt_pending_token(store, vault, backend, &user).await? {
+        user = device_user(&mut *store.pool().acquire().await.map_err(db(store))?)
+            .await
+            .map_err(db(store))?
+            .ok_or_else(|| Error::Database("the device's user vanished".into()))?;
+    }
     let token = match ensure_registered(store, vault, backend, &user).await? {
         Registered::Token(t) => t,
         Registered::Lost(reason) => return Ok(Outcome::NeedsAttention(reason)),
     };
-    let token = match deliver_upgrade(store, vault, backend, &user, token).await? {
+    let token = match upgrade::deliver_upgrade(store, vault, backend, &user, token).await? {
         Delivery::Refused(reason) => return Ok(Outcome::NeedsAttention(reason)),
         Delivery::Token(t) => t,
     };
@@ -241,6 +243,15 @@ async fn ensure_registered(
         }
         Ok(Remote { token: None, .. }) => Err(BackendError::Protocol("sign-in answer without a token".into()).into()),
         // Final: the server refused this device's key too (or the guest was upgraded there).
+        // A social upgrade whose answer was lost, and the token made for it did not
+        // open it (`upgrade::adopt_pending_token`): the account exists, this device
+        // cannot prove it. Only signing in helps.
+        Err(BackendError::Refused(e))
+            if e.code == ErrorCode::UserIdTaken
+                && vault.get(&user.id, Slot::PendingToken).await?.is_some() =>
+        {
+            Ok(Registered::Lost(upgrade::social_answer_lost()))
+        }
         Err(BackendError::Refused(e)) if e.code == ErrorCode::UserIdTaken => Ok(Registered::Lost(ApiError::new(
             ErrorCode::UserIdTaken,
             "The server already has this guest but this device lost its session there. Your data on this device is safe.",
@@ -294,157 +305,8 @@ pub(crate) async fn map_remote(
     Ok(())
 }
 
-/// What delivering the outbox left us with.
-enum Delivery {
-    /// The token to go on with (a new one when the upgrade rotated it).
-    Token(SecretString),
-    /// The backend refused the upgrade; the person must act.
-    Refused(ApiError),
-}
-
-/// Delivers a pending upgrade, if any.
-async fn deliver_upgrade(
-    store: &Store,
-    vault: &Vault,
-    backend: &Backend,
-    user: &User,
-    held: SecretString,
-) -> Result<Delivery, SyncError> {
-    let token = &held;
-    let Some((id, pending)) = pending_upgrade(store, &user.id).await? else {
-        return Ok(Delivery::Token(held));
-    };
-    if let Some(refused) = pending.refused {
-        return Ok(Delivery::Refused(refused));
-    }
-    let Some(password) = vault.get(&user.id, Slot::PendingPassword).await? else {
-        let reason = ApiError::new(
-            ErrorCode::InvalidRequest,
-            "The queued account creation lost its password. Please enter it again.",
-        );
-        refuse(store, id, &reason).await?;
-        return Ok(Delivery::Refused(reason));
-    };
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, updated_at = ? WHERE id = ?")
-        .bind(format_time(&Utc::now()))
-        .bind(id)
-        .execute(store.pool())
-        .await
-        .map_err(db(store))?;
-    let req = UpgradeRequest {
-        email: pending.email.clone(),
-        password: password.expose_secret().to_owned(),
-        name: pending.name.clone(),
-    };
-    match backend.upgrade(token, &req).await {
-        Ok(remote) => {
-            if let Some(new_token) = &remote.token {
-                vault.set(&user.id, Slot::Remote, new_token).await?;
-            }
-            apply_upgrade(store, backend, &user.id, &remote.user, Some(id), "email").await?;
-            vault.delete(&user.id, Slot::PendingPassword).await?;
-            // Better Auth's link rotates the session: go on with the new token.
-            Ok(Delivery::Token(remote.token.unwrap_or(held)))
-        }
-        // Delivered before but the answer was lost (crash, timeout): the backend
-        // already has the full account. Adopt it instead of failing.
-        Err(BackendError::Refused(e)) if e.code == ErrorCode::UserNotAnonymous => {
-            match backend.get_session(token).await? {
-                Some(remote) if remote_matches(&remote, &pending.email) => {
-                    apply_upgrade(store, backend, &user.id, &remote, Some(id), "email").await?;
-                    vault.delete(&user.id, Slot::PendingPassword).await?;
-                    Ok(Delivery::Token(held))
-                }
-                _ => {
-                    refuse(store, id, &e).await?;
-                    vault.delete(&user.id, Slot::PendingPassword).await?;
-                    Ok(Delivery::Refused(e))
-                }
-            }
-        }
-        Err(BackendError::Refused(e)) => {
-            refuse(store, id, &e).await?;
-            vault.delete(&user.id, Slot::PendingPassword).await?;
-            Ok(Delivery::Refused(e))
-        }
-        Err(BackendError::Unauthorized) => {
-            forget_remote(store, vault, &user.id).await?;
-            Err(BackendError::Unauthorized.into())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn remote_matches(remote: &RemoteUser, email: &str) -> bool {
-    !remote.is_anonymous
-        && remote
-            .email
-            .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(email))
-}
-
-/// The in-place upgrade of the local user row: same id, every record untouched.
-/// `kind` goes to the audit detail: `email`, or `social:<provider>`.
-pub(crate) async fn apply_upgrade(
-    store: &Store,
-    backend: &Backend,
-    user_id: &str,
-    remote: &RemoteUser,
-    outbox_id: Option<i64>,
-    kind: &str,
-) -> Result<()> {
-    let now = Utc::now();
-    let mut tx = store.begin_write().await?;
-    sqlx::query("UPDATE users SET is_anonymous = 0, email = ?, name = COALESCE(?, name), email_verified = ?, updated_at = ? WHERE id = ?")
-        .bind(&remote.email)
-        .bind(&remote.name)
-        .bind(remote.email_verified)
-        .bind(format_time(&now))
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(store))?;
-    if let Some(id) = outbox_id {
-        sqlx::query("DELETE FROM outbox WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(store))?;
-    }
-    sqlx::query("UPDATE remote_account SET remote_user_id = ?, synced_at = ? WHERE user_id = ?")
-        .bind(&remote.id)
-        .bind(format_time(&now))
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db(store))?;
-    audit::record(
-        &mut tx,
-        AuditEventKind::UserUpdated,
-        user_id,
-        user_id,
-        now,
-        json!({ "upgrade": kind, "backend": backend.base_url() }),
-    )
-    .await
-    .map_err(db(store))?;
-    tx.commit().await.map_err(db(store))?;
-    Ok(())
-}
-
-async fn refuse(store: &Store, id: i64, reason: &ApiError) -> Result<()> {
-    sqlx::query("UPDATE outbox SET state = 'refused', last_error = ?, updated_at = ? WHERE id = ?")
-        .bind(serde_json::to_string(reason).unwrap_or_default())
-        .bind(format_time(&Utc::now()))
-        .bind(id)
-        .execute(store.pool())
-        .await
-        .map_err(db(store))?;
-    Ok(())
-}
-
 /// The remote session is gone: drop what we knew so the next pass starts over.
-async fn forget_remote(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
+pub(crate) async fn forget_remote(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
     vault.delete(user_id, Slot::Remote).await?;
     sqlx::query("DELETE FROM remote_account WHERE user_id = ?")
         .bind(user_id)
@@ -494,77 +356,6 @@ async fn pull(
     }
 }
 
-pub(crate) async fn pending_upgrade(
-    store: &Store,
-    user_id: &str,
-) -> Result<Option<(i64, PendingUpgrade)>> {
-    let row = sqlx::query(
-        "SELECT id, payload, state, last_error FROM outbox WHERE user_id = ? AND kind = 'upgrade'",
-    )
-    .bind(user_id)
-    .fetch_optional(store.pool())
-    .await
-    .map_err(db(store))?;
-    let Some(row) = row else { return Ok(None) };
-    let id: i64 = row.try_get("id").map_err(db(store))?;
-    let payload: String = row.try_get("payload").map_err(db(store))?;
-    let state: String = row.try_get("state").map_err(db(store))?;
-    let last_error: Option<String> = row.try_get("last_error").map_err(db(store))?;
-    let p: serde_json::Value =
-        serde_json::from_str(&payload).map_err(|e| Error::Database(e.to_string()))?;
-    let refused = (state == "refused")
-        .then(|| last_error.and_then(|s| serde_json::from_str(&s).ok()))
-        .flatten();
-    Ok(Some((
-        id,
-        PendingUpgrade {
-            email: p["email"].as_str().unwrap_or_default().to_owned(),
-            name: p["name"].as_str().map(str::to_owned),
-            refused,
-        },
-    )))
-}
-
-/// Queues an upgrade: the password into the keyring first, then the outbox row (which
-/// replaces any earlier one). Only the row makes it real.
-pub(crate) async fn enqueue_upgrade(
-    store: &Store,
-    vault: &Vault,
-    user_id: &str,
-    email: &str,
-    password: &SecretString,
-    name: Option<&str>,
-) -> Result<()> {
-    // The password goes in first so a queued row never lacks it. If the row then cannot
-    // be written (disk full, read-only), the keyring goes back to what it held, so no
-    // password is left behind without its row and an earlier queued one keeps its own.
-    let before = vault.get(user_id, Slot::PendingPassword).await?;
-    vault.set(user_id, Slot::PendingPassword, password).await?;
-    let now = format_time(&Utc::now());
-    let queued = sqlx::query(
-        "INSERT INTO outbox (user_id, kind, payload, state, attempts, created_at, updated_at) VALUES (?, 'upgrade', ?, 'pending', 0, ?, ?)
-         ON CONFLICT(user_id, kind) DO UPDATE SET payload = excluded.payload, state = 'pending', attempts = 0,
-           last_error = NULL, updated_at = excluded.updated_at",
-    )
-    .bind(user_id)
-    .bind(json!({ "email": email, "name": name }).to_string())
-    .bind(&now)
-    .bind(&now)
-    .execute(store.pool())
-    .await;
-    if let Err(e) = queued {
-        let restored = match &before {
-            Some(earlier) => vault.set(user_id, Slot::PendingPassword, earlier).await,
-            None => vault.delete(user_id, Slot::PendingPassword).await,
-        };
-        if let Err(k) = restored {
-            tracing::warn!("could not take back the password of an unqueued upgrade: {k}");
-        }
-        return Err(store.err(e));
-    }
-    Ok(())
-}
-
 /// Whether the user is still a guest (false if gone).
 pub(crate) async fn is_anonymous(store: &Store, user_id: &str) -> Result<bool> {
     let anonymous: Option<bool> = sqlx::query_scalar("SELECT is_anonymous FROM users WHERE id = ?")
@@ -573,36 +364,6 @@ pub(crate) async fn is_anonymous(store: &Store, user_id: &str) -> Result<bool> {
         .await
         .map_err(db(store))?;
     Ok(anonymous.unwrap_or(false))
-}
-
-/// Erases the queued password unless a pending upgrade still needs it. Must not run
-/// concurrently with [`enqueue_upgrade`] (the engine's pass lock serialises them).
-pub(crate) async fn erase_stray_password(
-    store: &Store,
-    vault: &Vault,
-    user_id: &str,
-) -> Result<()> {
-    let pending: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE user_id = ? AND kind = 'upgrade' AND state = 'pending'",
-    )
-    .bind(user_id)
-    .fetch_optional(store.pool())
-    .await
-    .map_err(db(store))?;
-    if pending.is_none() {
-        vault.delete(user_id, Slot::PendingPassword).await?;
-    }
-    Ok(())
-}
-
-/// Drops a queued or refused upgrade and erases its password.
-pub(crate) async fn dismiss_upgrade(store: &Store, vault: &Vault, user_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM outbox WHERE user_id = ? AND kind = 'upgrade'")
-        .bind(user_id)
-        .execute(store.pool())
-        .await
-        .map_err(db(store))?;
-    vault.delete(user_id, Slot::PendingPassword).await
 }
 
 pub(crate) async fn last_synced(store: &Store, user_id: &str) -> Result<Option<String>> {

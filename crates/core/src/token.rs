@@ -21,6 +21,14 @@ pub fn new_device_key() -> SecretString {
     SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A session token for the backend made on the device (the next token of an
+/// upgrade, `upgrade.rs`): shaped like the server's own, 256 random bits in URL-safe
+/// base64 (43 characters). Only the keyring and the answer's owner ever see it; the
+/// server gets its SHA-256.
+pub fn new_remote_token() -> SecretString {
+    new_device_key()
+}
+
 pub fn hash(token: &SecretString) -> String {
     hex::encode(Sha256::digest(token.expose_secret().as_bytes()))
 }

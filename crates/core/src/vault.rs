@@ -22,6 +22,22 @@ pub enum Slot {
     /// A signed-out account's server token, kept only until the server has revoked
     /// it (the sign-out happened offline).
     PendingRevocation,
+    /// The backend session token an upgrade in flight installs (the device made it
+    /// and sent its hash), kept until the answer or the next pass proves it works
+    /// (`upgrade.rs`).
+    PendingToken,
+}
+
+impl Slot {
+    /// Every slot, for erasing all a user has.
+    pub const ALL: [Slot; 6] = [
+        Slot::Session,
+        Slot::Remote,
+        Slot::PendingPassword,
+        Slot::DeviceKey,
+        Slot::PendingRevocation,
+        Slot::PendingToken,
+    ];
 }
 
 impl Slot {
@@ -32,6 +48,7 @@ impl Slot {
             Slot::PendingPassword => "pending-password",
             Slot::DeviceKey => "device-key",
             Slot::PendingRevocation => "pending-revocation",
+            Slot::PendingToken => "pending-token",
         }
     }
 }

@@ -21,6 +21,7 @@ fn upgrade_req(email: &str, password: &str) -> UpgradeRequest {
         email: email.to_owned(),
         password: password.to_owned(),
         name: None,
+        next_token_hash: None,
     }
 }
 

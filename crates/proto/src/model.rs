@@ -103,6 +103,12 @@ pub struct UpgradeRequest {
     pub password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The session's next token, as the device made it: the lowercase hex SHA-256
+    /// of a token only the device knows ([`validate_token_hash`]). The upgrade
+    /// installs it, so a device whose answer is lost already holds the token that
+    /// works. Without it the server mints one and sends it in `set-auth-token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token_hash: Option<String>,
 }
 
 impl std::fmt::Debug for UpgradeRequest {
@@ -111,6 +117,10 @@ impl std::fmt::Debug for UpgradeRequest {
             .field("email", &self.email)
             .field("password", &"<redacted>")
             .field("name", &self.name)
+            .field(
+                "next_token_hash",
+                &self.next_token_hash.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -123,6 +133,9 @@ pub struct SocialUpgradeRequest {
     pub id_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// As in [`UpgradeRequest::next_token_hash`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token_hash: Option<String>,
 }
 
 impl std::fmt::Debug for SocialUpgradeRequest {
@@ -131,6 +144,10 @@ impl std::fmt::Debug for SocialUpgradeRequest {
             .field("provider", &self.provider)
             .field("id_token", &"<redacted>")
             .field("nonce", &self.nonce)
+            .field(
+                "next_token_hash",
+                &self.next_token_hash.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -32,11 +32,19 @@ pub async fn current_session(state: &AppState, headers: &HeaderMap) -> ApiResult
     let Some(token) = bearer(headers) else {
         return Ok(None);
     };
-    let found = state
-        .db
-        .session_by_token(&sha256_hex(token), state.clock.now_ms())
-        .await?;
-    Ok(found.map(|(user, session)| Authed { user, session }))
+    let now = state.clock.now_ms();
+    let found = state.db.session_by_token(&sha256_hex(token), now).await?;
+    Ok(found
+        .filter(|(_, session)| now < absolute_expiry(state, session))
+        .map(|(user, session)| Authed { user, session }))
+}
+
+/// The moment a session dies however often it is used (`sessionMaxAgeDays` after
+/// it was created); its sliding expiry never reaches past it.
+pub(crate) fn absolute_expiry(state: &AppState, session: &SessionRow) -> i64 {
+    session
+        .created_at
+        .saturating_add(state.config.session_max_age().num_milliseconds())
 }
 
 pub async fn require_session(state: &AppState, headers: &HeaderMap) -> ApiResult<Authed> {
@@ -249,8 +257,10 @@ pub async fn get_session(
         return Ok(Json(serde_json::Value::Null).into_response());
     };
     let now = state.clock.now_ms();
+    let absolute = absolute_expiry(&state, &session);
+    session.expires_at = session.expires_at.min(absolute);
     if now - session.updated_at >= session_slide_after().num_milliseconds() {
-        session.expires_at = now + session_ttl().num_milliseconds();
+        session.expires_at = (now + session_ttl().num_milliseconds()).min(absolute);
         session.updated_at = now;
         state
             .db

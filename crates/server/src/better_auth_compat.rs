@@ -5,7 +5,7 @@
 //! - `POST /sign-in/email` takes Better Auth's extra fields and answers a
 //!   superset of its shape, `{redirect, token, url, user}` plus our `session`.
 //! - `POST /sign-up/email` holding a guest's bearer is our in-place upgrade
-//!   (same user id, session and token); without one it creates a full account.
+//!   (same user id and session, a new token); without one it creates a full account.
 //! - A sign-in that carries a guest's bearer into another account folds the
 //!   guest into it (`merge.rs`), as Better Auth's anonymous plugin links and
 //!   deletes the anonymous user. Our own app asks the person first, so it signs
@@ -30,7 +30,7 @@ use crate::error::{ApiResult, Failure};
 use crate::extract::{bearer, ApiJson, Peer};
 use crate::merge::fold_on_sign_in;
 use crate::state::{verification_ttl, AppState, SharedState};
-use crate::upgrade::{account_input, upgrade_in_place};
+use crate::upgrade::{account_input, upgrade_in_place, NextToken};
 
 /// An avatar URL, not a picture.
 const IMAGE_MAX: usize = 2048;
@@ -120,16 +120,20 @@ pub async fn sign_up_email(
         }
     }
     match (current_session(&state, &headers).await?, bearer(&headers)) {
-        // A guest signing up is our upgrade, in place: it keeps its id, its
-        // session and the token it already holds.
-        (Some(Authed { user, session }), Some(token)) if user.is_anonymous => {
+        // A guest signing up is our upgrade, in place: it keeps its id and its
+        // session, under a new token (in the body and `set-auth-token`, where
+        // Better Auth's client takes it); the guest's token dies with it.
+        (Some(Authed { user, session }), Some(_)) if user.is_anonymous => {
             let up = UpgradeRequest {
                 email: body.email,
                 password: body.password,
                 name: body.name,
+                next_token_hash: None,
             };
-            let upgraded = upgrade_in_place(&state, &user, up, ip_hash(&state, ip)).await?;
-            let token = token.to_string();
+            let next = NextToken::minted();
+            let (upgraded, session) =
+                upgrade_in_place(&state, &user, &session, up, &next, ip_hash(&state, ip)).await?;
+            let token = next.token().unwrap_or_default().to_string();
             Ok(signed_up(&upgraded, &session, token))
         }
         _ => create_email_account(&state, body, ip_hash(&state, ip)).await,

@@ -69,6 +69,7 @@ pub const DEFAULT_PASSWORD_HASH_QUEUE: usize = 32;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
 pub const DEFAULT_EMAIL_CLAIM_DAYS: u64 = 7;
+pub const DEFAULT_SESSION_MAX_AGE_DAYS: u32 = guestpass_proto::SESSION_MAX_AGE_DAYS as u32;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -113,6 +114,9 @@ pub struct Config {
     /// proof). After that the address is free for its verified owner and no
     /// longer signs in; see ARCHITECTURE.md "Email claims".
     pub email_claim_days: u64,
+    /// Days a session lives at most, however often it is used: the 7-day sliding
+    /// expiry never reaches past `createdAt` + this. At least 1.
+    pub session_max_age_days: u32,
     pub auth_methods: AuthMethods,
     pub rate_limit: RateLimitConfig,
     pub social_providers: BTreeMap<String, SocialProvider>,
@@ -140,6 +144,7 @@ impl Default for Config {
             request_read_timeout_secs: DEFAULT_REQUEST_READ_TIMEOUT_SECS,
             cleanup_interval_secs: DEFAULT_CLEANUP_INTERVAL_SECS,
             email_claim_days: DEFAULT_EMAIL_CLAIM_DAYS,
+            session_max_age_days: DEFAULT_SESSION_MAX_AGE_DAYS,
             auth_methods: AuthMethods::default(),
             rate_limit: RateLimitConfig::default(),
             social_providers: BTreeMap::new(),
@@ -386,6 +391,9 @@ impl Config {
         if let Some(v) = get("GUESTPASS_EMAIL_CLAIM_DAYS") {
             self.email_claim_days = parse("GUESTPASS_EMAIL_CLAIM_DAYS", &v)?;
         }
+        if let Some(v) = get("GUESTPASS_SESSION_MAX_AGE_DAYS") {
+            self.session_max_age_days = parse("GUESTPASS_SESSION_MAX_AGE_DAYS", &v)?;
+        }
         if let Some(v) = get("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE") {
             self.rate_limit.anonymous_per_minute =
                 parse("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE", &v)?;
@@ -441,6 +449,11 @@ impl Config {
     pub fn email_claim_lapse_ms(&self) -> i64 {
         let days = i64::try_from(self.email_claim_days.max(1)).unwrap_or(i64::MAX / 86_400_000);
         days.saturating_mul(86_400_000)
+    }
+
+    /// The absolute lifetime of a session (`sessionMaxAgeDays`, at least a day).
+    pub fn session_max_age(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.session_max_age_days.max(1)))
     }
 
     /// How long a client may take to send its request head, and again its body.
@@ -521,6 +534,7 @@ mod tests {
             "GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE" => Some("0".to_string()),
             "GUESTPASS_LISTEN" => Some("127.0.0.1:0".to_string()),
             "GUESTPASS_RECORDS_GUEST_MAX_RECORDS" => Some("10".to_string()),
+            "GUESTPASS_SESSION_MAX_AGE_DAYS" => Some("30".to_string()),
             "GUESTPASS_TRUSTED_ORIGINS" => {
                 Some(" https://a.example , https://b.example:8443".into())
             }
@@ -534,6 +548,7 @@ mod tests {
         assert_eq!(c.records.guest_max_records, 10);
         assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "::1"]);
         assert_eq!(c.rate_limit.sign_in_failures_per_email, 3);
+        assert_eq!(c.session_max_age(), chrono::Duration::days(30));
         assert_eq!(c.records.account_max_records, 50_000);
         assert_eq!(
             c.trusted_origins,
@@ -556,6 +571,11 @@ mod tests {
         assert_eq!(example.request_read_timeout_secs, 20);
         assert!(example.trusted_origins.is_empty(), "CORS closed by default");
         assert_eq!(example.records.tombstone_retention_days, 90);
+        assert_eq!(example.session_max_age_days, 90);
+        assert_eq!(
+            Config::default().session_max_age(),
+            chrono::Duration::days(90)
+        );
         assert_eq!(example.records.guest_max_bytes, 8 * 1024 * 1024);
         assert_eq!(example.rate_limit.sign_in_failures_per_email, 10);
         assert_eq!(example.rate_limit.sign_in_failures_per_address, 100);

@@ -224,10 +224,38 @@ pub enum GuestOutcome {
     UserIdTaken,
 }
 
+/// The session an upgrade keeps: the caller's, under a new token (the old one
+/// dies with the upgrade, and so do the user's other sessions).
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub session_id: String,
+    /// SHA-256 (hex) of the session's next token.
+    pub token_hash: String,
+}
+
+/// What an upgrade did. (Returned once per upgrade, never stored: its size is no
+/// concern, hence the allow.)
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum Upgraded {
+    /// Committed: the user, its session under the new token, and how many other
+    /// sessions of the user were revoked.
+    Done {
+        user: UserRow,
+        session: SessionRow,
+        revoked: u64,
+    },
+    /// The user is no longer a guest (lost a race with another upgrade).
+    NotAGuest,
+    /// The caller's session ended meanwhile (signed out, expired, revoked).
+    SessionGone,
+}
+
 /// The in-place upgrade of a guest to an email/password account.
 #[derive(Debug, Clone)]
 pub struct EmailUpgrade {
     pub user_id: String,
+    pub rotation: Rotation,
     pub email: String,
     pub name: Option<String>,
     pub password_hash: String,
@@ -241,6 +269,7 @@ pub struct EmailUpgrade {
 #[derive(Debug, Clone)]
 pub struct SocialLink {
     pub user_id: String,
+    pub rotation: Rotation,
     pub provider: String,
     /// The ID token's `sub`.
     pub provider_account_id: String,
@@ -333,11 +362,14 @@ pub trait Database:
     /// Records activity on a user without touching sessions.
     async fn touch_user(&self, user_id: &str, now: i64) -> DbResult<()>;
 
-    /// `Ok(None)` when the user is no longer a guest (lost a race with another upgrade).
-    async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Option<UserRow>>;
+    /// The in-place upgrade to an email account, in one transaction with the
+    /// rotation of the caller's session token and the revocation of the user's
+    /// other sessions.
+    async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Upgraded>;
 
-    /// Links a social identity to a guest in place. `Ok(None)`: not a guest any more.
-    async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Option<UserRow>>;
+    /// Links a social identity to a guest in place; the session as for
+    /// [`Database::upgrade_with_email`].
+    async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Upgraded>;
 
     async fn user_by_email(&self, email: &str) -> DbResult<Option<UserRow>>;
 

@@ -359,6 +359,36 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// The upgrade's session step (issue 14): the caller's session keeps
+            /// its id under the new token hash, and every other session of the user
+            /// ends, in the caller's transaction. `None`: that session is gone.
+            pub(crate) async fn rotate_and_revoke(
+                tx: &mut <<$store as StoreDb>::Db as sqlx::Database>::Connection,
+                user_id: &str,
+                rotation: &Rotation,
+                now: i64,
+            ) -> Result<Option<(SessionRow, u64)>, sqlx::Error> {
+                let session: Option<SessionRow> = sqlx::query_as(
+                    "UPDATE sessions SET token_hash = $3, updated_at = $4 \
+                     WHERE id = $1 AND user_id = $2 AND expires_at > $4 \
+                     RETURNING id, user_id, token_hash, expires_at, created_at, updated_at",
+                )
+                .bind(&rotation.session_id)
+                .bind(user_id)
+                .bind(&rotation.token_hash)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(session) = session else { return Ok(None) };
+                let revoked = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+                    .bind(user_id)
+                    .bind(&rotation.session_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                Ok(Some((session, revoked)))
+            }
+
             pub(crate) async fn insert_session<'c, E>(exec: E, s: &SessionRow) -> Result<(), sqlx::Error>
             where
                 E: sqlx::Executor<'c, Database = <$store as StoreDb>::Db>,
@@ -520,7 +550,7 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Option<UserRow>> {
+            async fn upgrade_with_email(&self, up: &EmailUpgrade) -> DbResult<Upgraded> {
                 let mut tx = self.pool.begin().await?;
                 // A lapsed claim on the address gives way (dropped with the
                 // transaction if the upgrade does not happen).
@@ -541,7 +571,12 @@ macro_rules! sql_store {
                 .bind(up.now)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some(user) = user else { return Ok(None) };
+                let Some(user) = user else { return Ok(Upgraded::NotAGuest) };
+                let Some((session, revoked)) =
+                    Self::rotate_and_revoke(&mut tx, &up.user_id, &up.rotation, up.now).await?
+                else {
+                    return Ok(Upgraded::SessionGone);
+                };
                 sqlx::query(
                     "INSERT INTO verification_tokens (token_hash, user_id, email, expires_at, created_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -555,10 +590,10 @@ macro_rules! sql_store {
                 .await?;
                 Self::insert_audit(&mut *tx, &up.audit).await?;
                 tx.commit().await?;
-                Ok(Some(user))
+                Ok(Upgraded::Done { user, session, revoked })
             }
 
-            async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Option<UserRow>> {
+            async fn upgrade_with_social(&self, link: &SocialLink) -> DbResult<Upgraded> {
                 let mut tx = self.pool.begin().await?;
                 // The identity goes in before the email: a provider identity already
                 // linked elsewhere is the conflict to report (PROVIDER_ACCOUNT_IN_USE),
@@ -571,7 +606,7 @@ macro_rules! sql_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if guest.is_none() {
-                    return Ok(None);
+                    return Ok(Upgraded::NotAGuest);
                 }
                 if let Some(email) = &link.email {
                     Self::release_lapsed_claim(&mut *tx, email, link.now, self.claim_cutoff(link.now))
@@ -599,9 +634,14 @@ macro_rules! sql_store {
                 .bind(link.now)
                 .fetch_one(&mut *tx)
                 .await?;
+                let Some((session, revoked)) =
+                    Self::rotate_and_revoke(&mut tx, &link.user_id, &link.rotation, link.now).await?
+                else {
+                    return Ok(Upgraded::SessionGone);
+                };
                 Self::insert_audit(&mut *tx, &link.audit).await?;
                 tx.commit().await?;
-                Ok(Some(user))
+                Ok(Upgraded::Done { user, session, revoked })
             }
 
             async fn user_by_email(&self, email: &str) -> DbResult<Option<UserRow>> {

@@ -204,11 +204,20 @@ async fn sign_up_email_upgrades_a_guest_in_place_or_creates_an_account(backend: 
     assert_eq!(up["user"]["id"], guest_id);
     assert_eq!(up["user"]["isAnonymous"], false);
     assert_eq!(up["user"]["email"], "up@example.com");
-    assert_eq!(up["token"], guest.as_str(), "the same token");
-    assert_eq!(header.as_deref(), Some(guest.as_str()));
-    assert_eq!(up["session"], before["session"], "the same session");
-    let (_, me) = s.get("/get-session", Some(&guest)).await;
+    // The same session under a new token, in the body and the header (issue 14):
+    // the guest's token is dead.
+    let rotated = up["token"].as_str().unwrap();
+    assert_ne!(rotated, guest.as_str(), "a new token");
+    assert_eq!(header.as_deref(), Some(rotated));
+    assert_eq!(
+        up["session"]["id"], before["session"]["id"],
+        "the same session"
+    );
+    let (_, me) = s.get("/get-session", Some(rotated)).await;
     assert_eq!(me["user"]["isAnonymous"], false);
+    assert_eq!(me["session"]["id"], before["session"]["id"]);
+    let (_, me) = s.get("/get-session", Some(&guest)).await;
+    assert_eq!(me, Value::Null, "the guest's token died with the upgrade");
 
     // Without one: a new full account, signed in.
     let (status, made, header) = post_with_token(

@@ -212,14 +212,22 @@ async fn upgrade_is_in_place_and_the_email_link_verifies_once(backend: Backend) 
     let (_, before) = s.get("/get-session", Some(&token)).await;
     s.clock.advance(Duration::minutes(5));
 
-    let (status, body) = s
-        .post(
+    let res = s
+        .call(
+            Method::POST,
             "/anonymous/upgrade",
             Some(&token),
-            json!({"email": "Jane.Doe@Example.com", "password": "securePassword123", "name": "Jane Doe"}),
+            Some(json!({"email": "Jane.Doe@Example.com", "password": "securePassword123", "name": "Jane Doe"})),
         )
         .await;
+    let rotated = res.headers()["set-auth-token"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = into_json(res).await;
     assert_eq!(status, 200, "{body}");
+    let guest_token = token;
+    let token = rotated;
     let user = &body["user"];
     assert_eq!(user["id"], id, "same user id");
     assert_eq!(user["isAnonymous"], false);
@@ -228,13 +236,22 @@ async fn upgrade_is_in_place_and_the_email_link_verifies_once(backend: Backend) 
     assert_eq!(user["emailVerified"], false);
     assert_eq!(user["createdAt"], before["user"]["createdAt"]);
     assert_eq!(time(&user["updatedAt"]), t0() + Duration::minutes(5));
-    assert_eq!(body["session"], before["session"], "same session");
+    assert_eq!(
+        body["session"]["id"], before["session"]["id"],
+        "same session"
+    );
+    assert_eq!(body["session"]["createdAt"], before["session"]["createdAt"]);
     assert!(body.get("token").is_none());
 
-    // The same token still opens the same session, now for the full account.
+    // The same session, now for the full account, opened by the rotated token
+    // only (issue 14): the guest's token died with the upgrade.
     let (_, now) = s.get("/get-session", Some(&token)).await;
     assert_eq!(now["user"], body["user"]);
     assert_eq!(now["session"]["id"], before["session"]["id"]);
+    assert_eq!(
+        s.get("/get-session", Some(&guest_token)).await,
+        (StatusCode::OK, Value::Null)
+    );
 
     let mail = smtp.next().await;
     assert_eq!(mail.to, ["jane.doe@example.com"]);
@@ -1187,10 +1204,26 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         "refusals leave the guest untouched"
     );
 
-    let (status, got) = s
-        .post(up, Some(&token), body("google", &good, Some("n-1")))
+    let res = s
+        .call(
+            Method::POST,
+            up,
+            Some(&token),
+            Some(body("google", &good, Some("n-1"))),
+        )
         .await;
+    let rotated = res.headers()["set-auth-token"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, got) = into_json(res).await;
     assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        s.get("/get-session", Some(&token)).await,
+        (StatusCode::OK, Value::Null),
+        "the guest's token died with the upgrade"
+    );
+    let token = rotated;
     assert_eq!(got["user"]["id"], id);
     assert_eq!(got["user"]["isAnonymous"], false);
     assert_eq!(got["user"]["email"], "social.user@example.com");

@@ -197,15 +197,20 @@ impl Target {
         t.victim_full = t.guest().await;
         // A password the fuzzer's generators can never produce.
         let password = format!("victim-{}", ulid::Ulid::new());
+        let next = format!("victim-token-{}", ulid::Ulid::new());
+        let next_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(next.as_bytes()));
         let up = t
             .call(json_post(
                 routes::UPGRADE,
                 Some(&t.victim_full.token),
                 "198.51.100.1",
-                json!({"email": "victim@example.com", "password": password, "name": "Victim"}),
+                json!({"email": "victim@example.com", "password": password, "name": "Victim",
+                       "nextTokenHash": next_hash}),
             ))
             .await;
         assert_eq!(up.0, 200, "{}", String::from_utf8_lossy(&up.2));
+        // The upgrade replaced the guest's token with the one it named (issue 14).
+        t.victim_full.token = next;
         let second = t
             .call(json_post(
                 routes::SIGN_IN_EMAIL,
@@ -617,6 +622,8 @@ enum Field {
     LinkToken,
     Flag,
     Changes,
+    /// An upgrade's `nextTokenHash`.
+    TokenHash,
 }
 
 /// One pushed change: mostly well-formed, with every field sometimes wrong.
@@ -738,6 +745,12 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         Field::Flag => any::<bool>().prop_map(Value::Bool).boxed(),
+        Field::TokenHash => prop_oneof![
+            "[0-9a-f]{64}".prop_map(Value::String),
+            "[0-9A-Fa-f]{63,65}".prop_map(Value::String),
+            "[ -~]{0,80}".prop_map(Value::String),
+        ]
+        .boxed(),
         Field::Changes => prop_oneof![
             8 => prop::collection::vec(record_change(), 0..6).prop_map(Value::Array),
             // One over PUSH_MAX_CHANGES, each change small (a 501-fold copy of a
@@ -771,12 +784,14 @@ fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
             ("provider", Field::Provider),
             ("idToken", Field::IdToken),
             ("nonce", Field::Nonce),
+            ("nextTokenHash", Field::TokenHash),
         ]
     } else if path.contains("anonymous/upgrade") {
         &[
             ("email", Field::Email),
             ("password", Field::Password),
             ("name", Field::Name),
+            ("nextTokenHash", Field::TokenHash),
         ]
     } else if path.contains("sign-in/email") {
         &[

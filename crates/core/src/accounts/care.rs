@@ -18,13 +18,7 @@ use crate::Guestpass;
 use super::{api, local, GuestSummary};
 
 /// Every keyring item a user can have on this device.
-const SLOTS: [Slot; 5] = [
-    Slot::Session,
-    Slot::Remote,
-    Slot::PendingPassword,
-    Slot::DeviceKey,
-    Slot::PendingRevocation,
-];
+const SLOTS: [Slot; 6] = Slot::ALL;
 
 /// A care call's failure in words; `what` completes "… needs the server".
 fn care_error(e: BackendError, what: &str) -> Error {

@@ -29,11 +29,12 @@ use crate::Guestpass;
 use super::{api, local, PendingSignIn};
 
 /// The guest's keyring items, erased once the guest is gone.
-const GUEST_SLOTS: [Slot; 4] = [
+const GUEST_SLOTS: [Slot; 5] = [
     Slot::Session,
     Slot::Remote,
     Slot::DeviceKey,
     Slot::PendingPassword,
+    Slot::PendingToken,
 ];
 
 impl Guestpass {

@@ -110,7 +110,8 @@ pub(crate) async fn upgrade(
     }
     let header = header_token(&resp);
     let upgraded: SessionResponse = body(resp).await?;
-    // Same session on the reference server: a token only if it chose to rotate one.
+    // Same session under a new token: the one whose hash the request named (then no
+    // header), or one the server minted and sent in `set-auth-token`.
     Ok(Remote {
         user: remote(&upgraded.user),
         token: header,
@@ -123,11 +124,13 @@ pub(crate) async fn upgrade_social(
     provider: &str,
     id_token: &SecretString,
     nonce: &str,
+    next_token_hash: Option<&str>,
 ) -> Result<Remote, BackendError> {
     let req = SocialUpgradeRequest {
         provider: provider.to_owned(),
         id_token: id_token.expose_secret().to_owned(),
         nonce: Some(nonce.to_owned()),
+        next_token_hash: next_token_hash.map(str::to_owned),
     };
     let resp = b.post_with(routes::UPGRADE_SOCIAL, token, &req).await?;
     if resp.status() == StatusCode::UNAUTHORIZED {

@@ -163,17 +163,20 @@ impl Backend {
     }
 
     /// Links the provider identity proven by `id_token` (issued for `nonce`) to the guest
-    /// behind `token`. Only the reference server does this (DESIGN.md §5).
+    /// behind `token`. Only the reference server does this (DESIGN.md §5). With
+    /// `next_token_hash` the session goes on under the token it names.
     pub async fn upgrade_social(
         &self,
         token: &SecretString,
         provider: &str,
         id_token: &SecretString,
         nonce: &str,
+        next_token_hash: Option<&str>,
     ) -> Result<Remote, BackendError> {
         match self.dialect {
             Dialect::Guestpass => {
-                guestpass::upgrade_social(self, token, provider, id_token, nonce).await
+                guestpass::upgrade_social(self, token, provider, id_token, nonce, next_token_hash)
+                    .await
             }
             Dialect::BetterAuth => Err(BackendError::Refused(ApiError::new(
                 guestpass_proto::ErrorCode::UnknownProvider,

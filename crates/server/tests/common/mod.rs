@@ -309,18 +309,28 @@ impl TestServer {
         )
     }
 
-    /// A guest upgraded to `email` / `password123`: (user id, token).
+    /// A guest upgraded to `email` / `password123`: (user id, token). The token
+    /// is the one the upgrade rotated in (`set-auth-token`); the guest's is dead.
     pub async fn full_user(&self, email: &str) -> (String, String) {
         let (id, token) = self.guest().await;
-        let (status, body) = self
-            .post(
-                "/anonymous/upgrade",
-                Some(&token),
-                json!({"email": email, "password": "password123"}),
-            )
+        let token = self
+            .upgrade(&token, json!({"email": email, "password": "password123"}))
             .await;
-        assert_eq!(status, 200, "{body}");
         (id, token)
+    }
+
+    /// `POST /anonymous/upgrade` that must succeed: the new token from `set-auth-token`.
+    pub async fn upgrade(&self, token: &str, body: Value) -> String {
+        let res = self
+            .call(Method::POST, "/anonymous/upgrade", Some(token), Some(body))
+            .await;
+        let new = res
+            .headers()
+            .get("set-auth-token")
+            .map(|v| v.to_str().unwrap().to_string());
+        let (status, body) = into_json(res).await;
+        assert_eq!(status, 200, "{body}");
+        new.expect("an upgrade without nextTokenHash answers set-auth-token")
     }
 
     /// Every audit event, oldest first, via the admin API.

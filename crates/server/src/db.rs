@@ -271,7 +271,12 @@ pub struct AuditFilter {
 
 #[async_trait]
 pub trait Database:
-    crate::db_accounts::AccountStore + crate::db_care::CareStore + Send + Sync + 'static
+    crate::db_accounts::AccountStore
+    + crate::db_care::CareStore
+    + crate::store_id_tokens::IdTokenStore
+    + Send
+    + Sync
+    + 'static
 {
     /// "sqlite" or "postgres", for logs.
     fn kind(&self) -> &'static str;

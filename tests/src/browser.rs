@@ -17,8 +17,9 @@ pub enum Mode {
     Follow(Vec<(&'static str, String)>),
     /// Opens nothing (the person walks away or presses Cancel in the app).
     Idle,
-    /// Goes straight to the app's callback with a forged `state` (a CSRF attempt).
-    ForgedState,
+    /// First sends stray requests to the app's callback — a forged `state` (a CSRF
+    /// attempt), none at all — then follows the URL through the provider like `Follow`.
+    StrayFirst,
 }
 
 /// One step the browser took: the URL it asked for, the status and the body it got.
@@ -73,15 +74,17 @@ impl Opener for Browser {
                     let _ = tx.send(walk(url.to_string()).await);
                 });
             }
-            Mode::ForgedState => {
+            Mode::StrayFirst => {
                 let redirect = url
                     .query_pairs()
                     .find(|(k, _)| k == "redirect_uri")
                     .map(|(_, v)| v.into_owned())
                     .expect("redirect_uri in the authorize URL");
-                let forged = format!("{redirect}?code=stolen-code&state=forged-state");
                 tokio::spawn(async move {
-                    let _ = tx.send(walk(forged).await);
+                    let mut hops = walk(format!("{redirect}?code=stolen-code&state=forged-state")).await;
+                    hops.extend(walk(format!("{redirect}?code=stolen-code")).await);
+                    hops.extend(walk(url.to_string()).await);
+                    let _ = tx.send(hops);
                 });
             }
         }

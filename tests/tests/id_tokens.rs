@@ -9,12 +9,10 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use guestpass_server::{launch_with_clock, ManualClock, ServerHandle};
 use guestpass_testkit::oidc::OidcPeer;
 use guestpass_tests::RefServer;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const CLIENT_ID: &str = "guestpass-desktop";
 
@@ -40,7 +38,9 @@ impl World {
         );
         // The provider stamps tokens with the real time: the server's clock starts there.
         let clock = ManualClock::new(chrono::Utc::now());
-        let listener = tokio::net::TcpListener::bind(ref_server.addr).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(ref_server.addr)
+            .await
+            .unwrap();
         let handle = launch_with_clock(config, listener, Arc::new(clock.clone()))
             .await
             .unwrap();
@@ -75,50 +75,8 @@ impl World {
         got["nonce"].as_str().unwrap().to_owned()
     }
 
-    /// What the device does after the browser: the provider's ID token for `nonce`,
-    /// minted by the real provider (`extra`: the peer's switches).
     async fn mint(&self, nonce: &str, extra: &[(&str, &str)]) -> String {
-        let verifier = "a-pkce-verifier-of-enough-length-0123456789abcdef";
-        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(Sha256::digest(verifier.as_bytes()));
-        let redirect = "http://127.0.0.1:9/callback";
-        let mut authorize = url::Url::parse(&format!("{}/authorize", self.idp.issuer)).unwrap();
-        authorize
-            .query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", CLIENT_ID)
-            .append_pair("redirect_uri", redirect)
-            .append_pair("scope", "openid email profile")
-            .append_pair("state", "s")
-            .append_pair("nonce", nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256")
-            .extend_pairs(extra);
-        let resp = self.http.get(authorize).send().await.unwrap();
-        let location = resp.headers()["location"].to_str().unwrap().to_owned();
-        let code = url::Url::parse(&location)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .expect("a code");
-        let token: Value = self
-            .http
-            .post(format!("{}/token", self.idp.issuer))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", redirect),
-                ("client_id", CLIENT_ID),
-                ("code_verifier", verifier),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        token["id_token"].as_str().unwrap().to_owned()
+        guestpass_tests::browser::mint_id_token(&self.idp.issuer, CLIENT_ID, nonce, extra).await
     }
 
     async fn sign_in(&self, id_token: &str, nonce: &str) -> (u16, Value) {
@@ -146,7 +104,13 @@ impl World {
 
     async fn control(&self, what: &str, value: &str) {
         let url = format!("{}/peer/{what}", self.idp.issuer);
-        let resp = self.http.post(url).query(&[("v", value)]).send().await.unwrap();
+        let resp = self
+            .http
+            .post(url)
+            .query(&[("v", value)])
+            .send()
+            .await
+            .unwrap();
         assert!(resp.status().is_success());
     }
 }
@@ -250,7 +214,10 @@ async fn several_audiences_need_our_azp_and_the_header_alg_must_be_the_keys() {
     // With our azp the several audiences are fine.
     let nonce = w.nonce().await;
     let token = w
-        .mint(&nonce, &[("peer_aud", aud.as_str()), ("peer_azp", CLIENT_ID)])
+        .mint(
+            &nonce,
+            &[("peer_aud", aud.as_str()), ("peer_azp", CLIENT_ID)],
+        )
         .await;
     let got = w.sign_in(&token, &nonce).await;
     assert_eq!(got.0, 200, "{}", got.1);
@@ -259,7 +226,8 @@ async fn several_audiences_need_our_azp_and_the_header_alg_must_be_the_keys() {
 #[tokio::test]
 async fn a_discovery_document_naming_another_issuer_is_refused() {
     let w = World::start().await;
-    w.control("announce-issuer", "https://accounts.evil.example").await;
+    w.control("announce-issuer", "https://accounts.evil.example")
+        .await;
     let nonce = w.nonce().await;
     let token = w.mint(&nonce, &[]).await;
     assert_refused(&w.sign_in(&token, &nonce).await);
@@ -314,14 +282,23 @@ async fn concurrent_sign_ins_on_a_cold_cache_fetch_the_keys_once() {
     }
     let before = w.stats().await;
     assert_eq!(before["jwks"], 0);
-    let results =
-        futures_join(signed.iter().map(|(t, n)| w.sign_in(t, n)).collect::<Vec<_>>()).await;
+    let results = futures_join(
+        signed
+            .iter()
+            .map(|(t, n)| w.sign_in(t, n))
+            .collect::<Vec<_>>(),
+    )
+    .await;
     for got in &results {
         assert_eq!(got.0, 200, "{}", got.1);
     }
     let after = w.stats().await;
     assert_eq!(after["jwks"], 1, "{after}");
-    assert_eq!(after["discovery"], before["discovery"].as_u64().unwrap() + 1, "{after}");
+    assert_eq!(
+        after["discovery"],
+        before["discovery"].as_u64().unwrap() + 1,
+        "{after}"
+    );
 }
 
 async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {

@@ -245,7 +245,10 @@ async fn stray_callbacks_get_an_error_page_and_the_real_one_still_signs_in() {
     let hops = hops.recv().await.unwrap();
     for stray in &hops[..2] {
         assert_eq!(stray.status, 400, "{hops:?}");
-        assert!(stray.body.contains("did not belong to the sign-in"), "{hops:?}");
+        assert!(
+            stray.body.contains("did not belong to the sign-in"),
+            "{hops:?}"
+        );
     }
     let last = hops.last().unwrap();
     assert_eq!(last.status, 200, "{hops:?}");

@@ -71,7 +71,9 @@ impl NonceRefusal {
 /// Accepts a nonce this server (or one on the same secret) issued and that has not
 /// expired at `now_ms`. The tag is compared in constant time (`verify_slice`).
 pub fn check(secret: &[u8], nonce: Option<&str>, now_ms: i64) -> Result<(), NonceRefusal> {
-    let nonce = nonce.filter(|n| !n.is_empty()).ok_or(NonceRefusal::Missing)?;
+    let nonce = nonce
+        .filter(|n| !n.is_empty())
+        .ok_or(NonceRefusal::Missing)?;
     if nonce.len() > NONCE_MAX {
         return Err(NonceRefusal::NotIssuedHere);
     }
@@ -99,7 +101,8 @@ pub async fn social_nonce(State(state): State<SharedState>) -> ApiResult<Respons
 }
 
 fn nonce_response(state: &AppState) -> ApiResult<Response> {
-    let (nonce, expires) = issue(&state.secret, state.clock.now_ms()).ok_or_else(Failure::internal)?;
+    let (nonce, expires) =
+        issue(&state.secret, state.clock.now_ms()).ok_or_else(Failure::internal)?;
     let expires_at = Utc
         .timestamp_millis_opt(expires)
         .single()

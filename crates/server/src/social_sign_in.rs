@@ -10,11 +10,11 @@ use guestpass_proto::{
 };
 
 use crate::auth::{ip_hash, ip_of, mint_session, new_session_for, signed_in};
+use crate::crypto::sha256_hex;
 use crate::db::{AuditRow, DbError, UserRow};
 use crate::db_accounts::NewAccount;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, Peer};
-use crate::crypto::sha256_hex;
 use crate::oidc::{OidcError, LEEWAY_SECS};
 use crate::social_nonce;
 use crate::state::{AppState, SharedState};
@@ -63,10 +63,7 @@ pub(crate) async fn verify_identity(
             );
         }
     };
-    let expires_ms = claims
-        .exp
-        .saturating_add(LEEWAY_SECS)
-        .saturating_mul(1000);
+    let expires_ms = claims.exp.saturating_add(LEEWAY_SECS).saturating_mul(1000);
     if !state
         .db
         .spend_id_token(&sha256_hex(id_token), expires_ms)

@@ -1120,6 +1120,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         );
     })
     .await;
+    let (n1, n2) = (s.nonce().await, s.nonce().await);
     let exp = (t0() + Duration::hours(1)).timestamp();
     let claims = |sub: &str, nonce: &str| {
         json!({
@@ -1128,7 +1129,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
             "email": "Social.User@Example.com", "email_verified": true, "name": "Social User"
         })
     };
-    let good = idp.sign(&claims("google-sub-1", "n-1"));
+    let good = idp.sign(&claims("google-sub-1", &n1));
     let body = |provider: &str, token: &str, nonce: Option<&str>| {
         let mut b = json!({"provider": provider, "idToken": token});
         if let Some(n) = nonce {
@@ -1140,7 +1141,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         &s.post(
             "/anonymous/upgrade-social",
             None,
-            body("google", &good, Some("n-1")),
+            body("google", &good, Some(&n1)),
         )
         .await,
         401,
@@ -1150,7 +1151,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
     let (_, before) = s.get("/get-session", Some(&token)).await;
     let up = "/anonymous/upgrade-social";
     assert_error(
-        &s.post(up, Some(&token), body("myspace", &good, Some("n-1")))
+        &s.post(up, Some(&token), body("myspace", &good, Some(&n1)))
             .await,
         404,
         "UNKNOWN_PROVIDER",
@@ -1159,19 +1160,19 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
     let mut tampered = good.clone();
     tampered.insert(tampered.len() - 5, 'A');
     tampered.truncate(tampered.len() - 1);
-    let mut wrong_aud = claims("google-sub-1", "n-1");
+    let mut wrong_aud = claims("google-sub-1", &n1);
     wrong_aud["aud"] = json!("someone-else");
-    let mut wrong_iss = claims("google-sub-1", "n-1");
+    let mut wrong_iss = claims("google-sub-1", &n1);
     wrong_iss["iss"] = json!("https://evil.example");
-    let mut expired = claims("google-sub-1", "n-1");
+    let mut expired = claims("google-sub-1", &n1);
     expired["exp"] = json!((t0() - Duration::hours(1)).timestamp());
     let refused = [
-        body("google", "x.y.z", Some("n-1")),
-        body("google", &tampered, Some("n-1")),
-        body("google", &idp.sign(&wrong_aud), Some("n-1")),
-        body("google", &idp.sign(&wrong_iss), Some("n-1")),
-        body("google", &idp.sign(&expired), Some("n-1")),
-        body("google", &good, Some("n-2")),
+        body("google", "x.y.z", Some(&n1)),
+        body("google", &tampered, Some(&n1)),
+        body("google", &idp.sign(&wrong_aud), Some(&n1)),
+        body("google", &idp.sign(&wrong_iss), Some(&n1)),
+        body("google", &idp.sign(&expired), Some(&n1)),
+        body("google", &good, Some(&n2)),
         body("google", &good, None),
     ];
     for b in refused {
@@ -1188,7 +1189,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
     );
 
     let (status, got) = s
-        .post(up, Some(&token), body("google", &good, Some("n-1")))
+        .post(up, Some(&token), body("google", &good, Some(&n1)))
         .await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["user"]["id"], id);
@@ -1204,7 +1205,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
 
     // Already upgraded; and the same Google account cannot be linked twice.
     assert_error(
-        &s.post(up, Some(&token), body("google", &good, Some("n-1")))
+        &s.post(up, Some(&token), body("google", &good, Some(&n1)))
             .await,
         400,
         "USER_NOT_ANONYMOUS",

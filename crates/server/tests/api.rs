@@ -1120,7 +1120,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         );
     })
     .await;
-    let (n1, n2) = (s.nonce().await, s.nonce().await);
+    let (n1, n2, n3) = (s.nonce().await, s.nonce().await, s.nonce().await);
     let exp = (t0() + Duration::hours(1)).timestamp();
     let claims = |sub: &str, nonce: &str| {
         json!({
@@ -1211,13 +1211,13 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         "USER_NOT_ANONYMOUS",
     );
     let (_, other) = s.guest().await;
-    let mut same_sub = claims("google-sub-1", "n-3");
+    let mut same_sub = claims("google-sub-1", &n3);
     same_sub["email_verified"] = json!(false);
     let got = s
         .post(
             up,
             Some(&other),
-            body("google", &idp.sign(&same_sub), Some("n-3")),
+            body("google", &idp.sign(&same_sub), Some(&n3)),
         )
         .await;
     assert_error(&got, 409, "PROVIDER_ACCOUNT_IN_USE");

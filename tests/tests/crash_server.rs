@@ -104,7 +104,8 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
     let mut server = ServerProcess::new(&db.url, &extra);
     server.start().await;
     let http = reqwest::Client::new();
-    let api = |route: &str| format!("{}/api/auth{route}", server.url());
+    let base = server.url();
+    let api = |route: &str| format!("{base}/api/auth{route}");
     let nonce = |http: reqwest::Client, url: String| async move {
         let got: Value = http
             .post(url)

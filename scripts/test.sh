@@ -16,6 +16,9 @@ scripts/with-keyring.sh cargo test --workspace --no-fail-fast
 echo "==> benchmark, smoke run (seconds; asserts no timing: fails only if a server does not start or a request kind errors)"
 scripts/bench.sh --smoke
 
+echo "==> the app with its test seams (GUESTPASS_BROWSER), for the WebDriver suite only"
+cargo build -p guestpass-app --features e2e-seams
+
 echo "==> end-to-end: the real app window under Xvfb over WebDriver (screenshots in target/e2e/)"
 xvfb-run -a -s "-screen 0 1280x1024x24" scripts/with-keyring.sh \
   bash -c 'cd tests/e2e && npm test'

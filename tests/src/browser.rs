@@ -17,8 +17,9 @@ pub enum Mode {
     Follow(Vec<(&'static str, String)>),
     /// Opens nothing (the person walks away or presses Cancel in the app).
     Idle,
-    /// Goes straight to the app's callback with a forged `state` (a CSRF attempt).
-    ForgedState,
+    /// First sends stray requests to the app's callback — a forged `state` (a CSRF
+    /// attempt), none at all — then follows the URL through the provider like `Follow`.
+    StrayFirst,
 }
 
 /// One step the browser took: the URL it asked for, the status and the body it got.
@@ -73,15 +74,18 @@ impl Opener for Browser {
                     let _ = tx.send(walk(url.to_string()).await);
                 });
             }
-            Mode::ForgedState => {
+            Mode::StrayFirst => {
                 let redirect = url
                     .query_pairs()
                     .find(|(k, _)| k == "redirect_uri")
                     .map(|(_, v)| v.into_owned())
                     .expect("redirect_uri in the authorize URL");
-                let forged = format!("{redirect}?code=stolen-code&state=forged-state");
                 tokio::spawn(async move {
-                    let _ = tx.send(walk(forged).await);
+                    let mut hops =
+                        walk(format!("{redirect}?code=stolen-code&state=forged-state")).await;
+                    hops.extend(walk(format!("{redirect}?code=stolen-code")).await);
+                    hops.extend(walk(url.to_string()).await);
+                    let _ = tx.send(hops);
                 });
             }
         }
@@ -121,4 +125,61 @@ pub async fn walk(mut url: String) -> Vec<Hop> {
         }
     }
     hops
+}
+
+/// What the app gets after the browser, without the app: the provider at `issuer`
+/// (the OIDC peer) is walked through authorize (code + PKCE S256, `nonce`, the peer's
+/// switches in `extra`) and the code exchanged for its ID token.
+pub async fn mint_id_token(
+    issuer: &str,
+    client_id: &str,
+    nonce: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let verifier = "a-pkce-verifier-of-enough-length-0123456789abcdef";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    let redirect = "http://127.0.0.1:9/callback";
+    let mut authorize = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("scope", "openid email profile")
+        .append_pair("state", "s")
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .extend_pairs(extra);
+    let resp = http.get(authorize).send().await.unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let code = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code");
+    let token: serde_json::Value = http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["id_token"].as_str().unwrap().to_owned()
 }

@@ -387,11 +387,27 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         .filter_map(|body| serde_json::from_slice::<Value>(body).ok())
         .find(|v| v["idToken"].as_str() == Some(id_token.as_str()))
         .map(|v| v["nonce"].clone());
-    let (status, social) = server
+    // The same token again is a replay (issue 14): refused, and its words scanned.
+    let (status, replayed) = server
         .post(
             "/sign-in/social",
             None,
             json!({"provider": PROVIDER, "idToken": id_token, "nonce": nonce}),
+        )
+        .await;
+    assert_eq!(status, 401, "{replayed}");
+    messages.push(replayed.to_string());
+    // A fresh one, for a nonce the server issued, signs in to the linked account.
+    let (_, issued) = server.post("/social/nonce", None, json!({})).await;
+    let fresh_nonce = issued["nonce"].as_str().unwrap().to_owned();
+    let fresh =
+        guestpass_tests::browser::mint_id_token(&provider.issuer, CLIENT_ID, &fresh_nonce, &[])
+            .await;
+    let (status, social) = server
+        .post(
+            "/sign-in/social",
+            None,
+            json!({"provider": PROVIDER, "idToken": fresh, "nonce": fresh_nonce}),
         )
         .await;
     assert_eq!(status, 200, "{social}");
@@ -663,6 +679,7 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         ("password", PASSWORD.to_owned()),
         ("admin key", ADMIN_KEY.to_owned()),
         ("ID token", id_token),
+        ("second ID token", fresh),
         ("email sign-in token", email_token),
         ("fresh guest token", fresh_token),
         ("sign-up token", sign_up_token),

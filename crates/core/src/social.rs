@@ -126,6 +126,18 @@ fn api(code: ErrorCode, message: impl Into<String>) -> Error {
     Error::Api(ApiError::new(code, message))
 }
 
+/// The server did not hand out a nonce: nothing was opened, nothing changed.
+pub(crate) fn nonce_error(e: BackendError, label: &str) -> Error {
+    match e {
+        BackendError::Refused(e) => Error::Api(e),
+        BackendError::Unreachable(_) | BackendError::RateLimited { .. } => needs_connection(label),
+        BackendError::Unauthorized | BackendError::Protocol(_) => api(
+            ErrorCode::SocialFailed,
+            format!("Sign-in with {label} failed: the server could not start it."),
+        ),
+    }
+}
+
 fn needs_connection(label: &str) -> Error {
     api(
         ErrorCode::BackendUnreachable,
@@ -248,7 +260,11 @@ impl Guestpass {
             })));
         };
 
-        let id_token = self.provider_flow(&config, &label, opener).await?;
+        let nonce = backend
+            .social_nonce()
+            .await
+            .map_err(|e| nonce_error(e, &label))?;
+        let id_token = self.provider_flow(&config, &label, opener, nonce).await?;
 
         // Under the pass lock: no pass sees the pending token while this is in flight.
         let linked = {
@@ -300,12 +316,16 @@ impl Guestpass {
     }
 
     /// Discovery, the browser, the loopback callback and the code exchange: the ID token
-    /// and the nonce it must carry.
+    /// and the nonce it must carry (`nonce`: from [`Backend::social_nonce`], which the
+    /// reference server issues and checks).
+    ///
+    /// [`Backend::social_nonce`]: crate::backend::Backend::social_nonce
     pub(crate) async fn provider_flow(
         &self,
         config: &SocialProvider,
         label: &str,
         opener: &dyn Opener,
+        nonce: String,
     ) -> Result<(SecretString, String)> {
         let failed = |why: String| {
             api(
@@ -364,7 +384,6 @@ impl Guestpass {
             .set_redirect_uri(RedirectUrl::new(redirect).map_err(|e| failed(e.to_string()))?)
             .set_auth_type(AuthType::RequestBody);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let nonce = CsrfToken::new_random().secret().clone();
         let (url, state) = client
             .authorize_url(CsrfToken::new_random)
             .add_scopes(["openid", "email", "profile"].map(|s| Scope::new(s.to_owned())))
@@ -395,10 +414,6 @@ impl Guestpass {
             Callback::Denied(error) => {
                 return Err(failed(format!("the provider answered {error}")))
             }
-            Callback::WrongState => return Err(failed(
-                "the answer did not belong to this sign-in (possible forgery), so it was ignored"
-                    .into(),
-            )),
         };
 
         let token = client
@@ -431,8 +446,6 @@ enum Callback {
     Code(String),
     /// `error=…` from the provider (e.g. `access_denied`).
     Denied(String),
-    /// Missing or wrong `state`: not our sign-in (CSRF), refused.
-    WrongState,
 }
 
 /// Largest request head the listener reads.
@@ -440,8 +453,10 @@ const MAX_HEAD: usize = 8 * 1024;
 /// A connection that sends nothing for this long is dropped (browsers preconnect).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts connections until one of them is the callback (right path), answers it and
-/// returns what it said; everything else gets a 404 and the wait goes on. Each
+/// Accepts connections until one of them is the callback (right path and this flow's
+/// `state`), answers it and returns what it said; everything else — another path, a
+/// callback with a missing or wrong `state` (a stray local request, a CSRF attempt) —
+/// gets an error page and the wait goes on, so it cannot end the sign-in. Each
 /// connection is served on its own task so an idle preconnect cannot block the real one.
 async fn await_callback(listener: TcpListener, state: String) -> Callback {
     let state = Arc::new(state);
@@ -495,16 +510,6 @@ async fn serve(mut stream: TcpStream, state: &str, done: &AtomicBool) -> Option<
         respond(&mut stream, 404, "Not found", "Nothing here.").await;
         return None;
     }
-    if done.swap(true, Ordering::SeqCst) {
-        respond(
-            &mut stream,
-            400,
-            "Already finished",
-            "This sign-in has already received its answer. Return to Guestpass.",
-        )
-        .await;
-        return None;
-    }
     let mut got_state = None;
     let mut code = None;
     let mut error = None;
@@ -518,16 +523,28 @@ async fn serve(mut stream: TcpStream, state: &str, done: &AtomicBool) -> Option<
     }
     let state_ok = got_state
         .is_some_and(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), state.as_bytes()).into());
-    let outcome = if !state_ok {
+    // `state` first: only the answer to this flow may take its one slot.
+    if !state_ok {
         respond(
             &mut stream,
             400,
             "Sign-in refused",
-            "This answer did not belong to the sign-in Guestpass started, so it was ignored. Return to Guestpass and try again.",
+            "This answer did not belong to the sign-in Guestpass started, so it was ignored.",
         )
         .await;
-        Callback::WrongState
-    } else if let Some(error) = error {
+        return None;
+    }
+    if done.swap(true, Ordering::SeqCst) {
+        respond(
+            &mut stream,
+            400,
+            "Already finished",
+            "This sign-in has already received its answer. Return to Guestpass.",
+        )
+        .await;
+        return None;
+    }
+    let outcome = if let Some(error) = error {
         // Only a short, plain code goes into messages.
         let error: String = error
             .chars()
@@ -638,6 +655,13 @@ mod tests {
             }
         };
         assert_eq!(get("/favicon.ico").await.0, 404);
+        // Stray local requests (no state, a wrong one) get an error page and leave
+        // the slot to the real answer.
+        for stray in ["/callback?code=x", "/callback?code=x&state=s2", "/callback"] {
+            let (status, page) = get(stray).await;
+            assert_eq!(status, 400, "{stray}");
+            assert!(page.contains("did not belong to the sign-in"), "{page}");
+        }
         let (status, page) = get("/callback?code=c1&state=s1").await;
         assert_eq!(status, 200);
         assert!(page.contains("You can close this tab and return to Guestpass."));

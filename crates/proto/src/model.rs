@@ -261,6 +261,17 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+/// `POST /social/nonce`: the nonce the device puts in its next authorization request.
+/// It is signed by the server and carries its own expiry, so any instance on the same
+/// secret accepts it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SocialNonceResponse {
+    pub nonce: String,
+    #[serde(with = "rfc3339_millis")]
+    pub expires_at: DateTime<Utc>,
+}
+
 /// `POST /sign-in/social`: sign in with a provider identity (or create a full account).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

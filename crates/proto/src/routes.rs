@@ -18,6 +18,9 @@ pub const ADMIN_AUDIT_LOG: &str = "/admin/audit-log";
 
 // Accounts (DESIGN.md §2a, §4).
 pub const SIGN_IN_SOCIAL: &str = "/sign-in/social";
+/// A fresh server-issued nonce for the next provider sign-in (`sign-in/social`,
+/// `upgrade-social` accept only one of these, unexpired, in the ID token).
+pub const SOCIAL_NONCE: &str = "/social/nonce";
 pub const MERGE: &str = "/anonymous/merge";
 /// Better Auth's sign-up: holding a guest's bearer it is the in-place upgrade.
 pub const SIGN_UP_EMAIL: &str = "/sign-up/email";

@@ -53,10 +53,12 @@ pub async fn run_once(db: &Db, clock: &dyn Clock, max_age_secs: u64) -> DbResult
     Ok(report)
 }
 
-/// Expired sessions, spent verification tokens, old rate-limit windows.
+/// Expired sessions, spent verification tokens, old rate-limit windows, the
+/// remembered ID tokens that have expired.
 pub async fn prune(db: &Db, clock: &dyn Clock) -> DbResult<u64> {
     let now = clock.now_ms();
-    db.prune(now, ratelimit::prune_before(now)).await
+    let removed = db.prune(now, ratelimit::prune_before(now)).await?;
+    Ok(removed + db.prune_spent_id_tokens(now).await?)
 }
 
 /// How many guests a pass would delete now.

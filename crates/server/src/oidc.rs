@@ -1,25 +1,22 @@
-//! Verification of OpenID Connect ID tokens for `POST /anonymous/upgrade-social`:
-//! the signature against the provider's published keys (discovery document →
-//! `jwks_uri`), the issuer, the audience (our client id), the expiry (against the
-//! server clock) and the nonce. Keys are cached per issuer and refetched when a
-//! token names a key id not seen yet (providers rotate keys).
+//! Verification of OpenID Connect ID tokens for `sign-in/social` and
+//! `upgrade-social`: the signature against the provider's published keys
+//! (`oidc_keys.rs`: discovery document, whose `issuer` must be the configured one →
+//! `jwks_uri`), the key's `use`/`alg` against the token's header, the issuer, the
+//! audience (our client id; `azp` when there are several), the expiry (against the
+//! server clock) and the nonce the caller expects. Whether the nonce is one the
+//! server issued, and whether the token was seen before, is `social_sign_in.rs`.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
 
 use crate::config::SocialProvider;
+use crate::oidc_keys::KeyCache;
 
-/// Keys are refetched at most this often on an unknown `kid`, and always after
-/// [`KEYS_MAX_AGE`].
-const REFETCH_AFTER: Duration = Duration::from_secs(60);
-const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Clock skew tolerated on `exp`.
-const LEEWAY_SECS: i64 = 60;
+pub const LEEWAY_SECS: i64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -29,7 +26,7 @@ pub enum OidcError {
     Unreachable(String),
 }
 
-/// The claims the upgrade uses.
+/// The claims the sign-in uses.
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdClaims {
     pub sub: String,
@@ -42,16 +39,15 @@ pub struct IdClaims {
     #[serde(default)]
     pub nonce: Option<String>,
     pub exp: i64,
-}
-
-struct CachedKeys {
-    keys: JwkSet,
-    fetched: Instant,
+    /// A string or an array (checked by `jsonwebtoken`; counted here for `azp`).
+    #[serde(default)]
+    aud: serde_json::Value,
+    #[serde(default)]
+    azp: Option<String>,
 }
 
 pub struct OidcVerifier {
-    http: reqwest::Client,
-    cache: RwLock<HashMap<String, CachedKeys>>,
+    keys: KeyCache,
 }
 
 impl Default for OidcVerifier {
@@ -67,17 +63,18 @@ impl OidcVerifier {
             .build()
             .unwrap_or_default();
         Self {
-            http,
-            cache: RwLock::new(HashMap::new()),
+            keys: KeyCache::new(http),
         }
     }
 
+    /// Checks `id_token` for `provider` at `now_ms` (server clock) and that its
+    /// `nonce` claim is `nonce`.
     pub async fn verify(
         &self,
         provider: &SocialProvider,
         id_token: &str,
-        nonce: Option<&str>,
-        now_secs: i64,
+        nonce: &str,
+        now_ms: i64,
     ) -> Result<IdClaims, OidcError> {
         let invalid = |why: &str| OidcError::Invalid(why.to_string());
         let header = decode_header(id_token).map_err(|_| invalid("malformed"))?;
@@ -88,13 +85,12 @@ impl OidcVerifier {
         ) {
             return Err(invalid("symmetric algorithm"));
         }
-        let jwk = match self.key_for(provider, header.kid.as_deref(), false).await? {
+        let kid = header.kid.as_deref();
+        let jwk = match self.keys.key_for(&provider.issuer, kid, now_ms).await? {
             Some(jwk) => jwk,
-            None => self
-                .key_for(provider, header.kid.as_deref(), true)
-                .await?
-                .ok_or_else(|| invalid("unknown signing key"))?,
+            None => return Err(invalid("unknown signing key")),
         };
+        key_fits(&jwk, header.alg)?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| invalid("unusable signing key"))?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[
@@ -108,10 +104,22 @@ impl OidcVerifier {
         let claims = decode::<IdClaims>(id_token, &key, &validation)
             .map_err(|e| OidcError::Invalid(e.to_string()))?
             .claims;
-        if claims.exp + LEEWAY_SECS < now_secs {
+        if claims.exp + LEEWAY_SECS < now_ms.div_euclid(1000) {
             return Err(invalid("expired"));
         }
-        if claims.nonce.as_deref() != nonce {
+        // OpenID Connect Core §3.1.3.7: with several audiences the token must say it
+        // was issued to us (`azp`); an `azp` present must be us in any case.
+        let audiences = claims.aud.as_array().map_or(1, Vec::len);
+        match claims.azp.as_deref() {
+            Some(azp) if azp == provider.client_id => {}
+            Some(_) => return Err(invalid("authorized party is another client")),
+            None if audiences > 1 => return Err(invalid("several audiences and no azp")),
+            None => {}
+        }
+        let nonce_ok = claims.nonce.as_deref().is_some_and(|got| {
+            subtle::ConstantTimeEq::ct_eq(got.as_bytes(), nonce.as_bytes()).into()
+        });
+        if !nonce_ok {
             return Err(invalid("nonce mismatch"));
         }
         if claims.sub.is_empty() {
@@ -119,69 +127,27 @@ impl OidcVerifier {
         }
         Ok(claims)
     }
+}
 
-    /// The key named `kid` (or the only key when the token names none).
-    async fn key_for(
-        &self,
-        provider: &SocialProvider,
-        kid: Option<&str>,
-        refresh: bool,
-    ) -> Result<Option<jsonwebtoken::jwk::Jwk>, OidcError> {
-        let pick = |set: &JwkSet| match kid {
-            Some(kid) => set.find(kid).cloned(),
-            None if set.keys.len() == 1 => set.keys.first().cloned(),
-            None => None,
-        };
-        {
-            let cache = self.cache.read().await;
-            if let Some(c) = cache.get(&provider.issuer) {
-                let fresh = c.fetched.elapsed() < KEYS_MAX_AGE;
-                let may_refetch = c.fetched.elapsed() >= REFETCH_AFTER;
-                if fresh && !(refresh && may_refetch) {
-                    return Ok(pick(&c.keys));
-                }
-            }
-        }
-        let keys = self.fetch_keys(&provider.issuer).await?;
-        let found = pick(&keys);
-        self.cache.write().await.insert(
-            provider.issuer.clone(),
-            CachedKeys {
-                keys,
-                fetched: Instant::now(),
-            },
-        );
-        Ok(found)
+/// The key must be meant for signatures and, when it names an algorithm, for the
+/// one the token's header claims (RFC 7517 §4.2–4.4): otherwise an RSA key published
+/// for RS256 would verify whatever RSA variant a forger picks.
+fn key_fits(jwk: &Jwk, alg: Algorithm) -> Result<(), OidcError> {
+    let invalid = |why: &str| Err(OidcError::Invalid(why.to_string()));
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(_) => return invalid("key is not for signatures"),
     }
-
-    async fn fetch_keys(&self, issuer: &str) -> Result<JwkSet, OidcError> {
-        #[derive(Deserialize)]
-        struct Discovery {
-            jwks_uri: String,
+    if let Some(ops) = &jwk.common.key_operations {
+        if !ops.iter().any(|op| matches!(op, KeyOperations::Verify)) {
+            return invalid("key is not for verifying");
         }
-        let unreachable = |e: reqwest::Error| OidcError::Unreachable(e.without_url().to_string());
-        let discovery_url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let discovery: Discovery = self
-            .http
-            .get(&discovery_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(unreachable)?
-            .json()
-            .await
-            .map_err(unreachable)?;
-        self.http
-            .get(&discovery.jwks_uri)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(unreachable)?
-            .json()
-            .await
-            .map_err(unreachable)
     }
+    if let Some(key_alg) = jwk.common.key_algorithm {
+        // Both enums spell the JOSE names the same way (`RS256`, `ES256`, …).
+        if format!("{key_alg:?}") != format!("{alg:?}") {
+            return invalid("token algorithm differs from the key's");
+        }
+    }
+    Ok(())
 }

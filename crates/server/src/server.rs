@@ -35,7 +35,7 @@ use crate::state::{AppState, SharedState};
 use crate::writer::Writer;
 use crate::{
     account_care, admin, auth, better_auth_compat, cleanup, email_verification, link_social, live,
-    merge, password_reset, records, social_sign_in, store, upgrade,
+    merge, password_reset, records, social_nonce, social_sign_in, store, upgrade,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -403,6 +403,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route(routes::SIGN_IN_SOCIAL, post(social_sign_in::sign_in_social))
         .route(routes::LINK_SOCIAL, post(link_social::link_social))
+        .route(routes::SOCIAL_NONCE, post(social_nonce::social_nonce))
         .route(routes::MERGE, post(merge::merge))
         // Account care (issue 13). The two pages a mailed link opens answer GET
         // (a page or `{valid}`, changing nothing) and POST (the change).

@@ -11,12 +11,14 @@ use guestpass_proto::{
 };
 
 use crate::auth::{ip_hash, ip_of, mint_session, new_session_for, signed_in};
+use crate::crypto::sha256_hex;
 use crate::db::{AuditRow, Conflict, DbError, UserRow};
 use crate::db_accounts::NewAccount;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, Peer};
 use crate::link_social::email_taken;
-use crate::oidc::OidcError;
+use crate::oidc::{OidcError, LEEWAY_SECS};
+use crate::social_nonce;
 use crate::state::{AppState, SharedState};
 
 /// What a verified ID token says about the person.
@@ -29,6 +31,9 @@ pub(crate) struct VerifiedIdentity {
 
 /// Verifies `id_token` against `provider`'s published keys (`oidc.rs`): 404
 /// `UNKNOWN_PROVIDER`, 401 `INVALID_ID_TOKEN`, 503 when the provider is down.
+/// `nonce` must be one this server issued (`social_nonce.rs`), unexpired, and the
+/// token's `nonce` claim; a token is accepted once (its digest is remembered in the
+/// database until it expires), so a replay is 401 `INVALID_ID_TOKEN` too.
 pub(crate) async fn verify_identity(
     state: &AppState,
     provider: &str,
@@ -38,8 +43,15 @@ pub(crate) async fn verify_identity(
     let Some(config) = state.config.social_providers.get(provider) else {
         return Err(ErrorCode::UnknownProvider.into());
     };
-    let now_secs = state.clock.now_ms().div_euclid(1000);
-    let claims = match state.oidc.verify(config, id_token, nonce, now_secs).await {
+    let now_ms = state.clock.now_ms();
+    let nonce = match social_nonce::check(&state.secret, nonce, now_ms) {
+        Ok(()) => nonce.unwrap_or_default(),
+        Err(why) => {
+            tracing::info!(%provider, why = why.as_str(), "ID token refused");
+            return Err(ErrorCode::InvalidIdToken.into());
+        }
+    };
+    let claims = match state.oidc.verify(config, id_token, nonce, now_ms).await {
         Ok(claims) => claims,
         Err(OidcError::Invalid(why)) => {
             tracing::info!(%provider, %why, "ID token refused");
@@ -52,6 +64,15 @@ pub(crate) async fn verify_identity(
             );
         }
     };
+    let expires_ms = claims.exp.saturating_add(LEEWAY_SECS).saturating_mul(1000);
+    if !state
+        .db
+        .spend_id_token(&sha256_hex(id_token), expires_ms)
+        .await?
+    {
+        tracing::warn!(%provider, "ID token presented again; refused");
+        return Err(ErrorCode::InvalidIdToken.into());
+    }
     let email = claims
         .email
         .filter(|_| claims.email_verified == Some(true))

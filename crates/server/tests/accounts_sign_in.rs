@@ -58,11 +58,17 @@ async fn post_with_token(
 async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Backend) {
     let idp = MockIdp::start().await;
     let s = with_google(&backend, &idp).await;
-    let token = idp.sign(&claims(&idp, "sub-new", "Sam@Example.com", true, "n-1"));
+    let (_, n1, n2, n3) = (
+        s.nonce().await,
+        s.nonce().await,
+        s.nonce().await,
+        s.nonce().await,
+    );
+    let token = idp.sign(&claims(&idp, "sub-new", "Sam@Example.com", true, &n1));
 
     // Unlinked: a full account from the verified token, signed in.
     let (status, created, header) =
-        post_with_token(&s, "/sign-in/social", None, social(&token, "n-1")).await;
+        post_with_token(&s, "/sign-in/social", None, social(&token, &n1)).await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["token"].as_str(), header.as_deref());
     let id = created["user"]["id"].as_str().unwrap().to_string();
@@ -75,9 +81,9 @@ async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Bac
     assert_eq!(me["user"]["id"], id);
 
     // Linked: the same identity signs in to the same account, a new session.
-    let again = idp.sign(&claims(&idp, "sub-new", "sam@example.com", true, "n-2"));
+    let again = idp.sign(&claims(&idp, "sub-new", "sam@example.com", true, &n2));
     let (status, signed_in, header2) =
-        post_with_token(&s, "/sign-in/social", None, social(&again, "n-2")).await;
+        post_with_token(&s, "/sign-in/social", None, social(&again, &n2)).await;
     assert_eq!(status, 200, "{signed_in}");
     assert_eq!(signed_in["user"]["id"], id);
     assert_ne!(signed_in["session"]["id"], created["session"]["id"]);
@@ -108,16 +114,16 @@ async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Bac
     let mut tampered = again.clone();
     tampered.insert(tampered.len() - 5, 'A');
     tampered.truncate(tampered.len() - 1);
-    let mut other_aud = claims(&idp, "sub-new", "sam@example.com", true, "n-3");
+    let mut other_aud = claims(&idp, "sub-new", "sam@example.com", true, &n3);
     other_aud["aud"] = json!("another-app");
-    let mut expired = claims(&idp, "sub-new", "sam@example.com", true, "n-3");
+    let mut expired = claims(&idp, "sub-new", "sam@example.com", true, &n3);
     expired["exp"] = json!((t0() - Duration::hours(1)).timestamp());
     for (token, nonce) in [
-        ("e30.e30.c2ln".to_string(), "n-3"),
-        (tampered, "n-2"),
-        (idp.sign(&other_aud), "n-3"),
-        (again.clone(), "n-3"),
-        (idp.sign(&expired), "n-3"),
+        ("e30.e30.c2ln".to_string(), &n3),
+        (tampered, &n2),
+        (idp.sign(&other_aud), &n3),
+        (again.clone(), &n3),
+        (idp.sign(&expired), &n3),
     ] {
         let got = s.post("/sign-in/social", None, social(&token, nonce)).await;
         assert_error(&got, 401, "INVALID_ID_TOKEN");
@@ -126,7 +132,7 @@ async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Bac
         .post(
             "/sign-in/social",
             None,
-            json!({"provider": "myspace", "idToken": again, "nonce": "n-2"}),
+            json!({"provider": "myspace", "idToken": again, "nonce": &n2}),
         )
         .await;
     assert_error(&unknown, 404, "UNKNOWN_PROVIDER");
@@ -138,18 +144,19 @@ async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Bac
 async fn social_sign_in_never_links_to_an_existing_email(backend: Backend) {
     let idp = MockIdp::start().await;
     let s = with_google(&backend, &idp).await;
+    let n = s.nonce().await;
     let (_, _) = s.full_user("taken@example.com").await;
-    let token = idp.sign(&claims(&idp, "sub-x", "taken@example.com", true, "n"));
+    let token = idp.sign(&claims(&idp, "sub-x", "taken@example.com", true, &n));
     assert_error(
-        &s.post("/sign-in/social", None, social(&token, "n")).await,
+        &s.post("/sign-in/social", None, social(&token, &n)).await,
         409,
         "EMAIL_ALREADY_IN_USE",
     );
     // An address the provider does not vouch for is not taken over either:
     // the account is made without an email.
-    let unverified = idp.sign(&claims(&idp, "sub-y", "taken@example.com", false, "n"));
+    let unverified = idp.sign(&claims(&idp, "sub-y", "taken@example.com", false, &n));
     let (status, body) = s
-        .post("/sign-in/social", None, social(&unverified, "n"))
+        .post("/sign-in/social", None, social(&unverified, &n))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["email"], Value::Null);
@@ -163,22 +170,28 @@ async fn social_sign_in_never_links_to_an_existing_email(backend: Backend) {
 async fn a_linked_identity_is_provider_account_in_use_even_with_its_email(backend: Backend) {
     let idp = MockIdp::start().await;
     let s = with_google(&backend, &idp).await;
+    let (_, n1, n2, n3) = (
+        s.nonce().await,
+        s.nonce().await,
+        s.nonce().await,
+        s.nonce().await,
+    );
     let (first_id, first) = s.guest().await;
     let up = "/anonymous/upgrade-social";
-    let token = idp.sign(&claims(&idp, "sub-shared", "same@example.com", true, "n-1"));
-    let (status, body) = s.post(up, Some(&first), social(&token, "n-1")).await;
+    let token = idp.sign(&claims(&idp, "sub-shared", "same@example.com", true, &n1));
+    let (status, body) = s.post(up, Some(&first), social(&token, &n1)).await;
     assert_eq!(status, 200, "{body}");
     let (second_id, second) = s.guest().await;
-    let again = idp.sign(&claims(&idp, "sub-shared", "same@example.com", true, "n-2"));
+    let again = idp.sign(&claims(&idp, "sub-shared", "same@example.com", true, &n2));
     assert_error(
-        &s.post(up, Some(&second), social(&again, "n-2")).await,
+        &s.post(up, Some(&second), social(&again, &n2)).await,
         409,
         "PROVIDER_ACCOUNT_IN_USE",
     );
     // Only the email taken (another identity): that is EMAIL_ALREADY_IN_USE.
-    let other = idp.sign(&claims(&idp, "sub-other", "same@example.com", true, "n-3"));
+    let other = idp.sign(&claims(&idp, "sub-other", "same@example.com", true, &n3));
     assert_error(
-        &s.post(up, Some(&second), social(&other, "n-3")).await,
+        &s.post(up, Some(&second), social(&other, &n3)).await,
         409,
         "EMAIL_ALREADY_IN_USE",
     );

@@ -1137,6 +1137,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         );
     })
     .await;
+    let (n1, n2, n3) = (s.nonce().await, s.nonce().await, s.nonce().await);
     let exp = (t0() + Duration::hours(1)).timestamp();
     let claims = |sub: &str, nonce: &str| {
         json!({
@@ -1145,7 +1146,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
             "email": "Social.User@Example.com", "email_verified": true, "name": "Social User"
         })
     };
-    let good = idp.sign(&claims("google-sub-1", "n-1"));
+    let good = idp.sign(&claims("google-sub-1", &n1));
     let body = |provider: &str, token: &str, nonce: Option<&str>| {
         let mut b = json!({"provider": provider, "idToken": token});
         if let Some(n) = nonce {
@@ -1157,7 +1158,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
         &s.post(
             "/anonymous/upgrade-social",
             None,
-            body("google", &good, Some("n-1")),
+            body("google", &good, Some(&n1)),
         )
         .await,
         401,
@@ -1167,7 +1168,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
     let (_, before) = s.get("/get-session", Some(&token)).await;
     let up = "/anonymous/upgrade-social";
     assert_error(
-        &s.post(up, Some(&token), body("myspace", &good, Some("n-1")))
+        &s.post(up, Some(&token), body("myspace", &good, Some(&n1)))
             .await,
         404,
         "UNKNOWN_PROVIDER",
@@ -1176,19 +1177,19 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
     let mut tampered = good.clone();
     tampered.insert(tampered.len() - 5, 'A');
     tampered.truncate(tampered.len() - 1);
-    let mut wrong_aud = claims("google-sub-1", "n-1");
+    let mut wrong_aud = claims("google-sub-1", &n1);
     wrong_aud["aud"] = json!("someone-else");
-    let mut wrong_iss = claims("google-sub-1", "n-1");
+    let mut wrong_iss = claims("google-sub-1", &n1);
     wrong_iss["iss"] = json!("https://evil.example");
-    let mut expired = claims("google-sub-1", "n-1");
+    let mut expired = claims("google-sub-1", &n1);
     expired["exp"] = json!((t0() - Duration::hours(1)).timestamp());
     let refused = [
-        body("google", "x.y.z", Some("n-1")),
-        body("google", &tampered, Some("n-1")),
-        body("google", &idp.sign(&wrong_aud), Some("n-1")),
-        body("google", &idp.sign(&wrong_iss), Some("n-1")),
-        body("google", &idp.sign(&expired), Some("n-1")),
-        body("google", &good, Some("n-2")),
+        body("google", "x.y.z", Some(&n1)),
+        body("google", &tampered, Some(&n1)),
+        body("google", &idp.sign(&wrong_aud), Some(&n1)),
+        body("google", &idp.sign(&wrong_iss), Some(&n1)),
+        body("google", &idp.sign(&expired), Some(&n1)),
+        body("google", &good, Some(&n2)),
         body("google", &good, None),
     ];
     for b in refused {
@@ -1209,7 +1210,7 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
             Method::POST,
             up,
             Some(&token),
-            Some(body("google", &good, Some("n-1"))),
+            Some(body("google", &good, Some(&n1))),
         )
         .await;
     let rotated = res.headers()["set-auth-token"]
@@ -1237,19 +1238,19 @@ async fn social_upgrade_verifies_the_id_token_and_links_in_place(backend: Backen
 
     // Already upgraded; and the same Google account cannot be linked twice.
     assert_error(
-        &s.post(up, Some(&token), body("google", &good, Some("n-1")))
+        &s.post(up, Some(&token), body("google", &good, Some(&n1)))
             .await,
         400,
         "USER_NOT_ANONYMOUS",
     );
     let (_, other) = s.guest().await;
-    let mut same_sub = claims("google-sub-1", "n-3");
+    let mut same_sub = claims("google-sub-1", &n3);
     same_sub["email_verified"] = json!(false);
     let got = s
         .post(
             up,
             Some(&other),
-            body("google", &idp.sign(&same_sub), Some("n-3")),
+            body("google", &idp.sign(&same_sub), Some(&n3)),
         )
         .await;
     assert_error(&got, 409, "PROVIDER_ACCOUNT_IN_USE");

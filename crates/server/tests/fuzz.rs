@@ -84,6 +84,7 @@ const ROUTES: &[&str] = &[
     routes::ADMIN_REMOVE_USER,
     routes::ADMIN_AUDIT_LOG,
     routes::SIGN_IN_SOCIAL,
+    routes::SOCIAL_NONCE,
     routes::MERGE,
     routes::SIGN_UP_EMAIL,
     routes::LINK_SOCIAL,
@@ -732,7 +733,11 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
                 .prop_map(Value::String),
         ]
         .boxed(),
-        Field::Nonce => s(&["n-1", "", "wrong"]),
+        Field::Nonce => prop_oneof![
+            3 => Just(Value::String(fuzz_nonce())),
+            1 => s(&["n-1", "", "wrong"]),
+        ]
+        .boxed(),
         Field::GuestToken => prop_oneof![
             s(&["", "null", "Bearer x"]),
             "[A-Za-z0-9_-]{1,64}".prop_map(Value::String),
@@ -956,11 +961,28 @@ fn case(pool_len: usize, idp_tokens: Vec<String>) -> impl Strategy<Value = Case>
         )
 }
 
+/// A nonce the fuzzed server issued (same secret, its clock at `t0`): the tokens
+/// below carry it, so the checks past the nonce are reached too.
+fn fuzz_nonce() -> String {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE
+        .get_or_init(|| {
+            let secret = base_config("sqlite::memory:").secret.unwrap();
+            guestpass_server::social_nonce::issue(
+                secret.expose().as_bytes(),
+                t0().timestamp_millis(),
+            )
+            .unwrap()
+            .0
+        })
+        .clone()
+}
+
 /// ID tokens signed by the test provider: valid for our client (these link the
 /// attacker's own guest, which is allowed), and subtly wrong ones.
 fn idp_tokens(idp: &MockIdp) -> Vec<String> {
     let now = t0().timestamp();
-    let base = json!({"iss": idp.issuer, "aud": CLIENT_ID, "exp": now + 600, "nonce": "n-1",
+    let base = json!({"iss": idp.issuer, "aud": CLIENT_ID, "exp": now + 600, "nonce": fuzz_nonce(),
         "email": "social@example.com", "email_verified": true});
     let with = |patch: Value| {
         let mut c = base.clone();

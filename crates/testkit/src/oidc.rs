@@ -5,8 +5,11 @@
 //! sleeps). The child is killed when the [`OidcPeer`] is dropped, and it also exits by
 //! itself when its stdin closes. It auto-approves every authorization; whoever plays the
 //! browser picks the account with `login_hint=<email>` on the authorize URL, makes the
-//! provider refuse with `peer_error=<code>`, or forges the audience with `peer_aud=<id>`
-//! (see the peer's `server.mjs`).
+//! provider refuse with `peer_error=<code>`, forges the audience with `peer_aud=<id>[,…]`,
+//! sets `peer_azp`, signs under another algorithm than its key's with `peer_alg`, or
+//! stretches the token's life with `peer_ttl`; `/peer/stats` counts discovery and JWKS
+//! fetches, `/peer/announce-issuer` and `/peer/jwks-delay-ms` bend them (see the peer's
+//! `server.mjs`).
 
 use crate::node_peer::{peer_dir, NodePeer};
 

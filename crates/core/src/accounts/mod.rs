@@ -191,7 +191,11 @@ impl Guestpass {
         let config = self.social_config(provider)?;
         let label = crate::social::display_name(&config.name);
         let backend = self.backend_for_sign_in()?;
-        let (id_token, nonce) = self.provider_flow(&config, &label, opener).await?;
+        let nonce = backend
+            .social_nonce()
+            .await
+            .map_err(|e| crate::social::nonce_error(e, &label))?;
+        let (id_token, nonce) = self.provider_flow(&config, &label, opener, nonce).await?;
         let remote = backend
             .sign_in_social(&config.name, &id_token, &nonce)
             .await

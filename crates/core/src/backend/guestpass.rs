@@ -2,7 +2,7 @@
 
 use guestpass_proto::{
     routes, AnonymousSignInRequest, ApiError, ErrorCode, SessionResponse, SignInResponse,
-    SocialUpgradeRequest, UpgradeRequest, User,
+    SocialNonceResponse, SocialUpgradeRequest, UpgradeRequest, User,
 };
 use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -116,6 +116,21 @@ pub(crate) async fn upgrade(
         user: remote(&upgraded.user),
         token: header,
     })
+}
+
+pub(crate) async fn social_nonce(b: &Backend) -> Result<String, BackendError> {
+    let resp = b
+        .http()
+        .post(b.url(routes::SOCIAL_NONCE))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .map_err(transport)?;
+    if !resp.status().is_success() {
+        return Err(failure(resp).await);
+    }
+    let issued: SocialNonceResponse = body(resp).await?;
+    Ok(issued.nonce)
 }
 
 pub(crate) async fn upgrade_social(

@@ -185,6 +185,16 @@ impl Backend {
         }
     }
 
+    /// The nonce for the next provider sign-in. The reference server issues it (and
+    /// accepts only its own, unexpired, in the ID token: issue 14); Better Auth has no
+    /// such route, so against it the device keeps making its own.
+    pub async fn social_nonce(&self) -> Result<String, BackendError> {
+        match self.dialect {
+            Dialect::Guestpass => guestpass::social_nonce(self).await,
+            Dialect::BetterAuth => Ok(oauth2::CsrfToken::new_random().secret().clone()),
+        }
+    }
+
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }

@@ -66,8 +66,10 @@ pub async fn social_account(
     s: &TestServer,
     idp: &MockIdp,
     sub: &str,
-    nonce: &str,
+    _nonce: &str,
 ) -> (String, String) {
+    // Only a nonce the server issued is accepted (issue 14).
+    let nonce = &s.nonce().await;
     let claims = json!({
         "iss": idp.issuer, "aud": CLIENT_ID, "sub": sub,
         "exp": (t0() + Duration::days(30)).timestamp(), "iat": t0().timestamp(),

@@ -300,6 +300,13 @@ impl TestServer {
     }
 
     /// A new guest: (user id, token).
+    /// A server-issued nonce for the next ID token (`POST /social/nonce`).
+    pub async fn nonce(&self) -> String {
+        let (status, body) = self.post("/social/nonce", None, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        body["nonce"].as_str().unwrap().to_string()
+    }
+
     pub async fn guest(&self) -> (String, String) {
         let (status, body) = self.post("/sign-in/anonymous", None, json!({})).await;
         assert_eq!(status, 200, "{body}");

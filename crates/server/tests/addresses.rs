@@ -37,8 +37,15 @@ async fn the_idn_pair_is_one_account(backend: Backend) {
 
     // The Unicode spelling upgrades; the account holds the ASCII one, and the
     // verification email goes there.
-    let (id, token) = s.guest().await;
-    let (status, body) = upgrade(&s, &token, "Jane@Bücher.example").await;
+    let (id, guest_token) = s.guest().await;
+    // The upgrade rotates the session's token (issue 14): go on with the new one.
+    let token = s
+        .upgrade(
+            &guest_token,
+            json!({"email": "Jane@Bücher.example", "password": "password123"}),
+        )
+        .await;
+    let (status, body) = s.get("/get-session", Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["email"], ASCII);
     assert_eq!(smtp.next().await.to, [ASCII]);
@@ -105,16 +112,17 @@ async fn the_idn_pair_is_one_account(backend: Backend) {
 
     // A provider's verified Unicode address is normalised the same way: the
     // social account holds the ASCII form, so the upgrade collides with it.
+    let zoe_nonce = s.nonce().await;
     let claims = json!({
         "iss": idp.issuer, "aud": CLIENT_ID, "sub": "zoe-sub",
         "exp": (t0() + Duration::days(30)).timestamp(), "iat": t0().timestamp(),
-        "nonce": "n-zoe", "email": "Zoë@Bücher.Example", "email_verified": true,
+        "nonce": zoe_nonce, "email": "Zoë@Bücher.Example", "email_verified": true,
     });
     let (status, body) = s
         .post(
             "/sign-in/social",
             None,
-            json!({"provider": "google", "idToken": idp.sign(&claims), "nonce": "n-zoe"}),
+            json!({"provider": "google", "idToken": idp.sign(&claims), "nonce": zoe_nonce}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -216,17 +224,18 @@ async fn hidden_characters_are_refused_with_422(backend: Backend) {
 
     // A provider's name is not the person's typing: what a typed name may not
     // hold is dropped, and the sign-in goes ahead.
+    let nul_nonce = s.nonce().await;
     let claims = json!({
         "iss": idp.issuer, "aud": CLIENT_ID, "sub": "nul-sub",
         "exp": (t0() + Duration::days(30)).timestamp(), "iat": t0().timestamp(),
-        "nonce": "n-nul", "email": "nul@example.com", "email_verified": true,
+        "nonce": nul_nonce, "email": "nul@example.com", "email_verified": true,
         "name": "\u{202E}Eve\u{0000} Example\u{200B}",
     });
     let (status, body) = s
         .post(
             "/sign-in/social",
             None,
-            json!({"provider": "google", "idToken": idp.sign(&claims), "nonce": "n-nul"}),
+            json!({"provider": "google", "idToken": idp.sign(&claims), "nonce": nul_nonce}),
         )
         .await;
     assert_eq!(status, 200, "{body}");

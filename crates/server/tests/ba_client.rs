@@ -49,11 +49,13 @@ async fn better_auths_client_guest_sign_up_sign_out_sign_in() {
     assert_eq!(out["guestSession"]["user"]["id"], id, "{out}");
     assert_eq!(out["guestSession"]["user"]["isAnonymous"], true, "{out}");
 
-    // Sign-up while a guest is the upgrade in place: same id, same token.
+    // Sign-up while a guest is the upgrade in place: same id, and a new token (the
+    // guest's dies with the upgrade, issue 14), which the client takes from the
+    // answer and goes on with.
     assert_eq!(out["signUp"]["error"], Value::Null, "{out}");
     assert_eq!(out["signUp"]["user"]["id"], id, "{out}");
     assert_eq!(out["signUp"]["user"]["isAnonymous"], false, "{out}");
-    assert_eq!(out["signUp"]["sameToken"], true, "{out}");
+    assert_eq!(out["signUp"]["sameToken"], false, "{out}");
     assert_eq!(out["accountSession"]["user"]["id"], id, "{out}");
     assert_eq!(out["accountSession"]["user"]["isAnonymous"], false, "{out}");
 
@@ -139,7 +141,12 @@ async fn the_same_journey_on_a_stock_better_auth_differs_only_in_place() {
     assert_eq!(theirs["guestSession"]["user"]["id"], id, "{theirs}");
     assert_ne!(theirs["signUp"]["user"]["id"], id, "{theirs}");
     assert_eq!(theirs["signUp"]["sameToken"], false, "{theirs}");
-    assert_eq!(ours["signUp"]["sameToken"], true, "{ours}");
+    // Both hand the client a new token; only ours keeps the guest's id.
+    assert_eq!(ours["signUp"]["sameToken"], false, "{ours}");
+    assert_eq!(
+        ours["signUp"]["user"]["id"], ours["anonymous"]["user"]["id"],
+        "{ours}"
+    );
     let account = &theirs["signUp"]["user"]["id"];
     assert_eq!(theirs["signIn"]["user"]["id"], *account, "{theirs}");
     for step in [

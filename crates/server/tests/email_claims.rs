@@ -126,11 +126,12 @@ async fn a_reset_mailed_to_the_address_takes_the_account_from_the_squatter(backe
     s.clock.advance(Duration::days(8));
     let owner_again = sign_in(&s, VICTIM, "owners-own-pass").await;
     assert_eq!(session_user(&s, &owner_again).await["id"], squat_id);
+    let n1 = s.nonce().await;
     let (status, body) = s
         .post(
             "/sign-in/social",
             None,
-            social(&id_token(&s, &idp, "owner-sub", VICTIM, "n-1"), "n-1"),
+            social(&id_token(&s, &idp, "owner-sub", VICTIM, &n1), &n1),
         )
         .await;
     assert_eq!(status.as_u16(), 409, "{body}");
@@ -146,8 +147,9 @@ async fn a_social_login_during_the_claim_is_refused_until_the_account_is_proved(
     // Six days and 23 hours on, the claim is live: the verified login of the
     // address is not linked into the account and is told how to get there.
     s.clock.advance(Duration::days(7) - Duration::hours(1));
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-1");
-    let refused = s.post("/sign-in/social", None, social(&token, "n-1")).await;
+    let n1 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n1);
+    let refused = s.post("/sign-in/social", None, social(&token, &n1)).await;
     assert_error(&refused, 409, "EMAIL_ALREADY_IN_USE");
     let message = refused.1["message"].as_str().unwrap();
     assert!(
@@ -161,12 +163,13 @@ async fn a_social_login_during_the_claim_is_refused_until_the_account_is_proved(
     // A guest's social upgrade with that identity is refused the same way and
     // stays a guest.
     let (_, guest) = s.guest().await;
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-2");
+    let n2 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n2);
     let refused = s
         .post(
             "/anonymous/upgrade-social",
             Some(&guest),
-            social(&token, "n-2"),
+            social(&token, &n2),
         )
         .await;
     assert_error(&refused, 409, "EMAIL_ALREADY_IN_USE");
@@ -178,9 +181,10 @@ async fn a_social_login_during_the_claim_is_refused_until_the_account_is_proved(
 
     // The account is proved by its password; signed in, it links the provider.
     let proved = sign_in(&s, VICTIM, "password123").await;
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-3");
+    let n3 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n3);
     let (status, linked) = s
-        .post("/link-social", Some(&proved), social(&token, "n-3"))
+        .post("/link-social", Some(&proved), social(&token, &n3))
         .await;
     assert_eq!(status, 200, "{linked}");
     assert_eq!(linked["user"]["id"], claim_id);
@@ -202,9 +206,10 @@ async fn a_social_login_during_the_claim_is_refused_until_the_account_is_proved(
         "{audits:?}"
     );
     // A retry is answered the same, once linked.
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-4");
+    let n4 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n4);
     let (status, again) = s
-        .post("/link-social", Some(&proved), social(&token, "n-4"))
+        .post("/link-social", Some(&proved), social(&token, &n4))
         .await;
     assert_eq!(
         (status.as_u16(), &again["user"]["id"]),
@@ -212,8 +217,9 @@ async fn a_social_login_during_the_claim_is_refused_until_the_account_is_proved(
     );
 
     // The social login now signs in to that account.
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-5");
-    let (status, signed_in) = s.post("/sign-in/social", None, social(&token, "n-5")).await;
+    let n5 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n5);
+    let (status, signed_in) = s.post("/sign-in/social", None, social(&token, &n5)).await;
     assert_eq!(status, 200, "{signed_in}");
     assert_eq!(signed_in["user"]["id"], claim_id);
     // Past the lapse, a proven address stays the account's.
@@ -227,22 +233,24 @@ async fn a_social_login_during_the_claim_is_refused_until_the_account_is_proved(
     // forged token links nothing.
     let (other_id, other) = s.full_user("other@example.com").await;
     let _ = smtp.next().await;
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-6");
+    let n6 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n6);
     let taken = s
-        .post("/link-social", Some(&other), social(&token, "n-6"))
+        .post("/link-social", Some(&other), social(&token, &n6))
         .await;
     assert_error(&taken, 409, "PROVIDER_ACCOUNT_IN_USE");
     let (_, guest) = s.guest().await;
-    let token = id_token(&s, &idp, "guest-sub", "g@example.com", "n-7");
+    let n7 = s.nonce().await;
+    let token = id_token(&s, &idp, "guest-sub", "g@example.com", &n7);
     let guest_link = s
-        .post("/link-social", Some(&guest), social(&token, "n-7"))
+        .post("/link-social", Some(&guest), social(&token, &n7))
         .await;
     assert_error(&guest_link, 403, "ANONYMOUS_NOT_ALLOWED");
     let forged = s
-        .post("/link-social", Some(&other), social("e30.e30.c2ln", "n-7"))
+        .post("/link-social", Some(&other), social("e30.e30.c2ln", &n7))
         .await;
     assert_error(&forged, 401, "INVALID_ID_TOKEN");
-    let nobody = s.post("/link-social", None, social(&token, "n-7")).await;
+    let nobody = s.post("/link-social", None, social(&token, &n7)).await;
     assert_error(&nobody, 401, "UNAUTHORIZED");
     let (_, export) = s.get("/export", Some(&other)).await;
     assert_eq!(export["credentials"]["providers"], json!([]), "{export}");
@@ -268,8 +276,9 @@ async fn after_lapse_the_verified_owner_gets_an_account_of_its_own(backend: Back
     // login gets an account of its own, with the address.
     pass_days(&s, &[&squat_token], 7).await;
     s.clock.advance(Duration::minutes(1));
-    let token = id_token(&s, &idp, "owner-sub", VICTIM, "n-1");
-    let (status, owner) = s.post("/sign-in/social", None, social(&token, "n-1")).await;
+    let n1 = s.nonce().await;
+    let token = id_token(&s, &idp, "owner-sub", VICTIM, &n1);
+    let (status, owner) = s.post("/sign-in/social", None, social(&token, &n1)).await;
     assert_eq!(status, 200, "{owner}");
     let owner_id = owner["user"]["id"].as_str().unwrap().to_string();
     assert_ne!(owner_id, squat_id);

@@ -275,8 +275,9 @@ async fn a_social_upgrade_rotates_too(backend: Backend) {
     let (id, token, second_device) = guest_on_two_devices(&s).await;
     let (_, before) = s.get("/get-session", Some(&token)).await;
     let next = device_token();
+    let n1 = s.nonce().await;
     let body = json!({
-        "provider": "google", "idToken": idp.sign(&claims("sub-a", "n-1")), "nonce": "n-1",
+        "provider": "google", "idToken": idp.sign(&claims("sub-a", &n1)), "nonce": n1,
         "nextTokenHash": sha256_hex(&next),
     });
     let (status, up, header) = post_h(&s, "/anonymous/upgrade-social", Some(&token), body).await;
@@ -291,8 +292,9 @@ async fn a_social_upgrade_rotates_too(backend: Backend) {
 
     // Without one (a web app): minted here, in set-auth-token.
     let (id, token) = s.guest().await;
+    let n2 = s.nonce().await;
     let body = json!({
-        "provider": "google", "idToken": idp.sign(&claims("sub-b", "n-2")), "nonce": "n-2",
+        "provider": "google", "idToken": idp.sign(&claims("sub-b", &n2)), "nonce": n2,
     });
     let (status, up, header) = post_h(&s, "/anonymous/upgrade-social", Some(&token), body).await;
     assert_eq!(status, 200, "{up}");

@@ -98,9 +98,15 @@ impl ServerDb {
         conn.close().await.ok();
         let mut url = url::Url::parse(&admin).expect("postgres url");
         url.set_path(&name);
+        // Named, so `settle_after_kill` can tell the test's connections from the server's.
+        let opts = url
+            .as_str()
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .expect("postgres url")
+            .application_name("guestpass-tests");
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
-            .connect(url.as_str())
+            .connect_with(opts)
             .await
             .expect("connect to the test database");
         Some(Self {
@@ -113,6 +119,34 @@ impl ServerDb {
 
     pub fn is_sqlite(&self) -> bool {
         matches!(self.pool, Pool::Sqlite(_))
+    }
+
+    /// After a SIGKILL: waits until PostgreSQL has ended every backend of the dead
+    /// server. A backend runs the statement it was given to its end (a `COMMIT`
+    /// included) before it notices its client is gone, so reading before that could
+    /// see a batch commit between two reads of one check. SQLite needs nothing: the
+    /// kernel dropped the dead process's locks, and its writes are all or nothing.
+    pub async fn settle_after_kill(&self) {
+        let Pool::Pg(p) = &self.pool else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND backend_type = 'client backend' AND application_name <> 'guestpass-tests'",
+            )
+            .fetch_one(p)
+            .await
+            .expect("pg_stat_activity");
+            if others == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{others} backends of the killed server still run after 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn drop_db(self) {

@@ -338,6 +338,7 @@ async fn killed_mid_upgrade(db: ServerDb) {
 
 /// Whole-database invariants the server must keep at every instant.
 async fn check_server_db(db: &ServerDb, context: &str) {
+    db.settle_after_kill().await;
     if let guestpass_tests::server_process::Pool::Sqlite(p) = &db.pool {
         let ok: String = sqlx::query_scalar("PRAGMA integrity_check")
             .fetch_one(p)

@@ -96,6 +96,13 @@ async fn link_state(db: &ServerDb, user_id: &str) -> (i64, i64, bool) {
     })
 }
 
+/// A nonce issued by the server (`POST /social/nonce`), as the app asks for one.
+async fn server_nonce(http: &reqwest::Client, base: &str) -> String {
+    let (status, body) = post(http, &format!("{base}/social/nonce"), None, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    body["nonce"].as_str().unwrap().to_owned()
+}
+
 pub(super) async fn killed_mid_link_social(db: ServerDb) {
     let kind = if db.is_sqlite() { "sqlite" } else { "postgres" };
     let (kills, mut rng) = plan(&format!("server killed mid-link-social ({kind})"));
@@ -131,7 +138,18 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
             .await;
             assert_eq!(status, 200, "{up}");
             let id = up["user"]["id"].as_str().unwrap().to_owned();
-            let nonce = format!("n-{round}-{i}");
+            // The upgrade rotated the guest's token away (issue 14): the account
+            // signs in for one of its own.
+            let (status, signed_in) = post(
+                &http,
+                &format!("{base}/sign-in/email"),
+                None,
+                json!({"email": email, "password": "crash-harness-pw"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{signed_in}");
+            let token = signed_in["token"].as_str().unwrap().to_owned();
+            let nonce = server_nonce(&http, &base).await;
             let id_token = id_token(&http, &idp.issuer, &email, &nonce).await;
             accounts.push((id, token, email, nonce, id_token));
         }
@@ -171,7 +189,8 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
         // Back up: every retry links (or finds its link), exactly once.
         server.start().await;
         for (id, token, email, nonce, _) in &accounts {
-            let retry_nonce = format!("{nonce}-retry");
+            let _ = nonce;
+            let retry_nonce = server_nonce(&http, &base).await;
             let id_token = id_token(&http, &idp.issuer, email, &retry_nonce).await;
             let (status, linked) = post(
                 &http,

@@ -112,7 +112,7 @@ async fn postgres_server_killed_mid_social_sign_in() {
 /// database checks hold.
 async fn killed_mid_social_sign_in(db: ServerDb) {
     use guestpass_testkit::oidc::OidcPeer;
-    use serde_json::{json, Value};
+    use serde_json::json;
     let (kills, mut rng) = plan("killed_mid_social_sign_in");
     let idp = OidcPeer::start();
     let extra = format!(
@@ -124,21 +124,9 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
     let http = reqwest::Client::new();
     let base = server.url();
     let api = |route: &str| format!("{base}/api/auth{route}");
-    let nonce = |http: reqwest::Client, url: String| async move {
-        let got: Value = http
-            .post(url)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        got["nonce"].as_str().unwrap().to_owned()
-    };
     for round in 0..kills {
         let login = format!("crash-{round}@example.com");
-        let n = nonce(http.clone(), api("/social/nonce")).await;
+        let n = server_nonce(&http, &api("")).await;
         let token = guestpass_tests::browser::mint_id_token(
             &idp.issuer,
             "crash-client",
@@ -147,7 +135,7 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
         )
         .await;
         // A nonce for after the restart, issued by the process about to die.
-        let later = nonce(http.clone(), api("/social/nonce")).await;
+        let later = server_nonce(&http, &api("")).await;
         let body = json!({"provider": "acme", "idToken": token, "nonce": n});
         let sent = tokio::spawn(
             http.post(api("/sign-in/social"))
@@ -207,6 +195,21 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
     );
     server.kill();
     db.drop_db().await;
+}
+
+/// A nonce issued by the server (`POST {auth_base}/social/nonce`), as the app asks
+/// for one before it opens the browser.
+async fn server_nonce(http: &reqwest::Client, auth_base: &str) -> String {
+    let got: serde_json::Value = http
+        .post(format!("{auth_base}/social/nonce"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    got["nonce"].as_str().unwrap().to_owned()
 }
 
 const DEVICES_PER_ROUND: usize = 3;

@@ -8,7 +8,6 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 const CLIENT_ID: &str = "guestpass-app";
@@ -39,22 +38,6 @@ fn social(token: &str, nonce: &str) -> Value {
     json!({ "provider": "google", "idToken": token, "nonce": nonce })
 }
 
-/// POST that also returns the `set-auth-token` header.
-async fn post_with_token(
-    s: &TestServer,
-    path: &str,
-    bearer: Option<&str>,
-    body: Value,
-) -> (u16, Value, Option<String>) {
-    let res = s.call(Method::POST, path, bearer, Some(body)).await;
-    let header = res
-        .headers()
-        .get("set-auth-token")
-        .map(|h| h.to_str().unwrap().to_string());
-    let (status, body) = into_json(res).await;
-    (status.as_u16(), body, header)
-}
-
 async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Backend) {
     let idp = MockIdp::start().await;
     let s = with_google(&backend, &idp).await;
@@ -67,8 +50,9 @@ async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Bac
     let token = idp.sign(&claims(&idp, "sub-new", "Sam@Example.com", true, &n1));
 
     // Unlinked: a full account from the verified token, signed in.
-    let (status, created, header) =
-        post_with_token(&s, "/sign-in/social", None, social(&token, &n1)).await;
+    let (status, created, header) = s
+        .post_with_token("/sign-in/social", None, social(&token, &n1))
+        .await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["token"].as_str(), header.as_deref());
     let id = created["user"]["id"].as_str().unwrap().to_string();
@@ -82,8 +66,9 @@ async fn social_sign_in_creates_then_signs_in_and_refuses_forgeries(backend: Bac
 
     // Linked: the same identity signs in to the same account, a new session.
     let again = idp.sign(&claims(&idp, "sub-new", "sam@example.com", true, &n2));
-    let (status, signed_in, header2) =
-        post_with_token(&s, "/sign-in/social", None, social(&again, &n2)).await;
+    let (status, signed_in, header2) = s
+        .post_with_token("/sign-in/social", None, social(&again, &n2))
+        .await;
     assert_eq!(status, 200, "{signed_in}");
     assert_eq!(signed_in["user"]["id"], id);
     assert_ne!(signed_in["session"]["id"], created["session"]["id"]);
@@ -212,7 +197,9 @@ async fn sign_up_email_upgrades_a_guest_in_place_or_creates_an_account(backend: 
         "email": "Up@Example.com", "password": "password123", "name": "Up",
         "image": "https://example.com/a.png", "callbackURL": "/", "rememberMe": true
     });
-    let (status, up, header) = post_with_token(&s, "/sign-up/email", Some(&guest), body).await;
+    let (status, up, header) = s
+        .post_with_token("/sign-up/email", Some(&guest), body)
+        .await;
     assert_eq!(status, 200, "{up}");
     assert_eq!(up["user"]["id"], guest_id);
     assert_eq!(up["user"]["isAnonymous"], false);
@@ -233,13 +220,13 @@ async fn sign_up_email_upgrades_a_guest_in_place_or_creates_an_account(backend: 
     assert_eq!(me, Value::Null, "the guest's token died with the upgrade");
 
     // Without one: a new full account, signed in.
-    let (status, made, header) = post_with_token(
-        &s,
-        "/sign-up/email",
-        None,
-        json!({"email": "new@example.com", "password": "password123", "name": "New"}),
-    )
-    .await;
+    let (status, made, header) = s
+        .post_with_token(
+            "/sign-up/email",
+            None,
+            json!({"email": "new@example.com", "password": "password123", "name": "New"}),
+        )
+        .await;
     assert_eq!(status, 200, "{made}");
     let new_id = made["user"]["id"].as_str().unwrap();
     assert_ne!(new_id, guest_id);

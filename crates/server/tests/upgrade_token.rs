@@ -9,7 +9,7 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -24,22 +24,6 @@ both_backends!(
 
 const CLIENT_ID: &str = "guestpass-app";
 const DEVICE_KEY: &str = "device-key-0123456789-0123456789-0123456789";
-
-/// `(status, body, set-auth-token)` of a POST.
-async fn post_h(
-    s: &TestServer,
-    path: &str,
-    bearer: Option<&str>,
-    body: Value,
-) -> (StatusCode, Value, Option<String>) {
-    let res = s.call(Method::POST, path, bearer, Some(body)).await;
-    let header = res
-        .headers()
-        .get("set-auth-token")
-        .map(|h| h.to_str().unwrap().to_string());
-    let (status, body) = into_json(res).await;
-    (status, body, header)
-}
 
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
@@ -97,13 +81,13 @@ async fn an_email_upgrade_kills_the_guest_token_and_its_other_sessions(backend: 
     let (_, other_before) = s.get("/get-session", Some(&second_device)).await;
     assert_eq!(other_before["user"]["id"], id, "both devices work before");
 
-    let (status, up, rotated) = post_h(
-        &s,
-        "/anonymous/upgrade",
-        Some(&token),
-        json!({"email": "two@example.com", "password": "password123"}),
-    )
-    .await;
+    let (status, up, rotated) = s
+        .post_with_token(
+            "/anonymous/upgrade",
+            Some(&token),
+            json!({"email": "two@example.com", "password": "password123"}),
+        )
+        .await;
     assert_eq!(status, 200, "{up}");
     let rotated = rotated.expect("a minted token in set-auth-token");
     assert_ne!(rotated, token);
@@ -148,9 +132,7 @@ async fn a_supplied_next_token_is_the_one_that_works(backend: Backend) {
     let s = TestServer::start(&backend).await;
     let (id, token) = s.guest().await;
     let next = device_token();
-    let (status, up, header) = post_h(
-        &s,
-        "/anonymous/upgrade",
+    let (status, up, header) = s.post_with_token("/anonymous/upgrade",
         Some(&token),
         json!({"email": "mine@example.com", "password": "password123", "nextTokenHash": sha256_hex(&next)}),
     )
@@ -165,9 +147,7 @@ async fn a_supplied_next_token_is_the_one_that_works(backend: Backend) {
     assert_eq!(me["session"]["id"], up["session"]["id"]);
     // A retry of the same upgrade (its answer lost) holding the old token gets
     // 401, so a device must try the token it made first.
-    let (status, _, _) = post_h(
-        &s,
-        "/anonymous/upgrade",
+    let (status, _, _) = s.post_with_token("/anonymous/upgrade",
         Some(&token),
         json!({"email": "mine@example.com", "password": "password123", "nextTokenHash": sha256_hex(&next)}),
     )
@@ -280,7 +260,9 @@ async fn a_social_upgrade_rotates_too(backend: Backend) {
         "provider": "google", "idToken": idp.sign(&claims("sub-a", &n1)), "nonce": n1,
         "nextTokenHash": sha256_hex(&next),
     });
-    let (status, up, header) = post_h(&s, "/anonymous/upgrade-social", Some(&token), body).await;
+    let (status, up, header) = s
+        .post_with_token("/anonymous/upgrade-social", Some(&token), body)
+        .await;
     assert_eq!(status, 200, "{up}");
     assert_eq!(header, None);
     assert_dead(&s, &token, "the guest's token died").await;
@@ -296,7 +278,9 @@ async fn a_social_upgrade_rotates_too(backend: Backend) {
     let body = json!({
         "provider": "google", "idToken": idp.sign(&claims("sub-b", &n2)), "nonce": n2,
     });
-    let (status, up, header) = post_h(&s, "/anonymous/upgrade-social", Some(&token), body).await;
+    let (status, up, header) = s
+        .post_with_token("/anonymous/upgrade-social", Some(&token), body)
+        .await;
     assert_eq!(status, 200, "{up}");
     let rotated = header.expect("set-auth-token");
     assert_dead(&s, &token, "the guest's token died").await;
@@ -308,13 +292,13 @@ async fn a_social_upgrade_rotates_too(backend: Backend) {
 async fn better_auth_sign_up_in_place_answers_the_new_token(backend: Backend) {
     let s = TestServer::start(&backend).await;
     let (id, token, second_device) = guest_on_two_devices(&s).await;
-    let (status, up, header) = post_h(
-        &s,
-        "/sign-up/email",
-        Some(&token),
-        json!({"email": "web@example.com", "password": "password123", "name": "Web"}),
-    )
-    .await;
+    let (status, up, header) = s
+        .post_with_token(
+            "/sign-up/email",
+            Some(&token),
+            json!({"email": "web@example.com", "password": "password123", "name": "Web"}),
+        )
+        .await;
     assert_eq!(status, 200, "{up}");
     assert_eq!(up["user"]["id"], id);
     let rotated = up["token"].as_str().unwrap().to_string();

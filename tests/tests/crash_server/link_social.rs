@@ -13,54 +13,15 @@ use guestpass_tests::server_process::{ServerDb, ServerProcess};
 use rand::Rng;
 use serde_json::{json, Value};
 
-use super::{check_server_db, plan, tell};
+use super::{check_server_db, plan, server_nonce, tell};
 
 const CLIENT_ID: &str = "guestpass-crash";
 const ACCOUNTS_PER_ROUND: usize = 3;
 
-/// A real ID token for `email` from the peer: authorize (auto-approved, the
-/// code read off the redirect) and the code exchanged at the token endpoint.
-async fn id_token(http: &reqwest::Client, issuer: &str, email: &str, nonce: &str) -> String {
-    let redirect = "http://127.0.0.1:9/callback";
-    let mut authorize = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", CLIENT_ID)
-        .append_pair("redirect_uri", redirect)
-        .append_pair("scope", "openid email profile")
-        .append_pair("state", "crash")
-        .append_pair("nonce", nonce)
-        .append_pair("login_hint", email);
-    let res = http.get(authorize).send().await.unwrap();
-    let location = res
-        .headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("no redirect from the peer: {}", res.status()))
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let code = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no code in {location}"));
-    let tokens: Value = http
-        .post(format!("{issuer}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", CLIENT_ID),
-        ])
-        .send()
+/// A real ID token for `email` from the peer (authorization code, auto-approved).
+async fn id_token(issuer: &str, email: &str, nonce: &str) -> String {
+    guestpass_tests::browser::mint_id_token(issuer, CLIENT_ID, nonce, &[("login_hint", email)])
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    tokens["id_token"].as_str().unwrap().to_owned()
 }
 
 async fn post(
@@ -94,13 +55,6 @@ async fn link_state(db: &ServerDb, user_id: &str) -> (i64, i64, bool) {
         .await
         .unwrap()
     })
-}
-
-/// A nonce issued by the server (`POST /social/nonce`), as the app asks for one.
-async fn server_nonce(http: &reqwest::Client, base: &str) -> String {
-    let (status, body) = post(http, &format!("{base}/social/nonce"), None, json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    body["nonce"].as_str().unwrap().to_owned()
 }
 
 pub(super) async fn killed_mid_link_social(db: ServerDb) {
@@ -150,7 +104,7 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
             assert_eq!(status, 200, "{signed_in}");
             let token = signed_in["token"].as_str().unwrap().to_owned();
             let nonce = server_nonce(&http, &base).await;
-            let id_token = id_token(&http, &idp.issuer, &email, &nonce).await;
+            let id_token = id_token(&idp.issuer, &email, &nonce).await;
             accounts.push((id, token, email, nonce, id_token));
         }
         let mut work = Vec::new();
@@ -188,10 +142,9 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
 
         // Back up: every retry links (or finds its link), exactly once.
         server.start().await;
-        for (id, token, email, nonce, _) in &accounts {
-            let _ = nonce;
+        for (id, token, email, _, _) in &accounts {
             let retry_nonce = server_nonce(&http, &base).await;
-            let id_token = id_token(&http, &idp.issuer, email, &retry_nonce).await;
+            let id_token = id_token(&idp.issuer, email, &retry_nonce).await;
             let (status, linked) = post(
                 &http,
                 &format!("{base}/link-social"),

@@ -326,16 +326,28 @@ impl TestServer {
         (id, token)
     }
 
-    /// `POST /anonymous/upgrade` that must succeed: the new token from `set-auth-token`.
-    pub async fn upgrade(&self, token: &str, body: Value) -> String {
-        let res = self
-            .call(Method::POST, "/anonymous/upgrade", Some(token), Some(body))
-            .await;
-        let new = res
+    /// `(status, body, set-auth-token)` of a POST: the answers that create or
+    /// rotate a session carry the new token in that header.
+    pub async fn post_with_token(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value, Option<String>) {
+        let res = self.call(Method::POST, path, bearer, Some(body)).await;
+        let header = res
             .headers()
             .get("set-auth-token")
-            .map(|v| v.to_str().unwrap().to_string());
+            .map(|h| h.to_str().unwrap().to_string());
         let (status, body) = into_json(res).await;
+        (status, body, header)
+    }
+
+    /// `POST /anonymous/upgrade` that must succeed: the new token from `set-auth-token`.
+    pub async fn upgrade(&self, token: &str, body: Value) -> String {
+        let (status, body, new) = self
+            .post_with_token("/anonymous/upgrade", Some(token), body)
+            .await;
         assert_eq!(status, 200, "{body}");
         new.expect("an upgrade without nextTokenHash answers set-auth-token")
     }

@@ -40,7 +40,6 @@ impl Device {
     }
 
     pub async fn launch(&self) -> Guestpass {
-        keyring_daemon::ensure_usable();
         let config = Config {
             data_dir: self.dir.path().to_path_buf(),
             keyring_service: self.service.clone(),

@@ -12,6 +12,7 @@ const FATAL_HINTS = {
   DATABASE_CORRUPT: "Your data file was not changed. Move it aside to start fresh, or restore it from a backup, then press Try again.",
   DATABASE_READ_ONLY: "Nothing was changed. Check that the disk has free space and the data folder can be written, then press Try again.",
   DISK_FULL: "Nothing was changed and everything saved before is intact. Free some space on the disk, then press Try again.",
+  DATABASE_TOO_NEW: "Your data is intact, but this version of Guestpass is older than the one that saved it last. Install the newer version again (or a later one) and open it from there.",
 };
 
 export function showFatal(error) {

@@ -18,6 +18,9 @@ pub enum Error {
     /// SQLite rolled the write back whole; everything committed before is intact.
     #[error("The disk holding {path} is full, so this change was not saved. Everything saved before is intact; free some space and try again.")]
     DiskFull { path: String },
+    /// Its newest migration is one this build does not have: refused before any write.
+    #[error("The local database at {path} was last opened by a newer version of Guestpass, which changed its format. Nothing was changed; install that version or a newer one to open it.")]
+    DatabaseTooNew { path: String },
     #[error("The local database failed: {0}")]
     Database(String),
     /// A rule of the product, with its spec wording (e.g. "Invalid email").
@@ -35,6 +38,7 @@ impl Error {
             Self::DatabaseCorrupt { .. } => ErrorCode::DatabaseCorrupt,
             Self::DatabaseReadOnly { .. } => ErrorCode::DatabaseReadOnly,
             Self::DiskFull { .. } => ErrorCode::DiskFull,
+            Self::DatabaseTooNew { .. } => ErrorCode::DatabaseTooNew,
             Self::Database(_) => ErrorCode::DatabaseError,
             Self::Api(e) => e.code,
         }

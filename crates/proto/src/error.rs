@@ -64,6 +64,8 @@ pub enum ErrorCode {
     DatabaseReadOnly,
     /// The disk under the data dir is full: the write was refused whole.
     DiskFull,
+    /// The local database was migrated by a newer app than this one: not opened.
+    DatabaseTooNew,
     DatabaseError,
     NoSession,
     NoteNotFound,
@@ -129,6 +131,7 @@ impl ErrorCode {
             DatabaseCorrupt => "DATABASE_CORRUPT",
             DatabaseReadOnly => "DATABASE_READ_ONLY",
             DiskFull => "DISK_FULL",
+            DatabaseTooNew => "DATABASE_TOO_NEW",
             DatabaseError => "DATABASE_ERROR",
             NoSession => "NO_SESSION",
             NoteNotFound => "NOTE_NOT_FOUND",
@@ -187,6 +190,7 @@ impl ErrorCode {
             DatabaseCorrupt => "The local database is damaged",
             DatabaseReadOnly => "The local database cannot be written",
             DiskFull => "The disk is full",
+            DatabaseTooNew => "The local data was saved by a newer Guestpass",
             DatabaseError => "The local database failed",
             NoSession => "No session",
             NoteNotFound => "Note not found",

@@ -33,12 +33,13 @@ impl std::fmt::Debug for Secret {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // The source is not repeated here: it follows as the error's cause.
+    #[error("cannot read config file {path}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}")]
     Parse {
         path: String,
         source: Box<toml::de::Error>,
@@ -80,6 +81,9 @@ pub struct Config {
     /// Keys the client-address hashes. Generated and kept in the database when unset.
     pub secret: Option<Secret>,
     pub listen: SocketAddr,
+    /// Where Prometheus metrics are served (`GET /metrics`), apart from the API so
+    /// they need not be exposed with it. Unset: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// `sqlite://path` or `postgres://…`.
     pub database_url: Secret,
     /// Seconds to wait for a database connection (and SQLite's busy timeout)
@@ -131,6 +135,7 @@ impl Default for Config {
             site_url: format!("http://{DEFAULT_LISTEN}"),
             secret: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            metrics_listen: None,
             database_url: Secret::new(DEFAULT_DATABASE_URL),
             database_timeout_secs: 5,
             admin_api_key: None,
@@ -301,150 +306,6 @@ impl Config {
         toml::from_str(text)
     }
 
-    /// Applies `GUESTPASS_…` variables; `get` is injectable so tests need not touch
-    /// the process environment.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(var: &'static str, raw: &str) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            raw.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-                var,
-                reason: e.to_string(),
-            })
-        }
-        let get = |k: &str| get(k).filter(|v| !v.is_empty());
-        if let Some(v) = get("GUESTPASS_APP_NAME") {
-            self.app_name = v;
-        }
-        if let Some(v) = get("GUESTPASS_SITE_URL") {
-            self.site_url = v;
-        }
-        if let Some(v) = get("GUESTPASS_SECRET") {
-            self.secret = Some(Secret::new(v));
-        }
-        if let Some(v) = get("GUESTPASS_LISTEN") {
-            self.listen = parse("GUESTPASS_LISTEN", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_DATABASE_URL") {
-            self.database_url = Secret::new(v);
-        }
-        if let Some(v) = get("GUESTPASS_DATABASE_TIMEOUT_SECS") {
-            self.database_timeout_secs = parse("GUESTPASS_DATABASE_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_ADMIN_API_KEY") {
-            self.admin_api_key = Some(Secret::new(v));
-        }
-        if let Some(v) = get("GUESTPASS_SMTP_URL") {
-            self.smtp_url = Some(Secret::new(v));
-        }
-        if let Some(v) = get("GUESTPASS_EMAIL_FROM") {
-            self.email_from = v;
-        }
-        if let Some(v) = get("GUESTPASS_TRUSTED_PROXY_HEADER") {
-            self.trusted_proxy_header = Some(v);
-        }
-        if let Some(v) = get("GUESTPASS_TRUSTED_PROXIES") {
-            self.trusted_proxies = v
-                .split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect();
-        }
-        if let Some(v) = get("GUESTPASS_PROXY_HEADER") {
-            self.proxy_header = v;
-        }
-        if let Some(v) = get("GUESTPASS_PASSWORD_HASH_QUEUE") {
-            self.password_hash_queue = parse("GUESTPASS_PASSWORD_HASH_QUEUE", &v)?;
-        }
-        for (var, field) in [
-            (
-                "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL",
-                &mut self.rate_limit.sign_in_failures_per_email,
-            ),
-            (
-                "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_ADDRESS",
-                &mut self.rate_limit.sign_in_failures_per_address,
-            ),
-            (
-                "GUESTPASS_RATE_LIMIT_UPGRADE_PER_HOUR",
-                &mut self.rate_limit.upgrade_per_hour,
-            ),
-        ] {
-            if let Some(v) = get(var) {
-                *field = parse(var, &v)?;
-            }
-        }
-        if let Some(v) = get("GUESTPASS_TRUSTED_ORIGINS") {
-            self.trusted_origins = v
-                .split(',')
-                .map(|o| o.trim().to_string())
-                .filter(|o| !o.is_empty())
-                .collect();
-        }
-        if let Some(v) = get("GUESTPASS_REQUEST_READ_TIMEOUT_SECS") {
-            self.request_read_timeout_secs = parse("GUESTPASS_REQUEST_READ_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_CLEANUP_INTERVAL_SECS") {
-            self.cleanup_interval_secs = parse("GUESTPASS_CLEANUP_INTERVAL_SECS", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_EMAIL_CLAIM_DAYS") {
-            self.email_claim_days = parse("GUESTPASS_EMAIL_CLAIM_DAYS", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_SESSION_MAX_AGE_DAYS") {
-            self.session_max_age_days = parse("GUESTPASS_SESSION_MAX_AGE_DAYS", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE") {
-            self.rate_limit.anonymous_per_minute =
-                parse("GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_RATE_LIMIT_PASSWORD_RESET_PER_MINUTE") {
-            self.rate_limit.password_reset_per_minute =
-                parse("GUESTPASS_RATE_LIMIT_PASSWORD_RESET_PER_MINUTE", &v)?;
-        }
-        if let Some(v) = get("GUESTPASS_EMAIL_PASSWORD") {
-            self.auth_methods.email_password = parse("GUESTPASS_EMAIL_PASSWORD", &v)?;
-        }
-        let records = &mut self.records;
-        for (var, field) in [
-            (
-                "GUESTPASS_RECORDS_GUEST_MAX_RECORDS",
-                &mut records.guest_max_records,
-            ),
-            (
-                "GUESTPASS_RECORDS_GUEST_MAX_BYTES",
-                &mut records.guest_max_bytes,
-            ),
-            (
-                "GUESTPASS_RECORDS_ACCOUNT_MAX_RECORDS",
-                &mut records.account_max_records,
-            ),
-            (
-                "GUESTPASS_RECORDS_ACCOUNT_MAX_BYTES",
-                &mut records.account_max_bytes,
-            ),
-            (
-                "GUESTPASS_RECORDS_TOMBSTONE_RETENTION_DAYS",
-                &mut records.tombstone_retention_days,
-            ),
-        ] {
-            if let Some(v) = get(var) {
-                *field = parse(var, &v)?;
-            }
-        }
-        let enabled = match get("GUESTPASS_ANONYMOUS") {
-            Some(v) => parse("GUESTPASS_ANONYMOUS", &v)?,
-            None => self.auth_methods.anonymous.enabled(),
-        };
-        let max_age = match get("GUESTPASS_ANONYMOUS_MAX_AGE") {
-            Some(v) => Some(parse("GUESTPASS_ANONYMOUS_MAX_AGE", &v)?).filter(|s| *s > 0),
-            None => self.auth_methods.anonymous.max_age_secs(),
-        };
-        self.auth_methods.anonymous =
-            AnonymousSetting::Detailed(AnonymousOptions { enabled, max_age });
-        Ok(())
-    }
-
     /// [`Self::email_claim_days`] in milliseconds (at least one day).
     pub fn email_claim_lapse_ms(&self) -> i64 {
         let days = i64::try_from(self.email_claim_days.max(1)).unwrap_or(i64::MAX / 86_400_000);
@@ -506,134 +367,5 @@ pub const SECRET_MIN_BYTES: usize = 32;
 pub const ADMIN_KEY_MIN_CHARS: usize = 32;
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    #[test]
-    fn parses_the_spec_shape_and_env_overrides() {
-        let text = r#"
-            appName = "My App"
-            siteUrl = "https://auth.example.com"
-            secret = "s3cr3t"
-            adminApiKey = "k"
-            [authMethods]
-            anonymous = { enabled = true, maxAge = 2592000 }
-            emailPassword = true
-            [rateLimit]
-            anonymousPerMinute = 10
-            [socialProviders.google]
-            clientId = "abc"
-            issuer = "https://accounts.google.com"
-        "#;
-        let mut c = Config::from_toml(text).unwrap();
-        assert_eq!(c.auth_methods.anonymous.max_age_secs(), Some(2_592_000));
-        assert_eq!(c.rate_limit.anonymous_per_minute, 10);
-        assert_eq!(c.social_providers["google"].client_id, "abc");
-        let env = |k: &str| match k {
-            "GUESTPASS_RATE_LIMIT_ANONYMOUS_PER_MINUTE" => Some("0".to_string()),
-            "GUESTPASS_LISTEN" => Some("127.0.0.1:0".to_string()),
-            "GUESTPASS_RECORDS_GUEST_MAX_RECORDS" => Some("10".to_string()),
-            "GUESTPASS_SESSION_MAX_AGE_DAYS" => Some("30".to_string()),
-            "GUESTPASS_TRUSTED_ORIGINS" => {
-                Some(" https://a.example , https://b.example:8443".into())
-            }
-            "GUESTPASS_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".into()),
-            "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL" => Some("3".into()),
-            _ => None,
-        };
-        c.apply_env(env).unwrap();
-        assert_eq!(c.rate_limit.anonymous_per_minute, 0);
-        assert_eq!(c.listen.port(), 0);
-        assert_eq!(c.records.guest_max_records, 10);
-        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "::1"]);
-        assert_eq!(c.rate_limit.sign_in_failures_per_email, 3);
-        assert_eq!(c.session_max_age(), chrono::Duration::days(30));
-        assert_eq!(c.records.account_max_records, 50_000);
-        assert_eq!(
-            c.trusted_origins,
-            ["https://a.example", "https://b.example:8443"]
-        );
-        assert_eq!(c.auth_methods.anonymous.max_age_secs(), Some(2_592_000));
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("s3cr3t") && shown.contains("<redacted>"),
-            "{shown}"
-        );
-
-        let example = Config::from_toml(include_str!("../../../server.example.toml")).unwrap();
-        assert_eq!(
-            example.auth_methods.anonymous.max_age_secs(),
-            Some(2_592_000)
-        );
-        assert_eq!(example.rate_limit.anonymous_per_minute, 30);
-        assert_eq!(example.rate_limit.password_reset_per_minute, 10);
-        assert_eq!(example.request_read_timeout_secs, 20);
-        assert!(example.trusted_origins.is_empty(), "CORS closed by default");
-        assert_eq!(example.records.tombstone_retention_days, 90);
-        assert_eq!(example.session_max_age_days, 90);
-        assert_eq!(
-            Config::default().session_max_age(),
-            chrono::Duration::days(90)
-        );
-        assert_eq!(example.records.guest_max_bytes, 8 * 1024 * 1024);
-        assert_eq!(example.rate_limit.sign_in_failures_per_email, 10);
-        assert_eq!(example.rate_limit.sign_in_failures_per_address, 100);
-        assert_eq!(example.rate_limit.upgrade_per_hour, 20);
-        assert_eq!(example.password_hash_queue, DEFAULT_PASSWORD_HASH_QUEUE);
-        assert!(example.trusted_proxies.is_empty() && example.trusted_proxy_header.is_none());
-        assert_eq!(example.proxy_header, "x-forwarded-for");
-
-        let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
-        assert!(plain.auth_methods.anonymous.enabled());
-        assert!(Config::from_toml("bogus = 1").is_err());
-    }
-
-    #[test]
-    fn a_reachable_server_needs_long_secrets() {
-        let long = "k".repeat(32);
-        let with = |secret: Option<&str>, admin: Option<&str>| Config {
-            secret: secret.map(Secret::new),
-            admin_api_key: admin.map(Secret::new),
-            ..Config::default()
-        };
-        let public: SocketAddr = "0.0.0.0:3000".parse().unwrap();
-        for loopback in [
-            "127.0.0.1:0",
-            "127.8.9.1:3000",
-            "[::1]:3000",
-            "[::ffff:127.0.0.1]:1",
-        ] {
-            let at = loopback.parse().unwrap();
-            assert!(with(None, Some("short")).check_secrets(at).is_ok(), "{at}");
-        }
-        assert!(with(Some(&long), Some(&long)).check_secrets(public).is_ok());
-        // No admin key: the admin API is closed, nothing to guess.
-        assert!(with(Some(&long), None).check_secrets(public).is_ok());
-        let cases = [
-            (with(None, None), "secret is not set"),
-            (
-                with(Some("s3cr3t-but-short"), None),
-                "secret is shorter than 32 bytes",
-            ),
-            (
-                with(Some(&long), Some("adm1n-short")),
-                "adminApiKey is shorter than 32 characters",
-            ),
-        ];
-        for (config, why) in cases {
-            for at in [
-                public,
-                "[::]:3000".parse().unwrap(),
-                "192.0.2.1:443".parse().unwrap(),
-            ] {
-                let e = config.check_secrets(at).unwrap_err().to_string();
-                assert!(
-                    e.starts_with(why) && e.contains("openssl rand -base64 32"),
-                    "{e}"
-                );
-                assert!(!e.contains("s3cr3t") && !e.contains("adm1n"), "{e}");
-            }
-        }
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -320,6 +320,10 @@ pub trait Database:
     /// A cheap round trip.
     async fn ping(&self) -> DbResult<()>;
 
+    /// Whether the newest migration applied is this build's newest (`/readyz`): not
+    /// when a newer server has migrated the database past what this one knows.
+    async fn schema_is_current(&self) -> DbResult<bool>;
+
     /// The generated server secret, created by the first instance that asks.
     async fn secret_or_init(&self, candidate: &str, now: i64) -> DbResult<String>;
 

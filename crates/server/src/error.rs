@@ -1,5 +1,6 @@
-//! Every failure leaves the server as `{"code", "message"}` with the status of
-//! DESIGN.md §4. Internal details go to the log, never to the client.
+//! Every failure leaves the server as `{"code", "message", "requestId"}` with the
+//! status of DESIGN.md §4. Internal details go to the log, never to the client;
+//! `requestId` finds them there (request_id.rs).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,9 +76,23 @@ impl From<DbError> for Failure {
     }
 }
 
+/// The wire form: the typed error and, inside a request, its id.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(self.error)).into_response();
+        let body = Body {
+            code: self.error.code,
+            message: &self.error.message,
+            request_id: crate::request_id::current(),
+        };
+        let mut res = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);

@@ -99,6 +99,7 @@ pub async fn verify_password(password: String, stored: String) -> Option<bool> {
 #[derive(Debug, Clone)]
 pub struct HashQueue {
     slots: Arc<Semaphore>,
+    capacity: usize,
 }
 
 /// A taken slot: the one hash it admits runs while it is held.
@@ -111,9 +112,16 @@ const BUSY_RETRY_AFTER_SECS: u64 = 1;
 impl HashQueue {
     /// At least one slot, whatever `capacity` says.
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            slots: Arc::new(Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS))),
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
         }
+    }
+
+    /// Hashes waiting or running now (the metrics' gauge).
+    pub fn in_use(&self) -> usize {
+        self.capacity.saturating_sub(self.slots.available_permits())
     }
 
     /// A slot, or 503 `BUSY` with `Retry-After` when every slot is taken.

@@ -37,7 +37,13 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:3000 (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address for Prometheus metrics (GET /metrics), apart from the API.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
+    /// Check the config (the file, then GUESTPASS_… variables) as `serve` would,
+    /// without starting: run it before restarting a service on a changed file.
+    CheckConfig,
     /// Work directly on the database named by the config.
     Admin {
         #[command(subcommand)]
@@ -99,14 +105,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::CheckConfig = cli.command {
+        return check_config(cli.config.as_deref(), cli.database);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(url) = cli.database {
         config.database_url = Secret::new(url);
     }
     match cli.command {
-        Command::Serve { listen } => {
+        Command::CheckConfig => Ok(()),
+        Command::Serve {
+            listen,
+            metrics_listen,
+        } => {
             if let Some(addr) = listen {
                 config.listen = addr;
+            }
+            if metrics_listen.is_some() {
+                config.metrics_listen = metrics_listen;
             }
             let handle = guestpass_server::launch(config).await?;
             tokio::select! {
@@ -128,6 +144,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin(db, &config, command).await
         }
     }
+}
+
+/// `check-config`: parse errors come with toml's line and column; a rule broken by
+/// a parsed value is reported at the line that sets it.
+fn check_config(path: Option<&std::path::Path>, database: Option<String>) -> anyhow::Result<()> {
+    let mut config = Config::load(path)?;
+    if let Some(url) = database {
+        config.database_url = Secret::new(url);
+    }
+    let shown = path.map_or_else(|| "(no file)".to_owned(), |p| p.display().to_string());
+    if let Err(invalid) = config.validate(config.listen) {
+        let line = path
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| guestpass_server::config_check::line_of(&text, &invalid.setting));
+        match line {
+            Some(n) => bail!("{shown}:{n}: {invalid}"),
+            None => bail!("{shown}: {invalid}"),
+        }
+    }
+    println!("{shown}: the config is valid (listen {})", config.listen);
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -89,6 +89,7 @@ pub async fn push(
         } => {
             if accepted > 0 {
                 state.live.pushed(user_id);
+                state.metrics.records_pushed(u64::from(accepted));
             }
             Ok(Json(PushResponse {
                 accepted,
@@ -265,6 +266,9 @@ pub async fn pull(
     }
     let last = page.changes.last().map(|c| c.seq);
     let seq = last.unwrap_or(if reset { 0 } else { after });
+    state
+        .metrics
+        .records_pulled(u64::try_from(page.changes.len()).unwrap_or(u64::MAX));
     Ok(Json(PullResponse {
         cursor: format!("{}.{seq}", page.epoch),
         more: page.more,

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Router};
 use guestpass_proto::{routes, ErrorCode};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -35,7 +35,7 @@ use crate::state::{AppState, SharedState};
 use crate::writer::Writer;
 use crate::{
     account_care, admin, auth, better_auth_compat, cleanup, email_verification, link_social, live,
-    merge, password_reset, records, social_nonce, social_sign_in, store, upgrade,
+    merge, ops, password_reset, records, social_nonce, social_sign_in, store, upgrade,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +66,18 @@ pub struct ServerHandle {
     records_prune: Option<JoinHandle<()>>,
     /// PostgreSQL: this instance's LISTEN for pushes on other instances.
     listener: Option<JoinHandle<()>>,
+    /// `metricsListen`: where `GET /metrics` answers, and its task.
+    metrics: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics listener's address, when `metricsListen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// `http://127.0.0.1:PORT`
@@ -110,6 +117,7 @@ impl ServerHandle {
             self.cleanup.take(),
             self.records_prune.take(),
             self.listener.take(),
+            self.metrics.take().map(|(_, task)| task),
         ]
         .into_iter()
         .flatten()
@@ -164,9 +172,10 @@ pub async fn launch_with_clock(
     listener: TcpListener,
     clock: Arc<dyn Clock>,
 ) -> Result<ServerHandle, ServerError> {
-    // Checked before the database is touched: a typo fails fast.
+    // Checked before the database is touched: a typo fails fast (the same rules as
+    // `guestpass-server check-config`).
     config
-        .check_secrets(listener.local_addr()?)
+        .validate(listener.local_addr()?)
         .map_err(|e| ServerError::Config(e.to_string()))?;
     let cors = cors_layer(&config.trusted_origins)?;
     let state = Arc::new(build_state(config, clock).await?);
@@ -182,7 +191,18 @@ pub async fn launch_with_clock(
     }
     let (tx, rx) = oneshot::channel::<()>();
     let head_timeout = state.config.request_read_timeout();
-    let serve = tokio::spawn(serve(listener, app, head_timeout, rx));
+    let metrics = match state.config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let bound = listener.local_addr()?;
+            tracing::info!(%bound, "metrics on http://{bound}/metrics");
+            Some((bound, crate::ops::spawn_metrics(listener, state.clone())))
+        }
+        None => None,
+    };
+    let serve = tokio::spawn(serve(listener, app, head_timeout, rx, state.clone()));
     let anon = &state.config.auth_methods.anonymous;
     let cleanup = (state.config.cleanup_interval_secs > 0).then(|| {
         cleanup::spawn(
@@ -217,6 +237,7 @@ pub async fn launch_with_clock(
         cleanup,
         records_prune,
         listener: pg_listener,
+        metrics,
     })
 }
 
@@ -251,6 +272,7 @@ async fn serve(
     app: Router,
     head_timeout: Duration,
     stop: oneshot::Receiver<()>,
+    state: SharedState,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -282,7 +304,9 @@ async fn serve(
             hyper_util::service::TowerToHyperService::new(service),
         );
         let conn = graceful.watch(conn);
+        let open = state.metrics.connection();
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = conn.await {
                 // Timeouts and clients hanging up: routine, not worth more.
                 tracing::debug!(error = %e, "connection ended");
@@ -296,7 +320,7 @@ async fn serve(
 
 /// CORS for the configured browser origins only; `None` (no CORS headers at all,
 /// browsers refuse cross-origin calls) when there are none.
-fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServerError> {
+pub(crate) fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServerError> {
     if origins.is_empty() {
         return Ok(None);
     }
@@ -384,6 +408,8 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
         live: Arc::new(Live::default()),
         client_addr,
         hash_queue,
+        metrics: crate::metrics::Metrics::new()
+            .map_err(|e| ServerError::Config(format!("metrics: {e}")))?,
     })
 }
 
@@ -446,10 +472,21 @@ pub fn router(state: SharedState) -> Router {
                 ))),
         )
         .route(routes::SYNC_PULL, get(records::pull))
-        .route(routes::SYNC_EVENTS, get(live::events));
+        .route(routes::SYNC_EVENTS, get(live::events))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ));
     Router::new()
+        .route(ops::HEALTHZ, get(ops::healthz))
+        .route(ops::READYZ, get(ops::readyz))
+        .route(ops::HEALTH, get(ops::readyz))
+        // Before `nest`: a route layer covers the routes added so far only.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .nest(routes::BASE, api)
-        .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -457,26 +494,26 @@ pub fn router(state: SharedState) -> Router {
             state.config.request_read_timeout(),
         )))
         .layer(CatchPanicLayer::custom(panic_response))
-        // Spans carry the path only: a query string can hold a verification token.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
+        // Its events land in request_id's span (id, method, path), so no span here.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|_: &axum::http::Request<_>| tracing::Span::none()),
+        )
+        .layer(middleware::from_fn(crate::request_id::assign))
         .with_state(state)
 }
 
-async fn health(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Err(e) => Failure::from(e).into_response(),
-    }
+async fn not_found(State(state): State<SharedState>, method: Method) -> Failure {
+    let failure = Failure::new(ErrorCode::NotFound);
+    crate::metrics::count_unmatched(&state, method.as_str(), failure.status.as_u16());
+    failure
 }
 
-async fn not_found() -> Failure {
-    Failure::new(ErrorCode::NotFound)
-}
-
-async fn method_not_allowed() -> Failure {
-    Failure::new(ErrorCode::MethodNotAllowed).with_status(StatusCode::METHOD_NOT_ALLOWED)
+async fn method_not_allowed(State(state): State<SharedState>, method: Method) -> Failure {
+    let failure =
+        Failure::new(ErrorCode::MethodNotAllowed).with_status(StatusCode::METHOD_NOT_ALLOWED);
+    crate::metrics::count_unmatched(&state, method.as_str(), failure.status.as_u16());
+    failure
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -32,6 +32,8 @@ pub struct AppState {
     pub client_addr: crate::client_addr::ClientAddr,
     /// The slots of this server's password hashing (`passwordHashQueue`).
     pub hash_queue: crate::hashing::HashQueue,
+    /// Served on `metricsListen` (metrics.rs).
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub type SharedState = Arc<AppState>;

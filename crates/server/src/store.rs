@@ -67,6 +67,10 @@ pub struct PostgresStore {
     pub(crate) claim_lapse_ms: AtomicI64,
 }
 
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/server/sqlite");
+
 /// Opens the database named by `url`, runs the embedded migrations, and returns it.
 pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -87,9 +91,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             })
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("../../migrations/server/postgres")
-            .run(&pool)
-            .await?;
+        PG_MIGRATIONS.run(&pool).await?;
         Ok(Arc::new(PostgresStore {
             pool,
             readers: PgReaders::new(options, PG_READERS, timeout, PG_PING_IDLE),
@@ -109,9 +111,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("../../migrations/server/sqlite")
-            .run(&pool)
-            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Arc::new(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(None),
@@ -310,7 +310,7 @@ pub(crate) const USER_COLUMNS: &str =
                             metadata, created_at, updated_at, last_active_at";
 
 macro_rules! sql_store {
-    ($store:ty, $kind:literal, $skip_locked:literal) => {
+    ($store:ty, $kind:literal, $skip_locked:literal, $migrations:ident) => {
         impl $store {
             pub(crate) async fn insert_audit<'c, E>(exec: E, a: &AuditRow) -> Result<(), sqlx::Error>
             where
@@ -422,6 +422,15 @@ macro_rules! sql_store {
             async fn ping(&self) -> DbResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn schema_is_current(&self) -> DbResult<bool> {
+                let applied: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(applied == $migrations.iter().map(|m| m.version).max())
             }
 
             async fn secret_or_init(&self, candidate: &str, now: i64) -> DbResult<String> {
@@ -893,8 +902,13 @@ impl StoreDb for PostgresStore {
     type Db = sqlx::Postgres;
 }
 
-sql_store!(SqliteStore, "sqlite", "");
-sql_store!(PostgresStore, "postgres", " FOR UPDATE SKIP LOCKED");
+sql_store!(SqliteStore, "sqlite", "", SQLITE_MIGRATIONS);
+sql_store!(
+    PostgresStore,
+    "postgres",
+    " FOR UPDATE SKIP LOCKED",
+    PG_MIGRATIONS
+);
 
 /// Whether a connection handed back to the pool is fit to be used again. A
 /// transaction whose ROLLBACK failed (SQLite had already rolled it back itself, or

@@ -185,3 +185,82 @@ fn loopback_starts_with_anything_and_a_reachable_server_with_long_secrets() {
     let (child, _dir) = serve("0.0.0.0:0", Some(LONG_SECRET), None);
     assert_starts(child);
 }
+
+/// `check-config` before a restart: a bad file is refused with its line and the
+/// reason, nothing is started or touched; a good one passes.
+#[test]
+fn check_config_names_the_line_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guestpass-server"))
+            .arg("--config")
+            .arg(&path)
+            .arg("check-config")
+            .env_remove("GUESTPASS_CONFIG")
+            .env_remove("GUESTPASS_SECRET")
+            .env_remove("GUESTPASS_LISTEN")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let good = format!(
+        "listen = \"0.0.0.0:8080\"\nsecret = \"{LONG_SECRET}\"\ndatabaseUrl = \"sqlite:///var/lib/guestpass/server.db\"\ntrustedProxies = [\"10.0.0.0/8\"]\n"
+    );
+    let (ok, out) = check(&good);
+    assert!(ok && out.contains("the config is valid"), "{out}");
+
+    let cases = [
+        // A value of the wrong type: toml's line and column.
+        (
+            "appName = \"x\"\nlisten = 3000\n",
+            "line 2",
+            "expected socket address",
+        ),
+        // An unknown key (a typo).
+        (
+            "appName = \"x\"\n\ntrustedProxy = []\n",
+            "line 3",
+            "unknown field `trustedProxy`",
+        ),
+        // A parsed value that breaks a rule: the line that sets it.
+        (
+            "listen = \"0.0.0.0:8080\"\nsecret = \"short\"\n",
+            "server.toml:2:",
+            "secret is shorter than 32 bytes",
+        ),
+        (
+            "appName = \"x\"\ntrustedProxies = [\"10.0.0.0/33\"]\n",
+            "server.toml:2:",
+            "is not an address or CIDR",
+        ),
+        (
+            "appName = \"x\"\ntrustedOrigins = [\"app.example.com\"]\n",
+            "server.toml:2:",
+            "is not an origin",
+        ),
+    ];
+    for (text, line, reason) in cases {
+        let (ok, out) = check(text);
+        assert!(!ok, "accepted:\n{text}\n{out}");
+        assert!(out.contains(line) && out.contains(reason), "{text}\n{out}");
+        assert!(
+            !out.contains("short\""),
+            "the secret's value is not echoed: {out}"
+        );
+    }
+    assert!(!dir.path().join("guestpass-server.db").exists());
+
+    // The shipped example is valid as shipped.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../server.example.toml");
+    let (ok, out) = check(&std::fs::read_to_string(example).unwrap());
+    assert!(ok, "{out}");
+}

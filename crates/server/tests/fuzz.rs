@@ -6,7 +6,7 @@
 //! holds; it holds its own accounts' tokens, near-misses of the victims' tokens,
 //! junk, and (for read-only admin routes) the admin key. Properties, per request:
 //! never a 5xx (a panic is caught and answered 500, so this covers panics), and
-//! every error is `{code, message}` JSON with a code from the server's closed set.
+//! every error is `{code, message, requestId}` JSON with a code from the server's closed set.
 //! After the run: the victims' rows are byte-for-byte as before and their tokens
 //! still work.
 //!
@@ -451,7 +451,7 @@ fn path() -> impl Strategy<Value = String> {
     let known = prop::sample::select(ROUTES.to_vec());
     let route = prop_oneof![
         8 => known.clone().prop_map(|r| format!("{}{r}", routes::BASE)),
-        1 => Just("/health".to_string()),
+        1 => prop::sample::select(vec!["/health", "/healthz", "/readyz"]).prop_map(String::from),
         2 => (known, 0..7usize, "[a-zA-Z0-9%._-]{0,12}").prop_map(|(r, how, junk)| {
             let full = format!("{}{r}", routes::BASE);
             match how {
@@ -1139,7 +1139,14 @@ fn check_answer(
     let obj = v
         .as_object()
         .ok_or_else(|| TestCaseError::fail(format!("{status}: not an object: {shown}")))?;
-    prop_assert_eq!(obj.len(), 2, "only code and message: {}", shown);
+    prop_assert_eq!(obj.len(), 3, "only code, message and requestId: {}", shown);
+    prop_assert!(
+        obj["requestId"]
+            .as_str()
+            .is_some_and(|id| id.len() == 26 && id.bytes().all(|b| b.is_ascii_alphanumeric())),
+        "requestId is the server's ULID, never an echo of the request: {}",
+        shown
+    );
     let code: ErrorCode = serde_json::from_value(obj["code"].clone())
         .map_err(|_| TestCaseError::fail(format!("code not a string: {shown}")))?;
     prop_assert!(

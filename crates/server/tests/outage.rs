@@ -361,6 +361,13 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
             503,
             "SERVICE_UNAVAILABLE",
         );
+        // The load balancer's view: the instance is alive but not ready.
+        assert_error(
+            &server.get("/readyz", None).await,
+            503,
+            "SERVICE_UNAVAILABLE",
+        );
+        assert_eq!(server.get("/healthz", None).await.0, 200, "alive meanwhile");
 
         load.phase.store(up + STARTING, Ordering::SeqCst);
         tokio::task::block_in_place(|| cluster.pg_ctl(&["start"]));
@@ -377,6 +384,17 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
             },
         )
         .await;
+        // Ready again once the database answers (a pooled connection cut by the
+        // restart may fail one probe before it is replaced).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = server.get("/readyz", None).await;
+            if ready.0 == 200 {
+                assert_eq!(ready.1, json!({"status": "ready"}));
+                break;
+            }
+            assert!(Instant::now() < deadline, "still not ready: {ready:?}");
+        }
 
         let samples = load.samples.lock().unwrap().clone();
         load.assert_no_faults();

@@ -244,7 +244,8 @@ impl TestServer {
     }
 
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with('/') && !path.starts_with("/api/") && path != "/health" {
+        let top_level = ["/health", "/healthz", "/readyz"].contains(&path);
+        if path.starts_with('/') && !path.starts_with("/api/") && !top_level {
             format!("{}/api/auth{}", self.base, path)
         } else {
             format!("{}{}", self.base, path)

@@ -4,7 +4,7 @@
 //! - `/readyz`: the database answers and its schema is this build's (a load balancer
 //!   sends no traffic to an instance that would answer 503, or that a newer
 //!   release has migrated past);
-//! - `/health`: the old name of `/readyz`, kept for existing probes;
+//! - `/health`: the old name of `/readyz` with its old body, kept for existing probes;
 //! - `GET /metrics` on the separate `metricsListen` address (metrics.rs).
 
 use axum::extract::State;
@@ -28,17 +28,29 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<SharedState>) -> Response {
-    if let Err(e) = state.db.ping().await {
-        return Failure::from(e).into_response();
+    match ready(&state).await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(failure) => failure.into_response(),
     }
-    match state.db.schema_is_current().await {
-        Ok(true) => Json(json!({ "status": "ready" })).into_response(),
-        Ok(false) => Failure::new(ErrorCode::ServiceUnavailable)
-            .with_message(
-                "The database was migrated by a newer guestpass-server; upgrade this instance",
-            )
-            .into_response(),
-        Err(e) => Failure::from(e).into_response(),
+}
+
+/// `/health`, as it answered before `/readyz` existed (`{"status":"ok"}`), so
+/// existing probes that read the body keep working.
+pub async fn health(State(state): State<SharedState>) -> Response {
+    match ready(&state).await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+async fn ready(state: &SharedState) -> Result<(), Failure> {
+    state.db.ping().await?;
+    if state.db.schema_is_current().await? {
+        Ok(())
+    } else {
+        Err(Failure::new(ErrorCode::ServiceUnavailable).with_message(
+            "The database was migrated by a newer guestpass-server; upgrade this instance",
+        ))
     }
 }
 

@@ -480,7 +480,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route(ops::HEALTHZ, get(ops::healthz))
         .route(ops::READYZ, get(ops::readyz))
-        .route(ops::HEALTH, get(ops::readyz))
+        .route(ops::HEALTH, get(ops::health))
         // Before `nest`: a route layer covers the routes added so far only.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

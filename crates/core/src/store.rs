@@ -12,28 +12,6 @@ use crate::error::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/client");
 
-/// A database a newer app migrated (its newest migration is unknown here) is refused
-/// before the migrator runs: this build would read and write tables whose meaning it
-/// does not know. sqlx would refuse too, but with a message about migration numbers.
-async fn refuse_newer(pool: &SqlitePool, shown: &str) -> Result<()> {
-    let newest_known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> = match sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-        .fetch_one(pool)
-        .await
-    {
-        Ok(v) => v,
-        // A new file: nothing migrated yet.
-        Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => None,
-        Err(e) => return Err(Error::from_sqlx(shown, e)),
-    };
-    if applied.is_some_and(|v| v > newest_known) {
-        return Err(Error::DatabaseTooNew {
-            path: shown.to_owned(),
-        });
-    }
-    Ok(())
-}
-
 pub const DB_FILE: &str = "guestpass.db";
 
 #[derive(Clone, Debug)]
@@ -90,14 +68,20 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(|e| Error::from_sqlx(&shown, e))?;
-        if let Err(e) = refuse_newer(&pool, &shown).await {
+        if let Err(e) = MIGRATOR.run(&pool).await {
+            // No file of the store stays open behind a refused open ("Try again").
             pool.close().await;
-            return Err(e);
+            return Err(match e {
+                sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
+                // An applied migration this build lacks: a newer app migrated the file.
+                // The migrator checks that before it applies anything, so the file is
+                // left exactly as it was.
+                sqlx::migrate::MigrateError::VersionMissing(_) => Error::DatabaseTooNew {
+                    path: shown.clone(),
+                },
+                other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),
+            });
         }
-        MIGRATOR.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(inner) => Error::from_sqlx(&shown, inner),
-            other => Error::from_sqlx(&shown, sqlx::Error::Migrate(Box::new(other))),
-        })?;
         Ok(Self {
             pool,
             path: shown,

@@ -79,8 +79,8 @@ impl From<DbError> for Failure {
 /// The wire form: the typed error and, inside a request, its id.
 #[derive(serde::Serialize)]
 struct Body<'a> {
-    code: ErrorCode,
-    message: &'a str,
+    #[serde(flatten)]
+    error: &'a ApiError,
     #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
 }
@@ -88,8 +88,7 @@ struct Body<'a> {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let body = Body {
-            code: self.error.code,
-            message: &self.error.message,
+            error: &self.error,
             request_id: crate::request_id::current(),
         };
         let mut res = (self.status, Json(body)).into_response();

@@ -109,12 +109,11 @@ impl Metrics {
     }
 
     fn observe(&self, route: &str, method: &str, status: u16, secs: f64) {
-        let status = status.to_string();
         self.requests
-            .with_label_values(&[route, method, &status])
+            .with_label_values(&[route, method, &status.to_string()])
             .inc();
         self.latency.with_label_values(&[route]).observe(secs);
-        if status == "429" {
+        if status == 429 {
             self.rate_limited.with_label_values(&[route]).inc();
         }
     }

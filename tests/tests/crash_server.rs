@@ -104,7 +104,8 @@ async fn postgres_server_killed_mid_social_sign_in() {
     }
 }
 
-/// `POST /social/nonce` and `sign-in/social` (issue 14) with the server SIGKILLed at a
+/// `POST /social/nonce` and `sign-in/social` (issue 14), and `GET /providers` (issue
+/// 15), with the server SIGKILLed at a
 /// random instant after the sign-in was sent: after the restart a nonce issued before
 /// the kill still works (it is signed, not stored), a token the server had answered
 /// 200 is a replay (401), a token whose answer was lost either signs in now or was
@@ -143,14 +144,36 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
                 .timeout(Duration::from_secs(10))
                 .send(),
         );
+        // The settings screen's read (issue 15), in flight at the kill too.
+        let asked = tokio::spawn(http.get(api("/providers")).send());
         tokio::time::sleep(Duration::from_micros(rng.gen_range(0..30_000))).await;
         server.kill();
         let answered = match sent.await.unwrap() {
             Ok(r) => Some(r.status().as_u16()),
             Err(_) => None,
         };
+        if let Ok(r) = asked.await.unwrap() {
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "round {round}: providers at the kill"
+            );
+        }
         check_server_db(&db, &format!("social round {round} after the kill")).await;
         server.start().await;
+        let providers: serde_json::Value = http
+            .get(api("/providers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            providers["providers"],
+            json!([{"name": "acme", "issuer": idp.issuer, "clientId": "crash-client"}]),
+            "round {round}: the restarted server's providers"
+        );
         let again = http
             .post(api("/sign-in/social"))
             .json(&body)

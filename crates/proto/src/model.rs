@@ -272,6 +272,37 @@ pub struct SocialNonceResponse {
     pub expires_at: DateTime<Utc>,
 }
 
+/// `GET /providers`: who answers (so the app's settings can tell a Guestpass server
+/// from a Better Auth one) and the social providers it accepts, with their public
+/// client ids only, so a person never types one in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvidersResponse {
+    pub server: ServerInfo,
+    pub providers: Vec<ProviderInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    /// Always `guestpass` on the reference server.
+    pub name: String,
+    /// The server's version (`0.1.0`).
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderInfo {
+    /// The name the server knows it by (`[socialProviders.<name>]`), e.g. `google`.
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+}
+
+/// The `name` of [`ServerInfo`] on the reference server.
+pub const GUESTPASS_SERVER_NAME: &str = "guestpass";
+
 /// `POST /sign-in/social`: sign in with a provider identity (or create a full account).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

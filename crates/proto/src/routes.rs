@@ -27,6 +27,9 @@ pub const SIGN_UP_EMAIL: &str = "/sign-up/email";
 /// Bearer, full account: `{provider, idToken, nonce?}` links that provider
 /// identity to the signed-in account (issue 14: proving an email claim first).
 pub const LINK_SOCIAL: &str = "/link-social";
+/// Unauthenticated: the server's name and version and its social providers
+/// (public client ids), for the app's settings screen (issue 15).
+pub const PROVIDERS: &str = "/providers";
 
 // Account care (issue 13; crates/server/README.md "Account care").
 /// `POST {email, redirectTo?}`: mails a single-use reset link (1 h); same answer

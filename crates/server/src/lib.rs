@@ -40,6 +40,7 @@ pub mod ops;
 pub mod pages;
 pub mod password_reset;
 mod pg_readers;
+pub mod providers;
 pub mod ratelimit;
 mod readers;
 pub mod records;

@@ -430,6 +430,7 @@ pub fn router(state: SharedState) -> Router {
         .route(routes::SIGN_IN_SOCIAL, post(social_sign_in::sign_in_social))
         .route(routes::LINK_SOCIAL, post(link_social::link_social))
         .route(routes::SOCIAL_NONCE, post(social_nonce::social_nonce))
+        .route(routes::PROVIDERS, get(crate::providers::providers))
         .route(routes::MERGE, post(merge::merge))
         // Account care (issue 13). The two pages a mailed link opens answer GET
         // (a page or `{valid}`, changing nothing) and POST (the change).

@@ -97,6 +97,7 @@ const ROUTES: &[&str] = &[
     routes::CHANGE_PASSWORD,
     routes::DELETE_USER,
     routes::EXPORT,
+    routes::PROVIDERS,
 ];
 
 /// The routes that answer a browser with a page (issue 13).
@@ -1071,6 +1072,7 @@ fn method_of(case: &Case) -> Method {
         routes::ADMIN_AUDIT_LOG,
         routes::SYNC_PULL,
         routes::SYNC_EVENTS,
+        routes::PROVIDERS,
         "/health",
     ];
     if gets.iter().any(|g| case.path.contains(g)) {

@@ -3,7 +3,8 @@
 //! token, email sign-in, sign-up, a merge, a social sign-in, the admin API with its
 //! key, account care (a password reset through its mailed link and page, a
 //! verification resent and confirmed, a password change, an account deleted with
-//! its password), and refusals of each — every
+//! its password), and refusals of each — and what the settings screen and "Copy
+//! diagnostics" show (issue 15): every
 //! byte of every SQLite file (database, WAL, SHM) of both devices and the server,
 //! everything the app core and the server logged at DEBUG, and every error message
 //! are searched for the session tokens, the password, the admin key and the ID
@@ -579,6 +580,20 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
     );
 
     messages.extend(recorder.error_bodies.lock().unwrap().iter().cloned());
+    // Issue 15: what the settings screen reads from the server, and the
+    // diagnostics a person pastes into a support request.
+    let (status, providers) = server.get("/providers", None).await;
+    assert_eq!(status, 200, "{providers}");
+    assert_eq!(providers["providers"][0]["clientId"], CLIENT_ID);
+    messages.push(providers.to_string());
+    let about = guestpass_core::About {
+        app_version: "test".into(),
+        data_dir: device_a.dir.path().display().to_string(),
+        overrides: Vec::new(),
+    };
+    let diagnostics = a.diagnostics(&about).await;
+    assert!(diagnostics.contains("Sync: "), "{diagnostics}");
+    messages.push(diagnostics);
     // The device made its next token itself and sent only its SHA-256: the token
     // device A now holds is the one the upgrade named (so the scan below covers
     // the pending token), and no pending token is left behind.

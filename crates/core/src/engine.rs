@@ -29,6 +29,8 @@ pub(crate) struct Engine {
     /// Whether this process already erased a queued password left without its row.
     swept: AtomicBool,
     wake: Notify,
+    /// The last few reasons sync stopped, for "Copy diagnostics".
+    pub(crate) problems: crate::diagnostics::Problems,
 }
 
 impl Engine {
@@ -45,6 +47,7 @@ impl Engine {
             pass: Mutex::new(()),
             swept: AtomicBool::new(false),
             wake: Notify::new(),
+            problems: crate::diagnostics::Problems::default(),
         }
     }
 }
@@ -227,6 +230,9 @@ impl Guestpass {
 
     fn publish(&self, f: impl FnOnce(&mut SyncStatus)) {
         self.sync.status.send_modify(f);
+        if let Some(reason) = self.sync.status.borrow().reason.clone() {
+            self.sync.problems.note(reason);
+        }
     }
 
     async fn current_user(&self) -> Option<String> {
@@ -328,16 +334,22 @@ impl Guestpass {
         let Some(backend) = self.sync.backend.clone() else {
             return;
         };
-        if backend.dialect() == Dialect::Guestpass {
-            // Live "pull now" from the server; the loop below is the fallback.
-            let me = Arc::clone(&self);
-            tokio::spawn(async move {
-                records::live::run(&me.store, &me.vault, &backend, &me.sync.wake, |f| {
+        // Live "pull now" from the server, with the polling loop below as the
+        // fallback. Both run in this one future (not a spawned task), so whoever
+        // aborts the sync task (the app, when the settings change the backend) stops
+        // them both.
+        let live = async {
+            if backend.dialect() == Dialect::Guestpass {
+                records::live::run(&self.store, &self.vault, &backend, &self.sync.wake, |f| {
                     backoff(f, None)
                 })
                 .await
-            });
-        }
+            }
+        };
+        tokio::join!(live, self.poll_forever());
+    }
+
+    async fn poll_forever(&self) {
         let mut failures = 0u32;
         loop {
             let (status, hint) = self.pass().await;

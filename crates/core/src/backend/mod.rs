@@ -10,9 +10,11 @@ mod accounts;
 mod better_auth;
 mod care;
 mod guestpass;
+mod probe;
 mod records;
 
 pub use accounts::Merged;
+pub use probe::{probe, Reached, NOTHING_ANSWERS};
 
 use std::time::Duration;
 

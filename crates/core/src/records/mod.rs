@@ -98,6 +98,20 @@ pub(crate) async fn enqueue(
     Ok(())
 }
 
+/// The device's user moved to another server (the settings changed the backend):
+/// that server holds none of its changes. Queues each record's whole state once
+/// (a note's Automerge save loads as a change; a preference's stored `{value, hlc}`
+/// is its change) and forgets the old server's cursor, so the first pass there
+/// pushes everything and pulls from the start.
+pub(crate) async fn reseed(conn: &mut SqliteConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    pass::queue_snapshots(conn, user_id).await?;
+    sqlx::query("DELETE FROM record_sync WHERE user_id = ?")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Stores a record's state after `pulled` changes from the server were folded
 /// in, counting them towards its next snapshot (compaction). Only pulled changes
 /// count: the device's own come back in its pull too, so the count is the length

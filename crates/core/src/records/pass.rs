@@ -350,7 +350,10 @@ async fn apply_and_advance(
 }
 
 /// Every local record of the user, whole, into the outbox (pushes are idempotent).
-async fn queue_snapshots(conn: &mut SqliteConnection, user_id: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn queue_snapshots(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO record_outbox (user_id, collection, id, change, deleted, schema_version, created_at)
          SELECT user_id, collection, id, doc, deleted, schema_version, ? FROM records WHERE user_id = ?

@@ -14,6 +14,7 @@ import { initFatal, showFatal } from "./screens/fatal.js";
 import { initForgotPassword } from "./screens/forgot-password.js";
 import { initMerge } from "./screens/merge.js";
 import { initNotes, refreshNotes } from "./screens/notes.js";
+import { initSettings } from "./screens/settings.js";
 import { initSignIn } from "./screens/sign-in.js";
 import { initSyncStatus } from "./screens/sync-status.js";
 import { initUpgrade, openForm, renderSocialButtons } from "./screens/upgrade.js";
@@ -89,6 +90,7 @@ window.addEventListener("DOMContentLoaded", () => {
   initDeleteAccount();
   initExport();
   initVerify();
+  initSettings();
   initSyncStatus();
   initFatal(initSession);
   syncApi.onChange(onSyncStatus);

@@ -61,6 +61,14 @@ export const careApi = {
   exportData: () => call("export_data"),
 };
 
+export const settingsApi = {
+  get: () => call("settings"),
+  /** Who answers at `url`: `{dialect, version, providers, message}` or an error. */
+  check: (url) => call("check_backend", { url }),
+  save: ({ backendUrl, offlineOnly }) => call("save_settings", { settings: { backendUrl, offlineOnly } }),
+  diagnostics: () => call("diagnostics"),
+};
+
 export const syncApi = {
   status: () => call("sync_status"),
   now: () => call("sync_now"),

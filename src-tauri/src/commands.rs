@@ -1,12 +1,14 @@
 //! Tauri commands: each delegates to `guestpass-core` and returns errors as
 //! `{code, message}` for the UI to branch on.
 
+use guestpass_core::backend::Reached;
 use guestpass_core::{GuestSummary, Note, SignInChoice, SignInOutcome, SyncStatus, UpgradeOutcome};
 use guestpass_proto::{ApiError, SessionResponse, User};
 use secrecy::SecretString;
 use tauri::{AppHandle, State};
 
 use crate::opener::SystemBrowser;
+use crate::settings::{SaveSettings, Saved, SettingsView};
 use crate::state::AppState;
 
 type Reply<T> = Result<T, ApiError>;
@@ -261,4 +263,29 @@ pub(crate) async fn export_data(
     };
     core.export_to_file(&path).await.map_err(api)?;
     Ok(Some(path.display().to_string()))
+}
+
+// The settings screen (settings.rs).
+
+#[tauri::command]
+pub(crate) async fn settings(state: State<'_, AppState>) -> Reply<SettingsView> {
+    crate::settings::view(&state).await
+}
+
+#[tauri::command]
+pub(crate) async fn check_backend(url: String) -> Reply<Reached> {
+    crate::settings::check(&url).await
+}
+
+#[tauri::command]
+pub(crate) async fn save_settings(
+    state: State<'_, AppState>,
+    settings: SaveSettings,
+) -> Reply<Saved> {
+    crate::settings::save(&state, settings).await
+}
+
+#[tauri::command]
+pub(crate) async fn diagnostics(state: State<'_, AppState>) -> Reply<String> {
+    crate::settings::diagnostics(&state).await
 }

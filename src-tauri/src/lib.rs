@@ -4,6 +4,7 @@
 mod commands;
 mod opener;
 mod save_dialog;
+mod settings;
 mod state;
 
 use tauri::Manager;
@@ -54,6 +55,10 @@ pub fn run() {
             commands::delete_account,
             commands::require_full_account,
             commands::export_data,
+            commands::settings,
+            commands::check_backend,
+            commands::save_settings,
+            commands::diagnostics,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"));
     if let Err(e) = result {

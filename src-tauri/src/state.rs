@@ -1,9 +1,9 @@
 //! What the app manages: the core, or the reason it could not open (shown by the UI).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use guestpass_core::{Config, Dialect, Guestpass, SocialProvider};
+use guestpass_core::{settings, Config, Guestpass};
 use guestpass_proto::{ApiError, ErrorCode};
 use tauri::{AppHandle, Emitter, Manager};
 
@@ -12,7 +12,14 @@ use tauri::{AppHandle, Emitter, Manager};
 /// works once the person has fixed the cause, without restarting the app.
 pub(crate) struct AppState {
     app: AppHandle,
-    opened: tokio::sync::Mutex<Option<Arc<Guestpass>>>,
+    opened: tokio::sync::Mutex<Option<Opened>>,
+}
+
+/// A core and the two tasks that belong to it (its sync loop, and the forwarding of
+/// its status to the UI), stopped together when the settings change the backend.
+struct Opened {
+    core: Arc<Guestpass>,
+    tasks: [tauri::async_runtime::JoinHandle<()>; 2],
 }
 
 impl AppState {
@@ -29,8 +36,8 @@ impl AppState {
 
     pub(crate) async fn core(&self) -> Result<Arc<Guestpass>, ApiError> {
         let mut slot = self.opened.lock().await;
-        if let Some(core) = slot.as_ref() {
-            return Ok(core.clone());
+        if let Some(opened) = slot.as_ref() {
+            return Ok(opened.core.clone());
         }
         let opened = match config(&self.app) {
             Ok(config) => Guestpass::open(config).await.map_err(|e| e.to_api()),
@@ -39,8 +46,11 @@ impl AppState {
         match opened {
             Ok(core) => {
                 let core = Arc::new(core);
-                start_sync(&self.app, core.clone());
-                *slot = Some(core.clone());
+                let tasks = start_sync(&self.app, core.clone());
+                *slot = Some(Opened {
+                    core: core.clone(),
+                    tasks,
+                });
                 Ok(core)
             }
             Err(e) => {
@@ -49,13 +59,30 @@ impl AppState {
             }
         }
     }
+
+    /// Stops the core's sync and opens it again with the settings as now saved. A
+    /// command still holding the old core finishes on it; its store is the same file.
+    pub(crate) async fn reopen(&self) -> Result<Arc<Guestpass>, ApiError> {
+        if let Some(old) = self.opened.lock().await.take() {
+            for task in old.tasks {
+                task.abort();
+            }
+        }
+        self.core().await
+    }
+
+    pub(crate) fn app(&self) -> &AppHandle {
+        &self.app
+    }
 }
 
 /// The background sync loop, and its status forwarded to the UI as `sync-status`.
-fn start_sync(app: &AppHandle, core: Arc<Guestpass>) {
+fn start_sync(app: &AppHandle, core: Arc<Guestpass>) -> [tauri::async_runtime::JoinHandle<()>; 2] {
     let mut changes = core.subscribe_sync();
     let handle = app.clone();
-    tauri::async_runtime::spawn(async move {
+    // The first status of a reopened core is news to the UI too.
+    changes.mark_changed();
+    let forward = tauri::async_runtime::spawn(async move {
         while changes.changed().await.is_ok() {
             let status = changes.borrow_and_update().clone();
             if let Err(e) = handle.emit("sync-status", status) {
@@ -63,80 +90,42 @@ fn start_sync(app: &AppHandle, core: Arc<Guestpass>) {
             }
         }
     });
-    tauri::async_runtime::spawn(core.run_sync());
+    [tauri::async_runtime::spawn(core.run_sync()), forward]
 }
 
-/// Settings a person may keep in `settings.json` in the data dir; the environment
-/// (`GUESTPASS_BACKEND_URL`, `GUESTPASS_BACKEND_DIALECT`) overrides them.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Settings {
-    backend_url: Option<String>,
-    backend_dialect: Option<String>,
-    /// `[{"name": "google", "issuer": "…", "clientId": "…"}]`: public client ids only;
-    /// any client secret stays on the server.
-    #[serde(default)]
-    social_providers: Vec<SocialProvider>,
-}
+/// The backend a build for end users starts with when nothing else is set: a
+/// build-time setting (`GUESTPASS_DEFAULT_BACKEND_URL` when compiling), empty in this
+/// repository, so an installed app starts "On this device only" until one is set.
+pub(crate) const BUILD_DEFAULT_BACKEND: Option<&str> = option_env!("GUESTPASS_DEFAULT_BACKEND_URL");
 
-fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.trim().is_empty())
 }
 
-fn read_settings(data_dir: &Path) -> Result<Settings, ApiError> {
-    let path = data_dir.join("settings.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("{} is not valid: {e}", path.display()),
-            )
-        }),
-        Err(_) => Ok(Settings::default()),
-    }
-}
-
-/// `GUESTPASS_DATA_DIR` and `GUESTPASS_KEYRING_SERVICE` let tests and side-by-side
-/// installs keep their own data; by default the platform's app data dir and the app id.
-fn config(app: &AppHandle) -> Result<Config, ApiError> {
-    let data_dir = match env("GUESTPASS_DATA_DIR") {
-        Some(dir) => PathBuf::from(dir),
+/// `GUESTPASS_DATA_DIR` lets tests and side-by-side installs keep their own data; by
+/// default the platform's app data dir.
+pub(crate) fn data_dir(app: &AppHandle) -> Result<PathBuf, ApiError> {
+    match env("GUESTPASS_DATA_DIR") {
+        Some(dir) => Ok(PathBuf::from(dir)),
         None => app.path().app_data_dir().map_err(|e| {
             ApiError::new(
                 ErrorCode::DatabaseError,
                 format!("No data folder for the app: {e}"),
             )
-        })?,
-    };
-    let settings = read_settings(&data_dir)?;
+        }),
+    }
+}
+
+/// `GUESTPASS_KEYRING_SERVICE` keeps a test's secrets apart; by default the app id.
+fn config(app: &AppHandle) -> Result<Config, ApiError> {
+    let data_dir = data_dir(app)?;
+    let resolved = settings::resolve(settings::read(&data_dir)?, env, BUILD_DEFAULT_BACKEND)?;
     let keyring_service =
         env("GUESTPASS_KEYRING_SERVICE").unwrap_or_else(|| app.config().identifier.clone());
-    let url = env("GUESTPASS_BACKEND_URL").or(settings.backend_url);
-    let dialect = env("GUESTPASS_BACKEND_DIALECT")
-        .or(settings.backend_dialect)
-        .unwrap_or_else(|| "guestpass".into());
-    let backend = match url {
-        Some(url) => Some((
-            url,
-            dialect
-                .parse::<Dialect>()
-                .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?,
-        )),
-        None => None,
-    };
-    let social = match env("GUESTPASS_SOCIAL_PROVIDERS") {
-        Some(json) => serde_json::from_str(&json).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("GUESTPASS_SOCIAL_PROVIDERS is not valid: {e}"),
-            )
-        })?,
-        None => settings.social_providers,
-    };
     Ok(Config {
         data_dir,
         keyring_service,
-        backend,
-        social,
+        backend: resolved.backend,
+        social: resolved.social,
     })
 }

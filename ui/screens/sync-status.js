@@ -40,6 +40,7 @@ export function describe(status) {
   } else if (status.state === "upToDate" && status.lastSavedAt) {
     text = `Saved to the server at ${formatTime(status.lastSavedAt)}`;
   }
+  if (status.state === "localOnly") title = "No server is set. To sync, open Settings in the account menu.";
   if (refused > 0) {
     text += ` · ${refused === 1 ? "1 change" : `${refused} changes`} refused`;
     title = `${title ? `${title} ` : ""}The server refused ${plural(refused, "change")} (too large or over the storage quota); they stay on this computer.`;

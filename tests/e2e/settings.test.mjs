@@ -131,10 +131,34 @@ test("the settings screen checks a server before saving and the guest registers 
       assert.match(await text(app, "#social"), /Continue with Mock/);
     });
 
-    // A relaunch keeps the saved server.
+    // A relaunch keeps the saved server; "Work offline only" stops syncing and keeps
+    // the address for the day it is unticked.
     await withApp(driver, "settings-relaunch", async (app) => {
       const pill = await visible(app, "#sync-status");
       await app.wait(async () => (await pill.getAttribute("data-state")) === "upToDate", 20000, "the saved server is used after a relaunch");
+      await openSettings(app);
+      await app.findElement(By.css("#settings-offline")).click();
+      assert.equal(await app.findElement(By.css("#settings-url")).isEnabled(), false, "the address is not used while offline only");
+      await app.findElement(By.css("#settings-save")).click();
+      const reached = await visible(app, "#settings-reached");
+      await app.wait(until.elementTextIs(reached, "Saved. Everything stays on this device."), 10000);
+      assert.deepEqual(
+        (({ backendUrl, offlineOnly }) => ({ backendUrl, offlineOnly }))(JSON.parse(readFileSync(settingsFile, "utf8"))),
+        { backendUrl: server.url, offlineOnly: true },
+      );
+      await app.findElement(By.css("#settings-close")).click();
+      await app.wait(until.elementTextIs(pill, "On this device only"), 10000);
+      await app.findElement(By.css("#note-input")).sendKeys("Written offline only");
+      await app.findElement(By.css("#note-add")).click();
+      await app.wait(async () => (await pill.getAttribute("title")).startsWith("No server is set"), 10000);
+      assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM record_outbox"), "1", "kept for later, not sent");
+
+      await openSettings(app);
+      await app.findElement(By.css("#settings-offline")).click();
+      await app.findElement(By.css("#settings-save")).click();
+      await app.wait(until.elementTextMatches(reached, /^Reached Guestpass server .* Saved\. Syncing with /), 15000);
+      await app.findElement(By.css("#settings-close")).click();
+      await app.wait(async () => (await pill.getAttribute("data-state")) === "upToDate" && (await pill.getAttribute("data-pending")) === "0", 20000, "the note written offline went up");
     });
   } finally {
     await driver.stop();

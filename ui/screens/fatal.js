@@ -12,7 +12,7 @@ const FATAL_HINTS = {
   DATABASE_CORRUPT: "Your data file was not changed. Move it aside to start fresh, or restore it from a backup, then press Try again.",
   DATABASE_READ_ONLY: "Nothing was changed. Check that the disk has free space and the data folder can be written, then press Try again.",
   DISK_FULL: "Nothing was changed and everything saved before is intact. Free some space on the disk, then press Try again.",
-  DATABASE_TOO_NEW: "Your data is intact, but this version of Guestpass is older than the one that saved it last. Install the newer version again (or a later one) and open it from there.",
+  DATABASE_TOO_NEW: "Your notes are all still in that file. An older Guestpass cannot read what a newer one wrote, so keep the newer version installed.",
 };
 
 export function showFatal(error) {
@@ -22,8 +22,11 @@ export function showFatal(error) {
   fatal.dataset.code = error.code;
   $("fatal-message").textContent = error.message;
   $("fatal-hint").textContent = FATAL_HINTS[error.code] ?? "";
+  // Trying again cannot help an older app: only installing the newer one does.
+  const retry = $("fatal-retry");
+  retry.hidden = error.code === "DATABASE_TOO_NEW";
   fatal.hidden = false;
-  $("fatal-retry").focus();
+  if (!retry.hidden) retry.focus();
 }
 
 export function initFatal(retry) {

@@ -247,6 +247,12 @@ impl RefServer {
         self.up_with(config).await;
     }
 
+    /// Where its Prometheus metrics answer, when its config set `metricsListen`.
+    pub fn metrics_url(&self) -> Option<String> {
+        let addr = self.handle.as_ref()?.metrics_addr()?;
+        Some(format!("http://{addr}/metrics"))
+    }
+
     pub async fn down(&mut self) {
         if let Some(h) = self.handle.take() {
             h.shutdown().await.expect("server shutdown");

@@ -161,6 +161,13 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
         }
         check_server_db(&db, &format!("social round {round} after the kill")).await;
         server.start().await;
+        // The restarted process is ready for a load balancer at once (issue 15).
+        let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(
+            ready.status().as_u16(),
+            200,
+            "round {round}: /readyz after the restart"
+        );
         let providers: serde_json::Value = http
             .get(api("/providers"))
             .send()

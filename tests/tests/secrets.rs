@@ -3,8 +3,8 @@
 //! token, email sign-in, sign-up, a merge, a social sign-in, the admin API with its
 //! key, account care (a password reset through its mailed link and page, a
 //! verification resent and confirmed, a password change, an account deleted with
-//! its password), and refusals of each — and what the settings screen and "Copy
-//! diagnostics" show (issue 15): every
+//! its password), and refusals of each — and what the settings screen, "Copy
+//! diagnostics", the health probes and the metrics show (issue 15): every
 //! byte of every SQLite file (database, WAL, SHM) of both devices and the server,
 //! everything the app core and the server logged at DEBUG, and every error message
 //! are searched for the session tokens, the password, the admin key and the ID
@@ -250,9 +250,16 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
     let mut smtp = SmtpSink::start().await;
     let mut server = RefServer::reserve().await;
     server.smtp_url = Some(smtp.url());
-    server
-        .up_with_social(&[(PROVIDER, CLIENT_ID, &provider.issuer)])
-        .await;
+    let mut config = server.config();
+    config.social_providers.insert(
+        PROVIDER.into(),
+        guestpass_server::config::SocialProvider {
+            client_id: CLIENT_ID.into(),
+            issuer: provider.issuer.clone(),
+        },
+    );
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    server.up_with(config).await;
     let (via, recorder) = start_recorder(server.url()).await;
     let mut messages: Vec<String> = Vec::new();
 
@@ -591,6 +598,26 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         data_dir: device_a.dir.path().display().to_string(),
         overrides: Vec::new(),
     };
+    // And what an operator reads (issue 15): the probes and the metrics, scraped
+    // after the whole journey.
+    for probe in ["/healthz", "/readyz"] {
+        let answer = reqwest::get(format!("{}{probe}", server.url()))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{probe}");
+        messages.push(answer.text().await.unwrap());
+    }
+    let metrics = reqwest::get(server.metrics_url().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("guestpass_http_requests_total"),
+        "{metrics}"
+    );
+    messages.push(metrics);
     let diagnostics = a.diagnostics(&about).await;
     assert!(diagnostics.contains("Sync: "), "{diagnostics}");
     messages.push(diagnostics);

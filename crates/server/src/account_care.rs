@@ -17,7 +17,8 @@ use crate::db_care::PasswordChange;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, FullAccount, JsonOrEmpty, Peer, SignedIn};
 use crate::hashing::{hash_password, verify_password};
-use crate::state::{fresh_session, SharedState};
+use crate::sign_in_throttle::{self as throttle, FailureReason};
+use crate::state::{fresh_session, AppState, SharedState};
 
 /// Whether `password` is the one `user` has (hashed in constant work; a
 /// password far longer than any allowed is refused without hashing it).
@@ -31,6 +32,38 @@ async fn password_matches(user: &UserRow, password: String) -> ApiResult<bool> {
     verify_password(password, stored)
         .await
         .ok_or_else(Failure::internal)
+}
+
+/// The account's current password, proven under sign-in's failure throttle
+/// (`sign_in_throttle.rs`): a stolen session must not make change-password or
+/// delete-user a guessing oracle without a limit. The count is the account
+/// email's, the one sign-in keeps, so guesses spread over the three routes share
+/// one budget; a wrong one is audited `user.sign_in_failed` like a sign-in's, and
+/// once over the limit even the right password gets 429 (else the 429 would tell
+/// a right guess from a wrong one).
+async fn prove_password(
+    state: &AppState,
+    user: &UserRow,
+    password: String,
+    ip: Option<std::net::IpAddr>,
+) -> ApiResult<bool> {
+    let key = throttle::normalise(user.email.as_deref().unwrap_or(&user.id));
+    let attempt = throttle::admit(state, &key, ip).await?;
+    if password_matches(user, password).await? {
+        throttle::succeeded(state, attempt).await?;
+        return Ok(true);
+    }
+    let hashed = ip_hash(state, ip);
+    throttle::failed(
+        state,
+        attempt,
+        &key,
+        Some(user),
+        FailureReason::WrongPassword,
+        hashed,
+    )
+    .await?;
+    Ok(false)
 }
 
 /// `POST /change-password` `{currentPassword, newPassword, revokeOtherSessions?}`
@@ -56,7 +89,8 @@ pub async fn change_password(
         ));
     };
     validate_password(&body.new_password)?;
-    if !password_matches(&user, body.current_password).await? {
+    let ip = ip_of(&state, &headers, &peer);
+    if !prove_password(&state, &user, body.current_password, ip).await? {
         return Err(ErrorCode::InvalidPassword.into());
     }
     let new_hash = hash_password(body.new_password)
@@ -75,7 +109,7 @@ pub async fn change_password(
             &user.id,
             &user.id,
             now,
-            ip_hash(&state, ip_of(&state, &headers, &peer)),
+            ip_hash(&state, ip),
         )
         .with_detail(serde_json::json!({ "change": "password" })),
     };
@@ -114,7 +148,7 @@ pub async fn delete_user(
                 return Err(Failure::new(ErrorCode::InvalidPassword)
                     .with_message("Enter your password to delete your account"));
             };
-            if !password_matches(&user, password).await? {
+            if !prove_password(&state, &user, password, ip_of(&state, &headers, &peer)).await? {
                 return Err(ErrorCode::InvalidPassword.into());
             }
         } else if now - session.created_at >= fresh_session().num_milliseconds() {

@@ -2,7 +2,9 @@
 //! PostgreSQL: a guessing run is throttled per email and per address and every
 //! failure is audited; the 429 is the same for a registered and an unknown
 //! email; the owner still gets in by a password reset; a flood of sign-ins with
-//! a full hash queue is answered 503 BUSY at once while a bystander is served.
+//! a full hash queue is answered 503 BUSY at once while a bystander is served;
+//! a stolen session guessing through change-password and delete-user spends the
+//! same budget.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,6 +22,7 @@ both_backends!(
     the_address_budget_spans_emails,
     the_owner_gets_in_by_a_reset_while_throttled,
     a_flood_gets_busy_at_once_while_a_bystander_is_served,
+    change_password_and_delete_user_share_the_sign_in_budget,
 );
 
 /// A sign-in: (status, Retry-After, body).
@@ -261,5 +264,80 @@ async fn a_flood_gets_busy_at_once_while_a_bystander_is_served(backend: Backend)
     // The slot is free again.
     set_password_hash(&s, email, "not-a-hash").await;
     assert_eq!(sign_in_as(&s, email, "flood-x").await.0, 401);
+    s.stop().await;
+}
+
+/// A stolen session cannot guess the password through the routes that ask for it
+/// again: their wrong answers count against the account's sign-in budget, are
+/// audited like a sign-in's, and past the limit even the right password is 429.
+async fn change_password_and_delete_user_share_the_sign_in_budget(backend: Backend) {
+    let s = TestServer::start_with(&backend, |c| {
+        c.rate_limit.sign_in_failures_per_email = 3;
+    })
+    .await;
+    let email = "stolen@example.com";
+    let (id, token) = s.full_user(email).await;
+    let change =
+        |current: &str| json!({"currentPassword": current, "newPassword": "a-new-password-1"});
+    for guess in ["guess-one", "guess-two"] {
+        let (status, body) = s
+            .post("/change-password", Some(&token), change(guess))
+            .await;
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (401, Some("INVALID_PASSWORD"))
+        );
+    }
+    let (status, body) = s
+        .post(
+            "/delete-user",
+            Some(&token),
+            json!({"password": "guess-three"}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (401, Some("INVALID_PASSWORD"))
+    );
+    // Over the budget: the right password is refused unchecked on every route.
+    let (status, body) = s
+        .post("/change-password", Some(&token), change("password123"))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (429, Some("RATE_LIMITED"))
+    );
+    let (status, _) = s
+        .post(
+            "/delete-user",
+            Some(&token),
+            json!({"password": "password123"}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 429);
+    assert_eq!(sign_in_as(&s, email, "password123").await.0, 429);
+    let failed = failures(&s).await;
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(
+        failed.iter().all(|e| e["userId"] == id.as_str()),
+        "{failed:?}"
+    );
+    let (_, users) = s.admin_get("/admin/list-users?limit=100").await;
+    assert!(
+        users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == id.as_str()),
+        "nothing was deleted: {users}"
+    );
+
+    // The window ends: the owner changes the password, and that is no failure.
+    s.clock.advance(Duration::minutes(15));
+    let (status, body) = s
+        .post("/change-password", Some(&token), change("password123"))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(failures(&s).await.len(), 3);
     s.stop().await;
 }

@@ -16,20 +16,22 @@ use crate::db::{AuditRow, UserRow};
 use crate::db_care::PasswordChange;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, FullAccount, JsonOrEmpty, Peer, SignedIn};
-use crate::hashing::{hash_password, verify_password};
 use crate::sign_in_throttle::{self as throttle, FailureReason};
 use crate::state::{fresh_session, AppState, SharedState};
 
 /// Whether `password` is the one `user` has (hashed in constant work; a
 /// password far longer than any allowed is refused without hashing it).
-async fn password_matches(user: &UserRow, password: String) -> ApiResult<bool> {
+async fn password_matches(state: &AppState, user: &UserRow, password: String) -> ApiResult<bool> {
     let Some(stored) = user.password_hash.clone() else {
         return Ok(false);
     };
     if password.is_empty() || password.len() > 4 * PASSWORD_MAX {
         return Ok(false);
     }
-    verify_password(password, stored)
+    state
+        .hash_queue
+        .try_slot()?
+        .verify(password, stored)
         .await
         .ok_or_else(Failure::internal)
 }
@@ -49,7 +51,7 @@ async fn prove_password(
 ) -> ApiResult<bool> {
     let key = throttle::normalise(user.email.as_deref().unwrap_or(&user.id));
     let attempt = throttle::admit(state, &key, ip).await?;
-    if password_matches(user, password).await? {
+    if password_matches(state, user, password).await? {
         throttle::succeeded(state, attempt).await?;
         return Ok(true);
     }
@@ -93,7 +95,10 @@ pub async fn change_password(
     if !prove_password(&state, &user, body.current_password, ip).await? {
         return Err(ErrorCode::InvalidPassword.into());
     }
-    let new_hash = hash_password(body.new_password)
+    let new_hash = state
+        .hash_queue
+        .try_slot()?
+        .hash(body.new_password)
         .await
         .ok_or_else(Failure::internal)?;
     let now = state.clock.now_ms();

@@ -23,7 +23,6 @@ use crate::db_care::{NewPasswordReset, PasswordReset};
 use crate::email_verification::{relative, usable, TokenQuery};
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, ApiQuery, FormOrJson, Peer};
-use crate::hashing::hash_password;
 use crate::pages::{self, alert, escape, para};
 use crate::ratelimit::{self, Decision};
 use crate::state::{care_limit_window, mailed_link, password_reset_ttl, AppState, SharedState};
@@ -248,7 +247,10 @@ pub async fn reset_password(
         };
         return refused(code, &message);
     }
-    let password_hash = hash_password(input.new_password)
+    let password_hash = state
+        .hash_queue
+        .try_slot()?
+        .hash(input.new_password)
         .await
         .ok_or_else(Failure::internal)?;
     let reset = PasswordReset {

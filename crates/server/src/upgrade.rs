@@ -26,7 +26,6 @@ use crate::db::{
 use crate::email_verification::send_verification;
 use crate::error::{ApiResult, Failure};
 use crate::extract::{ApiJson, Peer};
-use crate::hashing::hash_password;
 use crate::link_social::email_taken;
 use crate::social_sign_in::verify_identity;
 use crate::state::{verification_ttl, AppState, SharedState};
@@ -178,7 +177,10 @@ pub(crate) async fn upgrade_in_place(
         return Err(ErrorCode::EmailAlreadyInUse.into());
     }
     let password = body.password;
-    let password_hash = hash_password(password)
+    let password_hash = state
+        .hash_queue
+        .try_slot()?
+        .hash(password)
         .await
         .ok_or_else(Failure::internal)?;
 

@@ -2,7 +2,8 @@
 //! PostgreSQL: a guessing run is throttled per email and per address and every
 //! failure is audited; the 429 is the same for a registered and an unknown
 //! email; the owner still gets in by a password reset; a flood of sign-ins with
-//! a full hash queue is answered 503 BUSY at once while a bystander is served;
+//! a full hash queue is answered 503 BUSY at once (so are an upgrade and a
+//! password change) while a bystander is served;
 //! a stolen session guessing through change-password and delete-user spends the
 //! same budget.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -214,6 +215,7 @@ async fn a_flood_gets_busy_at_once_while_a_bystander_is_served(backend: Backend)
     let s = TestServer::start_with(&backend, |c| c.password_hash_queue = 1).await;
     let email = "flooded@example.com";
     s.full_user(email).await;
+    let (_, account) = s.full_user("hasher@example.com").await;
     set_password_hash(&s, email, SLOW_HASH).await;
     let (_, bystander) = s.guest().await;
 
@@ -252,9 +254,35 @@ async fn a_flood_gets_busy_at_once_while_a_bystander_is_served(backend: Backend)
     let (status, session) = s.get("/get-session", Some(&bystander)).await;
     assert_eq!(status, 200, "{session}");
     assert!(session["user"]["isAnonymous"].as_bool().unwrap());
+    // The other routes that hash take a slot too: an upgrade and a password
+    // change are BUSY at once while the only slot is held.
+    let (status, body) = s
+        .post(
+            "/anonymous/upgrade",
+            Some(&bystander),
+            json!({"email": "bystander@example.com", "password": "password123"}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (503, Some("BUSY")),
+        "{body}"
+    );
+    let (status, body) = s
+        .post(
+            "/change-password",
+            Some(&account),
+            json!({"currentPassword": "password123", "newPassword": "password456"}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (503, Some("BUSY")),
+        "{body}"
+    );
     assert!(
         !pending[0].is_finished(),
-        "the admitted sign-in finished before the bystander's get-session"
+        "the admitted sign-in finished before the bystander's calls"
     );
     let (status, _, body) = pending.pop().unwrap().await.unwrap();
     assert_eq!(

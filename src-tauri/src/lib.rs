@@ -4,6 +4,7 @@
 mod commands;
 mod opener;
 mod save_dialog;
+mod single_instance;
 mod state;
 
 use tauri::Manager;
@@ -19,10 +20,23 @@ pub fn run() {
         eprintln!("guestpass: {why}");
         std::process::exit(2);
     }
+    // Before the builder, which opens the config's window: a second launch on this data
+    // dir hands over to the open window and never shows one of its own.
+    let context = tauri::generate_context!("../tauri.conf.json");
+    let instance = match single_instance::start(&context.config().identifier) {
+        single_instance::Start::Open(instance) => instance,
+        single_instance::Start::Exit(code) => std::process::exit(code),
+    };
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
-        .setup(|app| {
+        .setup(move |app| {
+            if let Some(instance) = &instance {
+                single_instance::check_same_dir(instance, app.handle());
+                instance.attach(app.handle());
+            }
+            // Held until the process ends: the lock goes with it.
+            app.manage(instance);
             let state = tauri::async_runtime::block_on(state::AppState::open(app.handle()));
             app.manage(state);
             Ok(())
@@ -55,7 +69,7 @@ pub fn run() {
             commands::require_full_account,
             commands::export_data,
         ])
-        .run(tauri::generate_context!("../tauri.conf.json"));
+        .run(context);
     if let Err(e) = result {
         eprintln!("guestpass: the app could not start: {e}");
         std::process::exit(1);

@@ -96,11 +96,17 @@ fn read_settings(data_dir: &Path) -> Result<Settings, ApiError> {
     }
 }
 
+/// `GUESTPASS_DATA_DIR`, if set: also read before the app starts, by the one-instance
+/// lock (`single_instance.rs`).
+pub(crate) fn data_dir_override() -> Option<PathBuf> {
+    env("GUESTPASS_DATA_DIR").map(PathBuf::from)
+}
+
 /// `GUESTPASS_DATA_DIR` and `GUESTPASS_KEYRING_SERVICE` let tests and side-by-side
 /// installs keep their own data; by default the platform's app data dir and the app id.
 fn config(app: &AppHandle) -> Result<Config, ApiError> {
-    let data_dir = match env("GUESTPASS_DATA_DIR") {
-        Some(dir) => PathBuf::from(dir),
+    let data_dir = match data_dir_override() {
+        Some(dir) => dir,
         None => app.path().app_data_dir().map_err(|e| {
             ApiError::new(
                 ErrorCode::DatabaseError,

@@ -5,7 +5,7 @@
 //! `tauri-plugin-single-instance` does) would not fit.
 //!
 //! Two files in the data dir:
-//! - `guestpass.lock`: an exclusive advisory lock (`flock` on Unix, `LockFileEx` on
+//! - `guestpass.instance.lock`: an exclusive advisory lock (`flock` on Unix, `LockFileEx` on
 //!   Windows, through `fs4`). The OS drops it when the process ends, however it ends,
 //!   so a crash never leaves a stale lock, and whoever holds it is the instance.
 //! - `guestpass.instance` (0600): the loopback TCP port the holder listens on and a
@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use tauri::{AppHandle, Emitter, Manager};
 
-const LOCK_FILE: &str = "guestpass.lock";
+// Not `guestpass.lock`: that one is the store's, held only while it opens (core `store.rs`).
+const LOCK_FILE: &str = "guestpass.instance.lock";
 const INSTANCE_FILE: &str = "guestpass.instance";
 /// The event the holder's window gets when a second launch brought it to the front.
 pub(crate) const FOCUS_EVENT: &str = "focus-requested";

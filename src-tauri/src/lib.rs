@@ -5,6 +5,7 @@ mod commands;
 mod opener;
 mod save_dialog;
 mod settings;
+mod single_instance;
 mod state;
 
 use tauri::Manager;
@@ -20,10 +21,23 @@ pub fn run() {
         eprintln!("guestpass: {why}");
         std::process::exit(2);
     }
+    // Before the builder, which opens the config's window: a second launch on this data
+    // dir hands over to the open window and never shows one of its own.
+    let context = tauri::generate_context!("../tauri.conf.json");
+    let instance = match single_instance::start(&context.config().identifier) {
+        single_instance::Start::Open(instance) => instance,
+        single_instance::Start::Exit(code) => std::process::exit(code),
+    };
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
-        .setup(|app| {
+        .setup(move |app| {
+            if let Some(instance) = &instance {
+                single_instance::check_same_dir(instance, app.handle());
+                instance.attach(app.handle());
+            }
+            // Held until the process ends: the lock goes with it.
+            app.manage(instance);
             let state = tauri::async_runtime::block_on(state::AppState::open(app.handle()));
             app.manage(state);
             Ok(())
@@ -60,7 +74,7 @@ pub fn run() {
             commands::save_settings,
             commands::diagnostics,
         ])
-        .run(tauri::generate_context!("../tauri.conf.json"));
+        .run(context);
     if let Err(e) = result {
         eprintln!("guestpass: the app could not start: {e}");
         std::process::exit(1);

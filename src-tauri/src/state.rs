@@ -102,11 +102,17 @@ pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.trim().is_empty())
 }
 
+/// `GUESTPASS_DATA_DIR`, if set: also read before the app starts, by the one-instance
+/// lock (`single_instance.rs`).
+pub(crate) fn data_dir_override() -> Option<PathBuf> {
+    env("GUESTPASS_DATA_DIR").map(PathBuf::from)
+}
+
 /// `GUESTPASS_DATA_DIR` lets tests and side-by-side installs keep their own data; by
 /// default the platform's app data dir.
 pub(crate) fn data_dir(app: &AppHandle) -> Result<PathBuf, ApiError> {
-    match env("GUESTPASS_DATA_DIR") {
-        Some(dir) => Ok(PathBuf::from(dir)),
+    match data_dir_override() {
+        Some(dir) => Ok(dir),
         None => app.path().app_data_dir().map_err(|e| {
             ApiError::new(
                 ErrorCode::DatabaseError,

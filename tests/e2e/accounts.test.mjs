@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, screenshot, visible, sql, until, withApp } from "./harness.mjs";
 
 const EMAIL = "jane@example.com";
 const PASSWORD = "correct-horse-42";
@@ -43,19 +43,6 @@ async function writeNote(app, body) {
   await app.findElement(By.css("#note-input")).sendKeys(body);
   await app.findElement(By.css("#note-add")).click();
   await app.wait(async () => (await noteBodies(app)).length > before, 10000, "the note never showed");
-}
-
-/** One launch of the app: `fn(app)`, a screenshot named for the step if it fails, then quit. */
-async function withApp(driver, name, fn) {
-  const app = await launchApp(driver);
-  try {
-    await fn(app);
-  } catch (e) {
-    await screenshot(app, `${name}-FAILED`).catch(() => {});
-    throw e;
-  } finally {
-    await app.quit();
-  }
 }
 
 async function signIn(app, email) {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+import { By, newDevice, startDriver, startServer, screenshot, visible, sql, until, withApp } from "./harness.mjs";
 import { linkToken, startSmtp } from "./smtp-sink.mjs";
 
 const PASSWORD = "correct-horse-42";
@@ -29,18 +29,6 @@ async function writeNote(app, body) {
   await app.findElement(By.css("#note-input")).sendKeys(body);
   await app.findElement(By.css("#note-add")).click();
   await app.wait(async () => (await noteBodies(app)).length > before, 10000, "the note never showed");
-}
-
-async function withApp(driver, name, fn) {
-  const app = await launchApp(driver);
-  try {
-    await fn(app);
-  } catch (e) {
-    await screenshot(app, `${name}-FAILED`).catch(() => {});
-    throw e;
-  } finally {
-    await app.quit();
-  }
 }
 
 /** The token of the next mailed link to `route` (other mails, e.g. verification, skipped). */

@@ -187,6 +187,19 @@ export async function launchApp(driver) {
     .build();
 }
 
+/** One launch of the app: `fn(app)`, a screenshot named for the step if it fails, then quit. */
+export async function withApp(driver, name, fn) {
+  const app = await launchApp(driver);
+  try {
+    return await fn(app);
+  } catch (e) {
+    await screenshot(app, `${name}-FAILED`).catch(() => {});
+    throw e;
+  } finally {
+    await app.quit();
+  }
+}
+
 export async function screenshot(session, name) {
   mkdirSync(shotsDir, { recursive: true });
   // Let WebKit paint what the DOM already shows (two animation frames).

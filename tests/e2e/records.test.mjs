@@ -6,7 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until, withApp } from "./harness.mjs";
 
 const EMAIL = "sam@example.com";
 const PASSWORD = "correct-horse-42";
@@ -71,19 +71,6 @@ async function editNote(app, from, to) {
   await area.sendKeys(to);
   await item.findElement(By.css(".note-save")).click();
   await app.wait(async () => (await noteBodies(app)).includes(to), 10000, "the edit never showed");
-}
-
-/** One launch of the app: `fn(app)`, a screenshot named for the step if it fails, then quit. */
-async function withApp(driver, name, fn) {
-  const app = await launchApp(driver);
-  try {
-    return await fn(app);
-  } catch (e) {
-    await screenshot(app, `${name}-FAILED`).catch(() => {});
-    throw e;
-  } finally {
-    await app.quit();
-  }
 }
 
 test("record sync between two devices in the real window", async () => {

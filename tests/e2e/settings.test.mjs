@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { By, newDevice, startDriver, startOidcProvider, startServer, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+import { By, newDevice, startDriver, startOidcProvider, startServer, screenshot, visible, sql, until, withApp } from "./harness.mjs";
 
 const ADMIN_KEY = "e2e-admin-key-0123456789";
 const VERSION = JSON.parse(readFileSync(new URL("../../tauri.conf.json", import.meta.url))).version;
@@ -23,18 +23,6 @@ const closedPort = () => new Promise((resolve) => {
     s.close(() => resolve(port));
   });
 });
-
-async function withApp(driver, name, fn) {
-  const app = await launchApp(driver);
-  try {
-    await fn(app);
-  } catch (e) {
-    await screenshot(app, `${name}-FAILED`).catch(() => {});
-    throw e;
-  } finally {
-    await app.quit();
-  }
-}
 
 async function openSettings(app) {
   await (await visible(app, "#account-menu-button")).click();

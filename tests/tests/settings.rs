@@ -77,8 +77,8 @@ async fn the_check_says_when_nothing_or_something_else_answers() {
     );
 }
 
-/// The records the server holds for `token`'s user: `(collection, id)` pairs.
-async fn held(server: &RefServer, token: &str) -> Vec<(String, String)> {
+/// The server's log of `token`'s user's changes: `(collection, id)` per change.
+async fn log(server: &RefServer, token: &str) -> Vec<(String, String)> {
     let resp = reqwest::Client::new()
         .get(format!("{}/api/auth/sync/pull?limit=500", server.url()))
         .bearer_auth(token)
@@ -91,7 +91,7 @@ async fn held(server: &RefServer, token: &str) -> Vec<(String, String)> {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
-    let mut got: Vec<(String, String)> = body["changes"]
+    body["changes"]
         .as_array()
         .unwrap()
         .iter()
@@ -101,7 +101,12 @@ async fn held(server: &RefServer, token: &str) -> Vec<(String, String)> {
                 c["id"].as_str().unwrap().to_owned(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The records the server holds for `token`'s user.
+async fn held(server: &RefServer, token: &str) -> Vec<(String, String)> {
+    let mut got = log(server, token).await;
     got.sort();
     got.dedup();
     got
@@ -204,5 +209,53 @@ async fn a_full_account_pointed_at_another_server_is_asked_to_sign_in() {
         1,
         "the note stays here"
     );
+    device.forget_keyring(&me.user.id);
+}
+
+/// The same server under another address (here a relay on another port, as a proxy
+/// or a host name for an IP would be) still knows the device's session: nothing
+/// moves, nothing is pushed again, and an account is not asked to sign in.
+#[tokio::test]
+async fn the_same_server_under_another_address_is_no_move() {
+    let server = RefServer::start().await;
+    let mut device = Device::new(&server.url(), Dialect::Guestpass);
+    let me = {
+        let app = device.launch().await;
+        let me = app.ensure_session().await.unwrap();
+        app.create_note("one note").await.unwrap();
+        assert_eq!(app.sync_now().await.state, SyncState::UpToDate);
+        let outcome = app
+            .upgrade(
+                "same@example.com",
+                SecretString::from("correct horse battery".to_owned()),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, UpgradeOutcome::Upgraded(_)),
+            "{outcome:?}"
+        );
+        me
+    };
+    let token = device.keyring(&me.user.id, "remote-session").unwrap();
+    let relay = guestpass_tests::crash_relay::Relay::start(server.addr).await;
+    device.backend = Some((relay.url(), Dialect::Guestpass));
+    let app = device.launch().await;
+    app.ensure_session().await.unwrap();
+    let status = app.sync_now().await;
+    assert_eq!(status.state, SyncState::UpToDate, "{status:?}");
+    assert!(!status.sign_in_required);
+    assert_eq!(
+        device.keyring(&me.user.id, "remote-session").unwrap(),
+        token,
+        "the same session goes on"
+    );
+    let url: String = sqlx::query_scalar("SELECT backend_url FROM remote_account")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(url, relay.url(), "the new address is remembered");
+    assert_eq!(log(&server, &token).await.len(), 1, "nothing pushed again");
     device.forget_keyring(&me.user.id);
 }

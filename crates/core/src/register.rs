@@ -32,16 +32,32 @@ pub(crate) async fn ensure_registered(
             .fetch_optional(store.pool())
             .await
             .map_err(db(store))?;
-    let known = match row {
-        Some((_, url)) if url != backend.base_url() => {
-            if let Some(lost) = moved_server(store, vault, user, &url).await? {
-                return Ok(Registered::Lost(lost));
-            }
-            None
-        }
-        other => other.map(|(id, _)| id),
-    };
     let held = vault.get(&user.id, Slot::Remote).await?;
+    let (known, held) = match row {
+        // Another address: the same server under another name (a proxy, a new port,
+        // a host name for an IP) still knows this device's session; a new server
+        // does not, and the user moves there (or, for an account, is told).
+        Some((remote_id, url)) if url != backend.base_url() => {
+            let same_server = match &held {
+                Some(token) => match backend.get_session(token).await {
+                    Ok(Some(remote)) => remote.id == remote_id,
+                    Ok(None) | Err(BackendError::Unauthorized) => false,
+                    Err(e) => return Err(e.into()),
+                },
+                None => false,
+            };
+            if same_server {
+                save_remote(store, backend, &user.id, &remote_id).await?;
+                (Some(remote_id), held)
+            } else if let Some(lost) = moved_server(store, vault, user, &url).await? {
+                return Ok(Registered::Lost(lost));
+            } else {
+                // Moved: the old server's row and token are gone.
+                (None, None)
+            }
+        }
+        other => (other.map(|(id, _)| id), held),
+    };
     if let (Some(_), Some(token)) = (&known, &held) {
         return Ok(Registered::Token(token.clone()));
     }

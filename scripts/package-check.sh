@@ -158,8 +158,7 @@ mkdir -p "$work"
 # ---------------------------------------------------------------- build N
 echo "==> scripts/package.sh (version N)"
 scripts/package.sh
-version=$(cargo pkgid -p guestpass-app)
-version=${version##*@}
+version=$(cargo metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "guestpass-app") | .version')
 app_deb=$packages/Guestpass_${version}_amd64.deb
 app_rpm=$packages/Guestpass-${version}-1.x86_64.rpm
 server_deb=$packages/guestpass-server_${version}-1_amd64.deb

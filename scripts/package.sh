@@ -21,8 +21,8 @@ out=${GUESTPASS_PACKAGE_OUT:-$CARGO_TARGET_DIR/packages}
 apt_dir=${GUESTPASS_APT_DIR:-$CARGO_TARGET_DIR/apt}
 mkdir -p "$out"
 
-version=$(cargo pkgid -p guestpass-app)
-version=${version##*@}
+# From the manifests (cargo pkgid would answer from a Cargo.lock not yet updated).
+version=$(cargo metadata --no-deps --format-version 1 | jq -r '.packages[] | select(.name == "guestpass-app") | .version')
 # One version for both: the bundler names the app's packages after tauri.conf.json's.
 conf_version=$(jq -r '.version // empty' tauri.conf.json)
 if [ -n "$conf_version" ] && [ "$conf_version" != "$version" ]; then

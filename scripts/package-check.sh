@@ -335,13 +335,17 @@ check "after the upgrade: the note is still there" bash -c \
 sqlite3 "$db_d" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null
 sum_before=$(sha256sum "$db_d" | cut -d' ' -f1)
 dump_before=$(sqlite3 -readonly "$db_d" .dump | sha256sum)
-run_desktop "$home_d" "$work/old-binary.log" env GUESTPASS_APP_BIN="$work/guestpass-$version" \
-  node scripts/package/drive.mjs fatal package-check-database-too-new
+# First on its own, for its log (under WebDriver the app's output is not passed on),
+# then in the window for what a person sees.
+run_desktop "$home_d" "$work/old-binary.log" "$work/guestpass-$version"
 check "N on N+1's database: DATABASE_TOO_NEW in its log" \
   wait_for 90 "DATABASE_TOO_NEW from $version" bash -c \
   "grep -q 'could not be opened.*newer version of Guestpass' '$work/old-binary.log' && grep -qE 'code.{0,16}=.{0,16}DATABASE_TOO_NEW' '$work/old-binary.log'"
+stop_group "$last_group"
+run_desktop "$home_d" "$work/old-binary-window.log" env GUESTPASS_APP_BIN="$work/guestpass-$version" \
+  node scripts/package/drive.mjs fatal package-check-database-too-new
 check "N on N+1's database: the window says it is older than the one that saved it" \
-  wait_for 60 "the fatal screen" grep -q '"code":"DATABASE_TOO_NEW".*older than the one that saved it last' "$work/old-binary.log"
+  wait_for 60 "the fatal screen" grep -q '"code":"DATABASE_TOO_NEW".*older than the one that saved it last' "$work/old-binary-window.log"
 wait_for 60 "the WebDriver run of the old binary to end" bash -c "! kill -0 -- -$last_group" || true
 stop_group "$last_group"
 check "N on N+1's database: the file is unchanged (sha256)" \

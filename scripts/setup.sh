@@ -3,6 +3,8 @@
 #   scripts/setup.sh app    system libraries to build and run the app
 #   scripts/setup.sh test   also the keyring daemon, Xvfb, WebDriver, PostgreSQL, Node deps
 #   scripts/setup.sh bench  what scripts/bench.sh needs: wrk, PostgreSQL, the Better Auth peer
+#   scripts/setup.sh package  also what scripts/package.sh and package-check.sh need: the
+#                             Tauri CLI (npm), cargo-deb, apt-utils, gnupg, rpm, Xvfb, WebDriver
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-app}
@@ -15,12 +17,17 @@ app_pkgs=(libwebkit2gtk-4.1-dev build-essential curl wget file pkg-config libxdo
 test_pkgs=(webkit2gtk-driver xvfb xauth keyutils postgresql sqlite3 nodejs npm wrk)
 # The server alone builds without the app's GUI libraries.
 bench_pkgs=(build-essential pkg-config curl postgresql nodejs npm wrk)
+# Packaging: apt-ftparchive and gpg for the apt repository, rpm to inspect the .rpm,
+# systemd for systemd-analyze, the rest to start the installed app headless.
+package_pkgs=(apt-utils gnupg rpm dpkg-dev fakeroot systemd sqlite3 xvfb xauth webkit2gtk-driver
+  nodejs npm jq)
 
 case $what in
   app) pkgs=("${app_pkgs[@]}") ;;
   test) pkgs=("${app_pkgs[@]}" "${test_pkgs[@]}") ;;
   bench) pkgs=("${bench_pkgs[@]}") ;;
-  *) echo "usage: scripts/setup.sh app|test|bench" >&2; exit 2 ;;
+  package) pkgs=("${app_pkgs[@]}" "${package_pkgs[@]}") ;;
+  *) echo "usage: scripts/setup.sh app|test|bench|package" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -60,7 +67,20 @@ if [ "$what" = test ] && ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DE
   rm -rf "$tmp"
 fi
 
-if [ "$what" = test ]; then
+if [ "$what" = package ]; then
+  # The Tauri CLI as npm's prebuilt binary (seconds) rather than `cargo install
+  # tauri-cli` (minutes of compiling); pinned by scripts/package/package-lock.json.
+  if [ ! -x scripts/package/node_modules/.bin/tauri ]; then
+    echo "==> installing the Tauri CLI (scripts/package)"
+    (cd scripts/package && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if ! command -v cargo-deb >/dev/null; then
+    echo "==> installing cargo-deb (the server's .deb)"
+    cargo install cargo-deb --locked --version '^3'
+  fi
+fi
+
+if [ "$what" = test ] || [ "$what" = package ]; then
   if ! command -v tauri-driver >/dev/null; then
     echo "==> installing tauri-driver (WebDriver bridge for the app window)"
     cargo install tauri-driver --locked --version '^2'

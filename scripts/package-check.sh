@@ -344,8 +344,8 @@ check "N on N+1's database: DATABASE_TOO_NEW in its log" \
 stop_group "$last_group"
 run_desktop "$home_d" "$work/old-binary-window.log" env GUESTPASS_APP_BIN="$work/guestpass-$version" \
   node scripts/package/drive.mjs fatal package-check-database-too-new
-check "N on N+1's database: the window says it is older than the one that saved it" \
-  wait_for 60 "the fatal screen" grep -q '"code":"DATABASE_TOO_NEW".*older than the one that saved it last' "$work/old-binary-window.log"
+check "N on N+1's database: the window says a newer version last opened it" \
+  wait_for 60 "the fatal screen" grep -q '"code":"DATABASE_TOO_NEW".*was last opened by a newer version of Guestpass' "$work/old-binary-window.log"
 wait_for 60 "the WebDriver run of the old binary to end" bash -c "! kill -0 -- -$last_group" || true
 stop_group "$last_group"
 check "N on N+1's database: the file is unchanged (sha256)" \

@@ -311,15 +311,27 @@ pub(crate) fn hand_over(data_dir: &Path) -> Contact {
             rendezvous.pid, rendezvous.port
         ))
     };
+    // A holder that is quitting still had its listener: the connection is reset or
+    // closed unanswered. That is a holder going away (try the lock again), not a hung
+    // one; only silence until the timeout, or garbage, is.
+    let gone_or_silent = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::BrokenPipe
+        | std::io::ErrorKind::UnexpectedEof => {
+            Contact::Unreachable(format!("process {} is closing: {e}", rendezvous.pid))
+        }
+        _ => silent(e),
+    };
     if let Err(e) = stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .and_then(|()| writeln!(stream, "{HELLO} {}", rendezvous.nonce))
     {
-        return silent(e);
+        return gone_or_silent(e);
     }
     let mut line = String::new();
     match BufReader::new(&stream).read_line(&mut line) {
-        Ok(0) => silent(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        Ok(0) => gone_or_silent(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
         Ok(_) => match Answer::parse(line.trim_end()) {
             Some(answer) => Contact::Answered(answer),
             None => silent(std::io::Error::other(format!(
@@ -327,7 +339,7 @@ pub(crate) fn hand_over(data_dir: &Path) -> Contact {
                 line.trim_end()
             ))),
         },
-        Err(e) => silent(e),
+        Err(e) => gone_or_silent(e),
     }
 }
 

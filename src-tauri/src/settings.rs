@@ -9,7 +9,7 @@ use guestpass_core::About;
 use guestpass_proto::ApiError;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{data_dir, env, AppState, BUILD_DEFAULT_BACKEND};
+use crate::state::{data_dir, env, resolved_settings, AppState, BUILD_DEFAULT_BACKEND};
 
 /// What the screen shows.
 #[derive(Debug, Serialize)]
@@ -124,15 +124,11 @@ pub(crate) async fn save(state: &AppState, input: SaveSettings) -> Result<Saved,
 
 pub(crate) async fn diagnostics(state: &AppState) -> Result<String, ApiError> {
     let core = state.core().await?;
-    let resolved = settings::resolve(
-        settings::read(&data_dir(state.app())?)?,
-        env,
-        BUILD_DEFAULT_BACKEND,
-    )?;
+    let dir = data_dir(state.app())?;
     let about = About {
         app_version: state.app().package_info().version.to_string(),
-        data_dir: data_dir(state.app())?.display().to_string(),
-        overrides: resolved
+        data_dir: dir.display().to_string(),
+        overrides: resolved_settings(&dir)?
             .overrides
             .iter()
             .map(|o| o.name.to_owned())

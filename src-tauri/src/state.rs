@@ -1,6 +1,6 @@
 //! What the app manages: the core, or the reason it could not open (shown by the UI).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use guestpass_core::{settings, Config, Guestpass};
@@ -122,10 +122,16 @@ pub(crate) fn data_dir(app: &AppHandle) -> Result<PathBuf, ApiError> {
     }
 }
 
+/// The settings in effect for `data_dir`: the environment, its `settings.json`, the
+/// build's default (core `settings.rs`).
+pub(crate) fn resolved_settings(data_dir: &Path) -> Result<settings::Resolved, ApiError> {
+    settings::resolve(settings::read(data_dir)?, env, BUILD_DEFAULT_BACKEND)
+}
+
 /// `GUESTPASS_KEYRING_SERVICE` keeps a test's secrets apart; by default the app id.
 fn config(app: &AppHandle) -> Result<Config, ApiError> {
     let data_dir = data_dir(app)?;
-    let resolved = settings::resolve(settings::read(&data_dir)?, env, BUILD_DEFAULT_BACKEND)?;
+    let resolved = resolved_settings(&data_dir)?;
     let keyring_service =
         env("GUESTPASS_KEYRING_SERVICE").unwrap_or_else(|| app.config().identifier.clone());
     Ok(Config {

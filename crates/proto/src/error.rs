@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     // Server, from the spec and DESIGN.md §4.
     UserIdTaken,
+    /// No guest has this recovery phrase (unknown, rotated, or revoked by an
+    /// upgrade); on the device also a phrase that is not 12 words of the list.
+    InvalidRecoveryPhrase,
+    /// The guest's id was deleted on the server for good (by its owner or an
+    /// admin): it never comes back as a new guest.
+    GuestRemoved,
     AnonymousUsersCannotSignInAgainAnonymously,
     RateLimited,
     EmailAlreadyInUse,
@@ -60,6 +66,9 @@ pub enum ErrorCode {
     KeyringUnavailable,
     /// The keyring is there but locked (or refused access): unlock it and try again.
     KeyringLocked,
+    /// The keyring lost this device's keys for a user the server knows (it was
+    /// reset under the app): notes stay, sync waits for the recovery phrase.
+    DeviceKeysLost,
     DatabaseCorrupt,
     DatabaseReadOnly,
     /// The disk under the data dir is full: the write was refused whole.
@@ -92,6 +101,8 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             UserIdTaken => "USER_ID_TAKEN",
+            InvalidRecoveryPhrase => "INVALID_RECOVERY_PHRASE",
+            GuestRemoved => "GUEST_REMOVED",
             AnonymousUsersCannotSignInAgainAnonymously => {
                 "ANONYMOUS_USERS_CANNOT_SIGN_IN_AGAIN_ANONYMOUSLY"
             }
@@ -128,6 +139,7 @@ impl ErrorCode {
             InternalError => "INTERNAL_ERROR",
             KeyringUnavailable => "KEYRING_UNAVAILABLE",
             KeyringLocked => "KEYRING_LOCKED",
+            DeviceKeysLost => "DEVICE_KEYS_LOST",
             DatabaseCorrupt => "DATABASE_CORRUPT",
             DatabaseReadOnly => "DATABASE_READ_ONLY",
             DiskFull => "DISK_FULL",
@@ -151,6 +163,10 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             UserIdTaken => "User id already taken",
+            InvalidRecoveryPhrase => {
+                "No guest has this recovery phrase. Check each word and try again."
+            }
+            GuestRemoved => "This guest was deleted from the server",
             AnonymousUsersCannotSignInAgainAnonymously => {
                 "Anonymous users cannot sign in again anonymously"
             }
@@ -187,6 +203,7 @@ impl ErrorCode {
             InternalError => "Internal error",
             KeyringUnavailable => "The system keyring is not available",
             KeyringLocked => "The system keyring is locked",
+            DeviceKeysLost => "The system keyring lost this device's keys",
             DatabaseCorrupt => "The local database is damaged",
             DatabaseReadOnly => "The local database cannot be written",
             DiskFull => "The disk is full",
@@ -218,12 +235,16 @@ impl ErrorCode {
             | SocialCancelled
             | SocialTimeout
             | SocialFailed => 400,
-            Unauthorized | InvalidIdToken | InvalidEmailOrPassword | InvalidPassword => 401,
+            Unauthorized
+            | InvalidIdToken
+            | InvalidEmailOrPassword
+            | InvalidPassword
+            | InvalidRecoveryPhrase => 401,
             AnonymousNotAllowed | SessionNotFresh => 403,
             UnknownProvider | UserNotFound | NotFound | NoteNotFound => 404,
             MethodNotAllowed => 405,
             UserIdTaken | EmailAlreadyInUse | ProviderAccountInUse => 409,
-            CursorExpired => 410,
+            CursorExpired | GuestRemoved => 410,
             PayloadTooLarge | RecordTooLarge | QuotaExceeded => 413,
             ClientTooOld => 426,
             InvalidEmail | PasswordTooShort | PasswordTooLong | InvalidName | NameTooLong => 422,

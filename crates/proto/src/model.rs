@@ -75,6 +75,11 @@ pub struct SignInResponse {
     pub user: User,
     pub session: Session,
     pub token: String,
+    /// Anonymous sign-in only: the server had deleted this guest as stale
+    /// (cleanup) and made it again from its device, which then sends its
+    /// records again (issue 16).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revived: bool,
 }
 
 impl std::fmt::Debug for SignInResponse {
@@ -83,6 +88,7 @@ impl std::fmt::Debug for SignInResponse {
             .field("user", &self.user)
             .field("session", &self.session)
             .field("token", &"<redacted>")
+            .field("revived", &self.revived)
             .finish()
     }
 }

@@ -31,6 +31,13 @@ pub const LINK_SOCIAL: &str = "/link-social";
 /// (public client ids), for the app's settings screen (issue 15).
 pub const PROVIDERS: &str = "/providers";
 
+// Guest recovery (issue 16; crates/server/README.md "Guest recovery").
+/// Bearer, guest: `{recoveryKey}` sets (or replaces at once) the key its
+/// recovery phrase derives; the server keeps its SHA-256.
+pub const RECOVERY_KEY: &str = "/anonymous/recovery-key";
+/// `{recoveryKey, deviceKey?}`: a new session for the guest holding that key.
+pub const SIGN_IN_RECOVERY: &str = "/sign-in/recovery";
+
 // Account care (issue 13; crates/server/README.md "Account care").
 /// `POST {email, redirectTo?}`: mails a single-use reset link (1 h); same answer
 /// whether or not the address is registered.

@@ -78,11 +78,17 @@ pub fn mint_session(user_id: &str, now: i64) -> (SessionRow, String) {
 
 /// `{user, session, token}` with the token repeated in `set-auth-token`.
 pub(crate) fn signed_in(user: &UserRow, session: &SessionRow, token: String) -> Response {
+    answer_sign_in(user, session, token, false)
+}
+
+/// [`signed_in`], saying whether a guest the cleanup deleted was made again.
+fn answer_sign_in(user: &UserRow, session: &SessionRow, token: String, revived: bool) -> Response {
     let header = HeaderValue::from_str(&token).ok();
     let body = SignInResponse {
         user: user.to_wire(),
         session: session.to_wire(),
         token,
+        revived,
     };
     let mut res = Json(body).into_response();
     if let Some(h) = header {
@@ -195,7 +201,7 @@ pub async fn sign_in_anonymous(
 
 /// Length bounds of a device key: 256 bits in base64 is 43 characters; anything
 /// much shorter is too weak to prove ownership, anything longer is not a key.
-const DEVICE_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=256;
+pub(crate) const DEVICE_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=256;
 
 /// The id is taken: the device that registered it (same device key) may be asking
 /// again because its first answer was lost. It gets a new session for the same
@@ -223,7 +229,57 @@ async fn resume_guest(
         .await?
     {
         Some(user) => Ok(signed_in(&user, &session, token)),
+        None => come_back(state, user_id, device_key_hash, ip, now).await,
+    }
+}
+
+/// The id is not a live guest of this device's: it may be a deleted one's
+/// (`gone_users`, issue 16). A guest the stale-guest cleanup removed while its
+/// device was away comes back under its id when that device (its device key)
+/// asks, and the answer says `revived` so the device sends its records again.
+/// An id its owner or an admin deleted stays gone: 410 `GUEST_REMOVED`.
+async fn come_back(
+    state: &AppState,
+    user_id: &str,
+    device_key_hash: &str,
+    ip: Option<IpAddr>,
+    now: i64,
+) -> ApiResult<Response> {
+    use crate::db_recovery::GoneReason;
+    match state.db.gone_user(user_id).await? {
         None => Err(ErrorCode::UserIdTaken.into()),
+        Some(GoneReason::Deleted | GoneReason::Removed) => Err(Failure::new(
+            ErrorCode::GuestRemoved,
+        )
+        .with_message(
+            "This guest was deleted from the server (by its owner or an administrator) and cannot come back",
+        )),
+        Some(GoneReason::Cleanup) => {
+            let user = UserRow::new_guest(user_id.to_owned(), now);
+            let (session, token) = mint_session(user_id, now);
+            let ip_hash = ip_hash(state, ip);
+            let audits = vec![
+                AuditRow::new(AuditEventKind::UserCreated, user_id, user_id, now, ip_hash.clone())
+                    .with_detail(serde_json::json!({ "isAnonymous": true, "revived": "cleanup" })),
+                AuditRow::new(AuditEventKind::SessionCreated, user_id, user_id, now, ip_hash)
+                    .with_detail(
+                        serde_json::json!({ "sessionId": session.id, "method": "anonymous" }),
+                    ),
+            ];
+            let guest = NewGuest {
+                user,
+                session,
+                audits,
+                device_key_hash: Some(device_key_hash.to_owned()),
+                rate: None,
+            };
+            if !state.db.revive_guest(&guest).await? {
+                // Another device key, or a race with another revival.
+                return Err(ErrorCode::UserIdTaken.into());
+            }
+            tracing::info!(user_id = %user_id, "a guest the cleanup had deleted came back from its device");
+            Ok(answer_sign_in(&guest.user, &guest.session, token, true))
+        }
     }
 }
 
@@ -239,7 +295,7 @@ pub(crate) async fn limit_upgrade(state: &AppState, ip: Option<IpAddr>) -> ApiRe
     }
 }
 
-fn rate_limited(retry_after_secs: u64) -> Failure {
+pub(crate) fn rate_limited(retry_after_secs: u64) -> Failure {
     let mut failure = Failure::new(ErrorCode::RateLimited);
     failure.retry_after_secs = Some(retry_after_secs);
     failure

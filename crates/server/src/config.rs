@@ -66,6 +66,8 @@ pub const DEFAULT_PASSWORD_RESET_PER_MINUTE: u32 = 10;
 pub const DEFAULT_SIGN_IN_FAILURES_PER_EMAIL: u32 = 10;
 pub const DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS: u32 = 100;
 pub const DEFAULT_UPGRADE_PER_HOUR: u32 = 20;
+pub const DEFAULT_RECOVERY_PER_MINUTE: u32 = 10;
+pub const DEFAULT_RECOVERY_GLOBAL_PER_MINUTE: u32 = 600;
 pub const DEFAULT_PASSWORD_HASH_QUEUE: usize = 32;
 pub const DEFAULT_CLEANUP_INTERVAL_SECS: u64 = 3600;
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECS: u64 = 20;
@@ -258,6 +260,13 @@ pub struct RateLimitConfig {
     pub sign_in_failures_per_address: u32,
     /// `anonymous/upgrade` calls per client address per hour; 0 turns it off.
     pub upgrade_per_hour: u32,
+    /// `sign-in/recovery` attempts per client address (IPv6: per /64) per
+    /// minute, right or wrong; 0 turns it off.
+    pub recovery_per_minute: u32,
+    /// `sign-in/recovery` attempts per minute from everyone together (on every
+    /// instance of one database): a guesser with many addresses still gets few
+    /// tries at 2^128 keys; 0 turns it off.
+    pub recovery_global_per_minute: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -268,6 +277,8 @@ impl Default for RateLimitConfig {
             sign_in_failures_per_email: DEFAULT_SIGN_IN_FAILURES_PER_EMAIL,
             sign_in_failures_per_address: DEFAULT_SIGN_IN_FAILURES_PER_ADDRESS,
             upgrade_per_hour: DEFAULT_UPGRADE_PER_HOUR,
+            recovery_per_minute: DEFAULT_RECOVERY_PER_MINUTE,
+            recovery_global_per_minute: DEFAULT_RECOVERY_GLOBAL_PER_MINUTE,
         }
     }
 }

@@ -77,6 +77,14 @@ impl Config {
                 "GUESTPASS_RATE_LIMIT_UPGRADE_PER_HOUR",
                 &mut self.rate_limit.upgrade_per_hour,
             ),
+            (
+                "GUESTPASS_RATE_LIMIT_RECOVERY_PER_MINUTE",
+                &mut self.rate_limit.recovery_per_minute,
+            ),
+            (
+                "GUESTPASS_RATE_LIMIT_RECOVERY_GLOBAL_PER_MINUTE",
+                &mut self.rate_limit.recovery_global_per_minute,
+            ),
         ] {
             if let Some(v) = get(var) {
                 *field = parse(var, &v)?;

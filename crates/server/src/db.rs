@@ -306,6 +306,7 @@ pub trait Database:
     + crate::db_care::CareStore
     + crate::db_throttle::ThrottleStore
     + crate::db_claims::ClaimStore
+    + crate::db_recovery::RecoveryStore
     + crate::store_id_tokens::IdTokenStore
     + Send
     + Sync

@@ -8,6 +8,8 @@
 //! | [`UPGRADE`] | client address | 1 h | `anonymous/upgrade` calls |
 //! | [`SIGN_IN_EMAIL`] | normalised email | 15 min | failed email sign-ins (`sign_in_throttle.rs`) |
 //! | [`SIGN_IN_ADDRESS`] | client address | 15 min | failed email sign-ins, any email |
+//! | [`RECOVERY`] | client address | 1 min | `sign-in/recovery` attempts |
+//! | [`RECOVERY_ALL`] | everyone (one bucket) | 1 min | `sign-in/recovery` attempts |
 //!
 //! The per-user limits of account care (reset emails and verification resends
 //! per hour) are counted from the links themselves, in `store_care.rs`.
@@ -82,6 +84,14 @@ pub const SIGN_IN_EMAIL: Kind = Kind {
 pub const SIGN_IN_ADDRESS: Kind = Kind {
     name: "signin-addr",
     window_ms: 15 * MINUTE_MS,
+};
+pub const RECOVERY: Kind = Kind {
+    name: "recovery",
+    window_ms: MINUTE_MS,
+};
+pub const RECOVERY_ALL: Kind = Kind {
+    name: "recovery-all",
+    window_ms: MINUTE_MS,
 };
 pub const ADMIN_KEY: Kind = Kind {
     name: "admin-key",
@@ -205,6 +215,32 @@ pub async fn check_upgrade(
 ) -> DbResult<Decision> {
     let hit = hit(UPGRADE, secret, &address_key(ip), limit_per_hour, now_ms);
     count(db, hit, now_ms).await
+}
+
+/// Counts one `POST /sign-in/recovery` from `ip`, on its address's bucket and
+/// on the one bucket of everyone, and decides (limited if either is past its
+/// limit). Never keyed by any part of the key or phrase: a guesser who varies
+/// them learns nothing from the limit, and the owner is never locked out by
+/// someone else's guesses for longer than a minute.
+pub async fn check_recovery(
+    db: &dyn Database,
+    secret: &[u8],
+    ip: Option<IpAddr>,
+    per_address: u32,
+    everyone: u32,
+    now_ms: i64,
+) -> DbResult<Decision> {
+    let mine = hit(RECOVERY, secret, &address_key(ip), per_address, now_ms);
+    match count(db, mine, now_ms).await? {
+        Decision::Allowed => {}
+        limited => return Ok(limited),
+    }
+    count(
+        db,
+        hit(RECOVERY_ALL, secret, "all", everyone, now_ms),
+        now_ms,
+    )
+    .await
 }
 
 /// Counts `hit` (if the limit is on) and decides.

@@ -432,6 +432,14 @@ pub fn router(state: SharedState) -> Router {
         .route(routes::SOCIAL_NONCE, post(social_nonce::social_nonce))
         .route(routes::PROVIDERS, get(crate::providers::providers))
         .route(routes::MERGE, post(merge::merge))
+        .route(
+            routes::RECOVERY_KEY,
+            post(crate::recovery::set_recovery_key),
+        )
+        .route(
+            routes::SIGN_IN_RECOVERY,
+            post(crate::recovery::sign_in_recovery),
+        )
         // Account care (issue 13). The two pages a mailed link opens answer GET
         // (a page or `{valid}`, changing nothing) and POST (the change).
         .route(

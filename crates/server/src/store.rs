@@ -209,7 +209,25 @@ impl SqliteStore {
         tx: &mut sqlx::SqliteConnection,
         picked: &[String],
         audits: impl Fn(&[String]) -> Vec<AuditRow>,
+        now: i64,
     ) -> DbResult<Vec<String>> {
+        // The cleanup's tombstones first (this transaction holds the write lock):
+        // each guest's own device may bring it back (issue 16, `gone_users`).
+        let mut gone = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
+             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, ",
+        );
+        gone.push_bind(now).push(" FROM users WHERE id IN (");
+        let mut list = gone.separated(", ");
+        for id in picked {
+            list.push_bind(id);
+        }
+        gone.push(
+            ") ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
+             device_key_hash = excluded.device_key_hash, \
+             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at",
+        );
+        gone.build().execute(&mut *tx).await?;
         let mut delete = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM users WHERE id IN (");
         let mut list = delete.separated(", ");
         for id in picked {
@@ -245,12 +263,24 @@ impl PostgresStore {
         tx: &mut sqlx::PgConnection,
         picked: &[String],
         audits: impl Fn(&[String]) -> Vec<AuditRow>,
+        now: i64,
     ) -> DbResult<Vec<String>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("DELETE FROM users WHERE id = ANY($1) RETURNING id")
-                .bind(picked)
-                .fetch_all(&mut *tx)
-                .await?;
+        // The deletion writes the cleanup's tombstones in the same statement
+        // (issue 16, `gone_users`): each guest's own device may bring it back.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "WITH d AS (DELETE FROM users WHERE id = ANY($1) \
+             RETURNING id, device_key_hash, recovery_key_hash), \
+             t AS (INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
+             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, $2 FROM d \
+             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
+             device_key_hash = excluded.device_key_hash, \
+             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at) \
+             SELECT id FROM d",
+        )
+        .bind(picked)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
         if ids.is_empty() {
             return Ok(ids);
         }
@@ -570,6 +600,7 @@ macro_rules! sql_store {
                 let user: Option<UserRow> = sqlx::query_as(&format!(
                     "UPDATE users SET email = $2, name = COALESCE($3, name), password_hash = $4, \
                      is_anonymous = FALSE, email_verified = FALSE, email_claimed_at = $5, \
+                     recovery_key_hash = NULL, \
                      updated_at = $5, last_active_at = $5 \
                      WHERE id = $1 AND is_anonymous = TRUE RETURNING {USER_COLUMNS}"
                 ))
@@ -635,6 +666,7 @@ macro_rules! sql_store {
                 let user: UserRow = sqlx::query_as(&format!(
                     "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
                      is_anonymous = FALSE, email_verified = ($2 IS NOT NULL), updated_at = $4, \
+                     recovery_key_hash = NULL, \
                      last_active_at = $4 WHERE id = $1 RETURNING {USER_COLUMNS}"
                 ))
                 .bind(&link.user_id)
@@ -727,6 +759,23 @@ macro_rules! sql_store {
                 audit: &AuditRow,
             ) -> DbResult<bool> {
                 let mut tx = self.pool.begin().await?;
+                // A deleted id never comes back as somebody's new guest: its
+                // tombstone says why it went (issue 16). The owner deleting itself
+                // is 'deleted'; anyone else (an admin) 'removed'.
+                let reason = if audit.actor == user_id { "deleted" } else { "removed" };
+                sqlx::query(
+                    "INSERT INTO gone_users (id, reason, gone_at) \
+                     SELECT id, $2, $3 FROM users \
+                     WHERE id = $1 AND (is_anonymous = TRUE OR $4 = FALSE) \
+                     ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
+                     device_key_hash = NULL, recovery_key_hash = NULL, gone_at = excluded.gone_at",
+                )
+                .bind(user_id)
+                .bind(reason)
+                .bind(audit.created_at)
+                .bind(only_anonymous)
+                .execute(&mut *tx)
+                .await?;
                 // Sessions, linked accounts and verification tokens go with the
                 // user (ON DELETE CASCADE).
                 let done = sqlx::query(
@@ -850,7 +899,7 @@ macro_rules! sql_store {
                         })
                         .collect()
                 };
-                let ids = Self::delete_and_audit(&mut tx, &picked, audits).await?;
+                let ids = Self::delete_and_audit(&mut tx, &picked, audits, now).await?;
                 tx.commit().await?;
                 Ok(ids)
             }

@@ -70,8 +70,8 @@ const RATE_UPSERT: &str =
      RETURNING hits";
 
 /// Round trip 1: the write lock, every window's new count, and which of the
-/// batch's ids exist or were merged into an account (a folded guest's id never
-/// comes back as a new guest). Rows: `('hits', bucket, window_start, hits)` and
+/// batch's ids exist, were merged into an account or were deleted (`gone_users`:
+/// such an id never comes back as a new guest; `auth.rs` may revive one). Rows: `('hits', bucket, window_start, hits)` and
 /// `('taken', id, 0, 0)`.
 const SQLITE_OPEN: &str = "BEGIN IMMEDIATE; \
      INSERT INTO rate_limits (bucket, window_start, hits) \
@@ -80,7 +80,9 @@ const SQLITE_OPEN: &str = "BEGIN IMMEDIATE; \
      RETURNING 'hits', bucket, window_start, hits; \
      SELECT 'taken', id, 0, 0 FROM users WHERE id IN (SELECT value FROM json_each($2)) \
      UNION ALL SELECT 'taken', guest_id, 0, 0 FROM merges \
-     WHERE guest_id IN (SELECT value FROM json_each($2))";
+     WHERE guest_id IN (SELECT value FROM json_each($2)) \
+     UNION ALL SELECT 'taken', id, 0, 0 FROM gone_users \
+     WHERE id IN (SELECT value FROM json_each($2))";
 
 /// Round trip 2: the rows of the guests that go ahead, and the commit.
 const SQLITE_WRITE: &str = concat!(
@@ -173,6 +175,7 @@ impl PostgresStore {
             let inserted: Vec<String> = sqlx::query_scalar(concat!(
                 insert_users_from!("json_array_elements($1::json) AS j(value)"),
                 " WHERE NOT EXISTS (SELECT 1 FROM merges m WHERE m.guest_id = j.value ->> 0)",
+                " AND NOT EXISTS (SELECT 1 FROM gone_users g WHERE g.id = j.value ->> 0)",
                 " ON CONFLICT (id) DO NOTHING RETURNING id"
             ))
             .bind(plan::users_json(batch, &claims)?)

@@ -38,6 +38,8 @@ const CLIENT_ID: &str = "guestpass-app";
 /// Codes a server may answer with (the device codes never travel over HTTP).
 const SERVER_CODES: &[ErrorCode] = &[
     ErrorCode::UserIdTaken,
+    ErrorCode::InvalidRecoveryPhrase,
+    ErrorCode::GuestRemoved,
     ErrorCode::AnonymousUsersCannotSignInAgainAnonymously,
     ErrorCode::RateLimited,
     ErrorCode::EmailAlreadyInUse,
@@ -98,6 +100,8 @@ const ROUTES: &[&str] = &[
     routes::DELETE_USER,
     routes::EXPORT,
     routes::PROVIDERS,
+    routes::RECOVERY_KEY,
+    routes::SIGN_IN_RECOVERY,
 ];
 
 /// The routes that answer a browser with a page (issue 13).
@@ -235,6 +239,17 @@ impl Target {
             .insert(routes::SYNC_PROTOCOL_HEADER, HeaderValue::from_static("1"));
         let pushed = t.call(push).await;
         assert_eq!(pushed.0, 200, "{}", String::from_utf8_lossy(&pushed.2));
+        // The victim guest's recovery key, which the fuzzer never holds: no answer
+        // may change it or open the guest with anything else.
+        let kept = t
+            .call(json_post(
+                routes::RECOVERY_KEY,
+                Some(&t.victim_guest.token),
+                "198.51.100.1",
+                json!({"recoveryKey": format!("victim-recovery-key-{}", ulid::Ulid::new())}),
+            ))
+            .await;
+        assert_eq!(kept.0, 200, "{}", String::from_utf8_lossy(&kept.2));
         t
     }
 
@@ -270,7 +285,8 @@ impl Target {
         let queries = [
             "SELECT json_object('id',id,'email',email,'name',name,'image',image,
                 'ev',email_verified,'anon',is_anonymous,'pw',password_hash,'meta',metadata,
-                'c',created_at,'u',updated_at,'a',last_active_at)
+                'c',created_at,'u',updated_at,'a',last_active_at,
+                'dk',device_key_hash,'rk',recovery_key_hash)
              FROM users WHERE id IN (?1, ?2) ORDER BY id",
             "SELECT json_object('id',id,'user',user_id,'hash',token_hash,'exp',expires_at,
                 'c',created_at,'u',updated_at)
@@ -626,6 +642,8 @@ enum Field {
     Changes,
     /// An upgrade's `nextTokenHash`.
     TokenHash,
+    /// A recovery key or a device key (issue 16).
+    RecoveryKey,
 }
 
 /// One pushed change: mostly well-formed, with every field sometimes wrong.
@@ -751,6 +769,12 @@ fn good_value(field: Field, idp_tokens: Vec<String>) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         Field::Flag => any::<bool>().prop_map(Value::Bool).boxed(),
+        Field::RecoveryKey => prop_oneof![
+            3 => "[A-Za-z0-9_-]{43}".prop_map(Value::String),
+            1 => "[ -~]{0,140}".prop_map(Value::String),
+            1 => s(&["", "victim-recovery-", "abandon abandon abandon"]),
+        ]
+        .boxed(),
         Field::TokenHash => prop_oneof![
             "[0-9a-f]{64}".prop_map(Value::String),
             "[0-9A-Fa-f]{63,65}".prop_map(Value::String),
@@ -833,6 +857,13 @@ fn fields_for(path: &str) -> &'static [(&'static str, Field)] {
         ]
     } else if path.contains("delete-user") {
         &[("password", Field::Password), ("callbackURL", Field::Name)]
+    } else if path.contains("anonymous/recovery-key") {
+        &[("recoveryKey", Field::RecoveryKey)]
+    } else if path.contains("sign-in/recovery") {
+        &[
+            ("recoveryKey", Field::RecoveryKey),
+            ("deviceKey", Field::RecoveryKey),
+        ]
     } else if path.contains("anonymous/merge") {
         &[("guestToken", Field::GuestToken)]
     } else if path.contains("sign-in/anonymous") {

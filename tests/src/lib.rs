@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use guestpass_core::{Config, Dialect, Guestpass, SocialProvider};
-use guestpass_server::{launch_with_listener, Secret, ServerHandle};
+use guestpass_server::{launch_with_clock, launch_with_listener, Secret, ServerHandle};
 use tokio::net::TcpListener;
 
 pub const ADMIN_KEY: &str = "e2e-admin-key-0123456789";
@@ -76,6 +76,8 @@ impl Device {
             "pending-password",
             "device-key",
             "pending-token",
+            "pending-revocation",
+            "recovery-phrase",
         ] {
             let _ = self.entry(user_id, slot).delete_credential();
         }
@@ -155,6 +157,7 @@ impl Device {
             Slot::PendingPassword,
             Slot::DeviceKey,
             Slot::PendingToken,
+            Slot::RecoveryPhrase,
         ] {
             let _ = v.delete(user_id, slot).await;
         }
@@ -232,6 +235,23 @@ impl RefServer {
         );
     }
 
+    /// The same on a clock the test holds: a limit's window (fixed, per minute
+    /// or hour) then cannot roll over between two requests of one test.
+    pub async fn up_with_clock(
+        &mut self,
+        config: guestpass_server::Config,
+        clock: guestpass_server::ManualClock,
+    ) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("re-bind the server port");
+        self.handle = Some(
+            launch_with_clock(config, listener, std::sync::Arc::new(clock))
+                .await
+                .expect("launch server"),
+        );
+    }
+
     /// Starts it with social providers `(name, client id, issuer)` configured.
     pub async fn up_with_social(&mut self, providers: &[(&str, &str, &str)]) {
         let mut config = self.config();
@@ -245,6 +265,12 @@ impl RefServer {
             );
         }
         self.up_with(config).await;
+    }
+
+    /// One stale-guest cleanup now (`cleanupIntervalSecs` is 0 in tests).
+    pub async fn run_cleanup(&self) -> usize {
+        let h = self.handle.as_ref().expect("the server is up");
+        h.run_cleanup().await.expect("cleanup").guests_deleted
     }
 
     /// Where its Prometheus metrics answer, when its config set `metricsListen`.

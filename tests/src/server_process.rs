@@ -180,7 +180,7 @@ impl ServerProcess {
         let config = format!(
             "siteUrl = \"http://{addr}\"\nlisten = \"{addr}\"\ndatabaseUrl = \"{database_url}\"\n\
              secret = \"crash-harness-secret\"\nadminApiKey = \"{ADMIN_KEY}\"\n{extra}\n\
-             [rateLimit]\nanonymousPerMinute = 0\nupgradePerHour = 0\n"
+             [rateLimit]\nanonymousPerMinute = 0\nupgradePerHour = 0\nrecoveryPerMinute = 0\nrecoveryGlobalPerMinute = 0\n"
         );
         std::fs::write(dir.path().join("server.toml"), config).expect("write the config");
         // Our own link: a concurrent `cargo build` relinking target/debug cannot pull

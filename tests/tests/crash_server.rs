@@ -73,6 +73,23 @@ async fn postgres_server_killed_mid_cleanup() {
 
 #[path = "crash_server/link_social.rs"]
 mod link_social;
+#[path = "crash_server/recovery.rs"]
+mod recovery;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_killed_mid_recovery() {
+    recovery::killed_mid_recovery(ServerDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_killed_mid_recovery() {
+    match ServerDb::postgres().await {
+        Some(db) => recovery::killed_mid_recovery(db).await,
+        None => tell(
+            "SKIPPED postgres_server_killed_mid_recovery: GUESTPASS_TEST_POSTGRES_URL is not set",
+        ),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_server_killed_mid_link_social() {
@@ -396,8 +413,10 @@ async fn check_server_db(db: &ServerDb, context: &str) {
         ),
         (
             "guests with an upgrade audit",
+            // A guest's recovery key change (issue 16) is no upgrade.
             "SELECT COUNT(*) FROM users u WHERE u.is_anonymous = TRUE AND EXISTS (SELECT 1 FROM audit_log a \
-             WHERE a.user_id = u.id AND a.event = 'user.updated')",
+             WHERE a.user_id = u.id AND a.event = 'user.updated' \
+             AND a.detail NOT LIKE '%\"change\":\"recoveryKey\"%')",
         ),
         (
             "orphaned sessions",

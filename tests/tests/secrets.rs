@@ -4,11 +4,13 @@
 //! key, account care (a password reset through its mailed link and page, a
 //! verification resent and confirmed, a password change, an account deleted with
 //! its password), and refusals of each — and what the settings screen, "Copy
-//! diagnostics", the health probes and the metrics show (issue 15): every
+//! diagnostics", the health probes and the metrics show (issue 15), and a guest's
+//! recovery phrase shown, replaced and restored with (issue 16): every
 //! byte of every SQLite file (database, WAL, SHM) of both devices and the server,
 //! everything the app core and the server logged at DEBUG, and every error message
 //! are searched for the session tokens, the password, the admin key and the ID
-//! token, the mailed link tokens and the new passwords, also as hex and base64.
+//! token, the mailed link tokens, the new passwords, the recovery phrases and the
+//! keys derived from them, also as hex and base64.
 //! None may appear.
 //!
 //! The ID token only ever travels from the app to the server, so the app talks to
@@ -286,6 +288,33 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         .upgrade("secret-keeper@example.com", pw(PASSWORD), None)
         .await;
     messages.push(error_text(refused));
+
+    // Issue 16: that guest shows its recovery phrase, makes a new one, and is
+    // restored with it; an old phrase and a mistyped one are refused.
+    c.create_note("a note to come back to").await.unwrap();
+    c.sync_now().await;
+    let first_phrase = c.recovery_phrase().await.unwrap().words.join(" ");
+    let phrase = c.new_recovery_phrase().await.unwrap().words.join(" ");
+    messages.push(error_text(c.restore_guest(&first_phrase).await));
+    let mut typo: Vec<&str> = phrase.split(' ').collect();
+    typo[4] = "zzzzzz";
+    messages.push(error_text(c.restore_guest(&typo.join(" ")).await));
+    let restored = c.restore_guest(&phrase).await.unwrap();
+    assert!(
+        matches!(&restored, guestpass_core::SignInOutcome::SignedIn(s) if s.user.id == guest_c.user.id),
+        "{restored:?}"
+    );
+    let recovery_keys: Vec<String> = [&first_phrase, &phrase]
+        .iter()
+        .map(|p| {
+            use secrecy::ExposeSecret;
+            guestpass_core::recovery::Phrase::parse(p)
+                .unwrap()
+                .sign_in_key()
+                .expose_secret()
+                .to_owned()
+        })
+        .collect();
 
     // Another guest links a social account.
     let mut device_b = Device::new(&via, Dialect::Guestpass);
@@ -645,6 +674,24 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
     // What a `{:?}` in any log line would print of the values that carry secrets.
     let debug_views = [
         format!("{:?}", server.config()),
+        format!(
+            "{:?}",
+            guestpass_proto::RecoverySignInRequest {
+                recovery_key: phrase.clone(),
+                device_key: Some(phrase.clone()),
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_proto::RecoveryKeyRequest {
+                recovery_key: phrase.clone(),
+            }
+        ),
+        format!(
+            "{:?}",
+            guestpass_core::recovery::Phrase::parse(&phrase).unwrap()
+        ),
+        format!("{:?}", c.recovery_phrase().await.unwrap()),
         format!("{sign_in_answer:?}"),
         format!(
             "{:?}",
@@ -730,7 +777,14 @@ async fn no_secret_reaches_a_database_file_a_log_or_an_error_message() {
         ("reset password", RESET_PASSWORD.to_owned()),
         ("changed password", CHANGED_PASSWORD.to_owned()),
         ("post-reset sign-in token", reset_token),
+        ("recovery phrase", phrase.clone()),
+        ("replaced recovery phrase", first_phrase.clone()),
     ];
+    secrets.extend(
+        recovery_keys
+            .into_iter()
+            .map(|k| ("recovery sign-in key", k)),
+    );
     secrets.extend(link_tokens.into_iter().map(|t| ("mailed link token", t)));
     for (device, user) in [
         (&device_a, &guest_a.user.id),

@@ -402,7 +402,13 @@ async fn a_rate_limited_registration_waits_offline_and_loses_nothing() {
     let mut server = RefServer::reserve().await;
     let mut config = server.config();
     config.rate_limit.anonymous_per_minute = 1;
-    server.up_with(config).await;
+    // Held at the start of this minute: on the wall clock the second sign-in
+    // could fall into the next window and pass (CI saw it at hh:55:00.4).
+    let now = chrono::Utc::now();
+    let minute = now - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&now)));
+    server
+        .up_with_clock(config, guestpass_server::ManualClock::new(minute))
+        .await;
     let first = Device::new(&server.url(), Dialect::Guestpass);
     let a = first.launch().await;
     let ga = a.ensure_session().await.unwrap();

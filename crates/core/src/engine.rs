@@ -101,12 +101,13 @@ impl Guestpass {
         };
         let _one = self.sync.pass.lock().await;
         self.publish(|s| s.state = SyncState::Syncing);
+        let mut notice = None;
         let result = match self.sweep_once().await {
             Ok(()) => self.account_work(backend).await,
             Err(e) => Err(SyncError::Local(e)),
         };
         let result = match result {
-            Ok(()) => sync::sync_once(&self.store, &self.vault, backend).await,
+            Ok(()) => sync::sync_once(&self.store, &self.vault, backend, &mut notice).await,
             Err(e) => Err(e),
         };
         let mut hint = None;
@@ -174,6 +175,9 @@ impl Guestpass {
         let on_server = backend.dialect() == Dialect::Guestpass;
         self.publish(|s| {
             s.state = state;
+            if notice.is_some() {
+                s.notice = notice;
+            }
             s.sign_in_required = sign_in_required;
             s.reason = reason;
             s.refused_upgrade = pending.as_ref().and_then(|p| p.refused.clone());
@@ -326,6 +330,12 @@ impl Guestpass {
             .ok_or(Error::from(ErrorCode::NoSession))?;
         sync::dismiss_upgrade(&self.store, &self.vault, &user_id).await?;
         Ok(self.sync_now().await)
+    }
+
+    /// The person read the notice ("OK").
+    pub fn dismiss_notice(&self) -> SyncStatus {
+        self.publish(|s| s.notice = None);
+        self.sync_status()
     }
 
     /// Runs passes forever: right away, then every minute when healthy, with backoff

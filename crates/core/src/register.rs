@@ -16,8 +16,15 @@ use crate::vault::{Slot, Vault};
 
 pub(crate) enum Registered {
     Token(SecretString),
+    /// The server had deleted this guest as stale while the device was away and
+    /// made it again from this device's key: every record was queued to go up
+    /// again (issue 16), and the person is told once.
+    Revived(SecretString),
     Lost(ApiError),
 }
+
+/// What the app says once after [`Registered::Revived`].
+pub(crate) const REVIVED_NOTICE: &str = "The server had forgotten this guest after a long time without contact. Everything on this device has been sent to it again; nothing was lost.";
 
 /// Registers the device's guest with the id it minted offline, once.
 pub(crate) async fn ensure_registered(
@@ -61,6 +68,26 @@ pub(crate) async fn ensure_registered(
     if let (Some(_), Some(token)) = (&known, &held) {
         return Ok(Registered::Token(token.clone()));
     }
+    if known.is_some() && held.is_none() {
+        // The server knows this user, and the keyring no longer holds its token:
+        // the keyring was reset under the app (on Linux, often a login password
+        // change). Notes are all here. A guest's device key may survive in it:
+        // then the registration below gets a new session. Without it nothing
+        // here can prove the guest, and minting a key (or a guest) would only
+        // make it worse: the recovery phrase (or a sign-in) brings sync back.
+        if !user.is_anonymous {
+            return Ok(Registered::Lost(ApiError::new(
+                ErrorCode::Unauthorized,
+                "This device lost its session (the system keyring was reset). Sign in again to sync; everything on this device is kept.",
+            )));
+        }
+        if vault.get(&user.id, Slot::DeviceKey).await?.is_none() {
+            return Ok(Registered::Lost(ApiError::new(
+                ErrorCode::DeviceKeysLost,
+                "The system keyring lost this device's keys, so this guest cannot sync. Your notes are safe here and keep working on this device. Enter your recovery phrase to sync again.",
+            )));
+        }
+    }
     // A token without its row: a previous pass stored the token and died before the
     // row. Ask the backend who it is instead of registering twice.
     if let Some(token) = held {
@@ -90,13 +117,23 @@ pub(crate) async fn ensure_registered(
         Dialect::BetterAuth => None,
     };
     match backend.register(&user.id, device_key.as_ref()).await {
-        Ok(Remote { user: remote, token: Some(token) }) => {
+        Ok((Remote { user: remote, token: Some(token) }, revived)) => {
             // Token first: if we die before the row, the branch above recovers it.
             vault.set(&user.id, Slot::Remote, &token).await?;
+            if revived {
+                // The server lost the records with the guest: all of them go up
+                // again (idempotent by hash), and the cursor starts over. In the
+                // same transaction as the row, so a crash re-runs both.
+                let mut tx = store.begin_write().await?;
+                records::reseed(&mut tx, &user.id).await.map_err(db(store))?;
+                tx.commit().await.map_err(db(store))?;
+                tracing::info!("the server had deleted this guest as stale; it was made again from this device");
+            }
             save_remote(store, backend, &user.id, &remote.id).await?;
-            Ok(Registered::Token(token))
+            crate::recovery::resend_key(vault, backend, &user.id, &token).await;
+            Ok(if revived { Registered::Revived(token) } else { Registered::Token(token) })
         }
-        Ok(Remote { token: None, .. }) => Err(BackendError::Protocol("sign-in answer without a token".into()).into()),
+        Ok((Remote { token: None, .. }, _)) => Err(BackendError::Protocol("sign-in answer without a token".into()).into()),
         // Final: the server refused this device's key too (or the guest was upgraded there).
         // A social upgrade whose answer was lost, and the token made for it did not
         // open it (`upgrade::adopt_pending_token`): the account exists, this device
@@ -107,6 +144,10 @@ pub(crate) async fn ensure_registered(
         {
             Ok(Registered::Lost(upgrade::social_answer_lost()))
         }
+        Err(BackendError::Refused(e)) if e.code == ErrorCode::GuestRemoved => Ok(Registered::Lost(ApiError::new(
+            ErrorCode::GuestRemoved,
+            "This guest was deleted from the server (on another device, or by its administrator), so it no longer syncs. Everything on this device is still here.",
+        ))),
         Err(BackendError::Refused(e)) if e.code == ErrorCode::UserIdTaken => Ok(Registered::Lost(ApiError::new(
             ErrorCode::UserIdTaken,
             "The server already has this guest but this device lost its session there. Your data on this device is safe.",

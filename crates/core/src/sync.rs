@@ -46,6 +46,9 @@ pub struct SyncStatus {
     pub records_on_server: bool,
     /// A full account whose server session expired or was revoked: "Sign in again".
     pub sign_in_required: bool,
+    /// Something worth saying once, that needs nothing done (the server had
+    /// forgotten this guest and got everything again). Kept until dismissed.
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,7 @@ impl SyncStatus {
             last_saved_at: None,
             records_on_server: false,
             sign_in_required: false,
+            notice: None,
         }
     }
 }
@@ -94,6 +98,7 @@ pub(crate) async fn sync_once(
     store: &Store,
     vault: &Vault,
     backend: &Backend,
+    notice: &mut Option<String>,
 ) -> Result<Outcome, SyncError> {
     let Some(mut user) = device_user(&mut *store.pool().acquire().await.map_err(db(store))?)
         .await
@@ -111,6 +116,10 @@ pub(crate) async fn sync_once(
     }
     let token = match register::ensure_registered(store, vault, backend, &user).await? {
         Registered::Token(t) => t,
+        Registered::Revived(t) => {
+            *notice = Some(register::REVIVED_NOTICE.to_owned());
+            t
+        }
         Registered::Lost(reason) => return Ok(Outcome::NeedsAttention(reason)),
     };
     let token = match upgrade::deliver_upgrade(store, vault, backend, &user, token).await? {

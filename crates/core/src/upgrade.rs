@@ -103,7 +103,7 @@ pub(crate) async fn adopt_pending_token(
                 .await
                 .map_err(db(store))?;
             drop(conn);
-            apply_upgrade(store, backend, &user.id, &remote, outbox, kind).await?;
+            apply_upgrade(store, vault, backend, &user.id, &remote, outbox, kind).await?;
             erase_pending(vault, &user.id).await?;
             Ok(true)
         }
@@ -259,7 +259,16 @@ async fn adopt(
     outbox_id: i64,
 ) -> Result<()> {
     vault.set(&user.id, Slot::Remote, token).await?;
-    apply_upgrade(store, backend, &user.id, remote, Some(outbox_id), "email").await?;
+    apply_upgrade(
+        store,
+        vault,
+        backend,
+        &user.id,
+        remote,
+        Some(outbox_id),
+        "email",
+    )
+    .await?;
     erase_pending(vault, &user.id).await
 }
 
@@ -296,6 +305,7 @@ pub(crate) async fn link_social(
             vault.set(user_id, Slot::Remote, &token).await?;
             apply_upgrade(
                 store,
+                vault,
                 backend,
                 user_id,
                 &remote.user,
@@ -320,6 +330,7 @@ pub(crate) async fn link_social(
 /// `kind` goes to the audit detail: `email`, or `social:<provider>`.
 pub(crate) async fn apply_upgrade(
     store: &Store,
+    vault: &Vault,
     backend: &Backend,
     user_id: &str,
     remote: &RemoteUser,
@@ -362,6 +373,11 @@ pub(crate) async fn apply_upgrade(
     .await
     .map_err(db(store))?;
     tx.commit().await.map_err(db(store))?;
+    // The server revoked the guest's recovery phrase with the upgrade (an account
+    // recovers by email): a phrase kept here would only mislead.
+    if let Err(e) = vault.delete(user_id, Slot::RecoveryPhrase).await {
+        tracing::warn!("the upgraded guest's recovery phrase stayed in the keyring: {e}");
+    }
     Ok(())
 }
 

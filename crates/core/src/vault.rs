@@ -26,17 +26,21 @@ pub enum Slot {
     /// and sent its hash), kept until the answer or the next pass proves it works
     /// (`upgrade.rs`).
     PendingToken,
+    /// A guest's recovery phrase (issue 16), kept so it can be shown again; the
+    /// server has only the SHA-256 of a key derived from it.
+    RecoveryPhrase,
 }
 
 impl Slot {
     /// Every slot, for erasing all a user has.
-    pub const ALL: [Slot; 6] = [
+    pub const ALL: [Slot; 7] = [
         Slot::Session,
         Slot::Remote,
         Slot::PendingPassword,
         Slot::DeviceKey,
         Slot::PendingRevocation,
         Slot::PendingToken,
+        Slot::RecoveryPhrase,
     ];
 }
 
@@ -49,6 +53,7 @@ impl Slot {
             Slot::DeviceKey => "device-key",
             Slot::PendingRevocation => "pending-revocation",
             Slot::PendingToken => "pending-token",
+            Slot::RecoveryPhrase => "recovery-phrase",
         }
     }
 }

@@ -27,7 +27,7 @@ fn upgrade_req(email: &str, password: &str) -> UpgradeRequest {
 
 async fn guest(b: &Backend) -> (Remote, SecretString) {
     // Better Auth mints its own id; the local one is not sent.
-    let r = b.register("local-guest-id", None).await.expect("register");
+    let (r, _) = b.register("local-guest-id", None).await.expect("register");
     let token = r.token.clone().expect("a token for the new guest");
     (r, token)
 }

@@ -18,7 +18,7 @@ use crate::Guestpass;
 use super::{api, local, GuestSummary};
 
 /// Every keyring item a user can have on this device.
-const SLOTS: [Slot; 6] = Slot::ALL;
+const SLOTS: [Slot; 7] = Slot::ALL;
 
 /// A care call's failure in words; `what` completes "… needs the server".
 fn care_error(e: BackendError, what: &str) -> Error {

@@ -76,14 +76,17 @@ pub(super) async fn adopt(
     let at = format_time(&now);
     sqlx::query(
         "INSERT INTO users (id, email, name, image, email_verified, is_anonymous, created_at, updated_at, metadata)
-         VALUES (?, ?, ?, NULL, ?, 0, ?, ?, '{}')
+         VALUES (?, ?, ?, NULL, ?, ?, ?, ?, '{}')
          ON CONFLICT(id) DO UPDATE SET email = excluded.email, name = COALESCE(excluded.name, users.name),
-           email_verified = excluded.email_verified, is_anonymous = 0, updated_at = excluded.updated_at",
+           email_verified = excluded.email_verified, is_anonymous = excluded.is_anonymous,
+           updated_at = excluded.updated_at",
     )
     .bind(account_id)
     .bind(&remote.email)
     .bind(&remote.name)
     .bind(remote.email_verified)
+    // A guest restored by its phrase (issue 16) is adopted as the guest it is.
+    .bind(remote.is_anonymous)
     .bind(&at)
     .bind(&at)
     .execute(&mut *conn)

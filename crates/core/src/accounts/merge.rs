@@ -29,17 +29,21 @@ use crate::Guestpass;
 use super::{api, local, PendingSignIn};
 
 /// The guest's keyring items, erased once the guest is gone.
-const GUEST_SLOTS: [Slot; 5] = [
+const GUEST_SLOTS: [Slot; 6] = [
     Slot::Session,
     Slot::Remote,
     Slot::DeviceKey,
     Slot::PendingPassword,
     Slot::PendingToken,
+    Slot::RecoveryPhrase,
 ];
 
 impl Guestpass {
     /// Sign in and bring the guest's data along (steps 1–4 above).
     pub(super) async fn merge_guest(&self, p: PendingSignIn) -> Result<SessionResponse> {
+        if let Some(r) = &p.restored {
+            r.save(&self.vault, &p.account_id).await?;
+        }
         self.vault
             .set(&p.account_id, Slot::Remote, &p.token)
             .await?;
@@ -48,6 +52,7 @@ impl Guestpass {
             "email": p.remote.email,
             "name": p.remote.name,
             "emailVerified": p.remote.email_verified,
+            "isAnonymous": p.remote.is_anonymous,
         });
         sqlx::query(
             "INSERT INTO merge_intent (slot, guest_id, account_id, account, state, started_at)
@@ -96,6 +101,9 @@ impl Guestpass {
         method: &str,
     ) -> Result<SessionResponse> {
         let _one = self.sync.pass.lock().await;
+        if let Some(r) = &p.restored {
+            r.save(&self.vault, &p.account_id).await?;
+        }
         if !p.guest_id.is_empty() {
             if let Some(guest_token) = self.vault.get(&p.guest_id, Slot::Remote).await? {
                 // Best effort: a guest the server still has is cleaned up there later.
@@ -195,7 +203,11 @@ pub(crate) async fn roll_forward(g: &Guestpass, backend: &Backend) -> Result<boo
                 .get("emailVerified")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
-            is_anonymous: false,
+            // A guest restored by its phrase, bringing the guest that was here.
+            is_anonymous: account
+                .get("isAnonymous")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
         },
         committed: get("state")? == "committed",
     };
@@ -241,6 +253,12 @@ async fn fold_on_server(
         )));
     };
     let done = match backend.dialect() {
+        // Into a restored guest (issue 16): two guests are never folded on the
+        // server, so the guest here is deleted there and its records go up again
+        // as the restored guest's from the local commit (`records::reseed`).
+        Dialect::Guestpass if intent.remote.is_anonymous => {
+            backend.delete_guest(&guest_token).await
+        }
         Dialect::Guestpass => backend.merge(&account_token, &guest_token).await.map(drop),
         Dialect::BetterAuth => match (password, intent.remote.email.as_deref()) {
             // Better Auth's own way: a sign-in that holds the anonymous bearer links
@@ -286,6 +304,13 @@ async fn commit_locally(g: &Guestpass, backend: &Backend, intent: &Intent) -> Re
     let notes = local::reown(&mut tx, &intent.guest_id, &intent.account_id)
         .await
         .map_err(|e| store.err(e))?;
+    if intent.remote.is_anonymous {
+        // The server did not fold these records (see `fold_on_server`): every
+        // record the restored guest now has here goes up again, as its own.
+        crate::records::reseed(&mut tx, &intent.account_id)
+            .await
+            .map_err(|e| store.err(e))?;
+    }
     local::delete_user(
         &mut tx,
         &intent.guest_id,

@@ -24,6 +24,7 @@ use crate::vault::Slot;
 use crate::Guestpass;
 
 pub(crate) use merge::{roll_forward, FinishError};
+
 pub(crate) use sign_out::revoke_pending;
 
 /// What the current guest holds, for the merge question ("3 notes and 2 preferences").
@@ -78,6 +79,9 @@ pub(crate) struct PendingSignIn {
     /// Better Auth folds the guest when a sign-in carries its bearer, so the merge
     /// signs in once more; the password waits here for that, never on disk.
     password: Option<SecretString>,
+    /// A guest restored by its recovery phrase: what the device keeps of it once
+    /// the person's answer lets it in (`recovery/`).
+    restored: Option<crate::recovery::Restored>,
 }
 
 fn api(code: ErrorCode, message: impl Into<String>) -> Error {
@@ -126,7 +130,7 @@ fn account_view(account_id: &str, remote: &RemoteUser) -> User {
         name: remote.name.clone(),
         image: None,
         email_verified: remote.email_verified,
-        is_anonymous: false,
+        is_anonymous: remote.is_anonymous,
         created_at: now,
         updated_at: now,
         metadata: json!({}),
@@ -177,7 +181,7 @@ impl Guestpass {
             .sign_in_email(email, &password, None)
             .await
             .map_err(sign_in_error)?;
-        self.after_sign_in(backend, remote, Some(password), "email")
+        self.after_sign_in(backend, remote, Some(password), "email", None)
             .await
     }
 
@@ -206,19 +210,28 @@ impl Guestpass {
                 ),
                 other => sign_in_error(other),
             })?;
-        self.after_sign_in(backend, remote, None, &format!("social:{}", config.name))
-            .await
+        self.after_sign_in(
+            backend,
+            remote,
+            None,
+            &format!("social:{}", config.name),
+            None,
+        )
+        .await
     }
 
     /// The credentials were good: the same account again resumes at once, another
     /// full account is signed out first (its data stays here, hidden), and a guest is
     /// asked what to do with its data — unless it has none.
-    async fn after_sign_in(
+    /// A guest restored by its phrase (`restored`) goes the same way: the same
+    /// guest again resumes, and another guest with notes asks the question.
+    pub(crate) async fn after_sign_in(
         &self,
         backend: Backend,
         remote: Remote,
         password: Option<SecretString>,
         method: &str,
+        restored: Option<crate::recovery::Restored>,
     ) -> Result<SignInOutcome> {
         let token = remote.token.ok_or_else(|| {
             api(
@@ -226,7 +239,7 @@ impl Guestpass {
                 "The server signed in without a session.",
             )
         })?;
-        if remote.user.is_anonymous {
+        if remote.user.is_anonymous && restored.is_none() {
             return Err(api(
                 ErrorCode::BackendError,
                 "The server answered with a guest.",
@@ -240,6 +253,9 @@ impl Guestpass {
         let mut current = self.current_device_user().await?;
         if let Some(u) = &current {
             if u.id == account_id {
+                if let Some(r) = &restored {
+                    r.save(&self.vault, &account_id).await?;
+                }
                 return self
                     .resume_account(&backend, &account_id, &remote.user, &token)
                     .await;
@@ -258,6 +274,7 @@ impl Guestpass {
             remote: remote.user.clone(),
             token,
             password,
+            restored,
         };
         let summary = match &current {
             Some(_) => self.guest_summary().await?,
@@ -294,7 +311,14 @@ impl Guestpass {
                     .await?
                     .ok_or_else(|| ErrorCode::NoSession.into())
             }
-            SignInChoice::LeaveBehind => self.leave_behind(pending, "email").await,
+            SignInChoice::LeaveBehind => {
+                let method = if pending.restored.is_some() {
+                    "recovery"
+                } else {
+                    "email"
+                };
+                self.leave_behind(pending, method).await
+            }
             SignInChoice::Merge => self.merge_guest(pending).await,
         }
     }
@@ -338,7 +362,7 @@ impl Guestpass {
             .ok_or_else(|| ErrorCode::NoSession.into())
     }
 
-    pub(super) async fn current_device_user(&self) -> Result<Option<User>> {
+    pub(crate) async fn current_device_user(&self) -> Result<Option<User>> {
         let mut conn = self
             .store
             .pool()

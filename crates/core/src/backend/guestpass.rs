@@ -63,7 +63,7 @@ pub(crate) async fn register(
     b: &Backend,
     local_user_id: &str,
     device_key: Option<&SecretString>,
-) -> Result<Remote, BackendError> {
+) -> Result<(Remote, bool), BackendError> {
     let req = AnonymousSignInRequest {
         id: Some(local_user_id.to_owned()),
         device_key: device_key.map(|k| k.expose_secret().to_owned()),
@@ -81,10 +81,13 @@ pub(crate) async fn register(
     let header = header_token(&resp);
     let signed: SignInResponse = body(resp).await?;
     let token = header.unwrap_or_else(|| SecretString::from(signed.token.clone()));
-    Ok(Remote {
-        user: remote(&signed.user),
-        token: Some(token),
-    })
+    Ok((
+        Remote {
+            user: remote(&signed.user),
+            token: Some(token),
+        },
+        signed.revived,
+    ))
 }
 
 pub(crate) async fn get_session(

@@ -12,6 +12,7 @@ mod care;
 mod guestpass;
 mod probe;
 mod records;
+mod recovery;
 
 pub use accounts::Merged;
 pub use probe::{probe, Reached, NOTHING_ANSWERS};
@@ -134,10 +135,12 @@ impl Backend {
         &self,
         local_user_id: &str,
         device_key: Option<&SecretString>,
-    ) -> Result<Remote, BackendError> {
+    ) -> Result<(Remote, bool), BackendError> {
+        // The flag: the reference server had deleted this guest as stale and made
+        // it again from this device (issue 16), so the device sends its records again.
         match self.dialect {
             Dialect::Guestpass => guestpass::register(self, local_user_id, device_key).await,
-            Dialect::BetterAuth => better_auth::register(self).await,
+            Dialect::BetterAuth => Ok((better_auth::register(self).await?, false)),
         }
     }
 

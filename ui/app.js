@@ -14,6 +14,7 @@ import { initFatal, showFatal } from "./screens/fatal.js";
 import { initForgotPassword } from "./screens/forgot-password.js";
 import { initMerge } from "./screens/merge.js";
 import { initNotes, refreshNotes } from "./screens/notes.js";
+import { initRecovery } from "./screens/recovery.js";
 import { initSettings } from "./screens/settings.js";
 import { initSignIn } from "./screens/sign-in.js";
 import { initSyncStatus } from "./screens/sync-status.js";
@@ -91,6 +92,7 @@ window.addEventListener("DOMContentLoaded", () => {
   initExport();
   initVerify();
   initSettings();
+  initRecovery();
   initSyncStatus();
   initFatal(initSession);
   syncApi.onChange(onSyncStatus);

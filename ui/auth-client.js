@@ -69,6 +69,17 @@ export const settingsApi = {
   diagnostics: () => call("diagnostics"),
 };
 
+// Guest recovery (issue 16). A phrase view is {words: [12], qrSvg}.
+export const recoveryApi = {
+  // Shown after the warning; made with the server the first time (it must answer).
+  phrase: () => call("recovery_phrase"),
+  // Replaces it on the server: the old phrase stops working at once.
+  newPhrase: () => call("new_recovery_phrase"),
+  // Same answer as a sign-in: {status: "signedIn", user, session} | {status: "choiceNeeded", account, guest}.
+  restore: (phrase) => call("restore_guest", { phrase }),
+  dismissNotice: () => call("dismiss_notice"),
+};
+
 export const syncApi = {
   status: () => call("sync_status"),
   now: () => call("sync_now"),

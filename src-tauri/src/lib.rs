@@ -3,6 +3,7 @@
 
 mod commands;
 mod opener;
+mod recovery;
 mod save_dialog;
 mod settings;
 mod single_instance;
@@ -73,6 +74,10 @@ pub fn run() {
             commands::check_backend,
             commands::save_settings,
             commands::diagnostics,
+            recovery::recovery_phrase,
+            recovery::new_recovery_phrase,
+            recovery::restore_guest,
+            recovery::dismiss_notice,
         ])
         .run(context);
     if let Err(e) = result {

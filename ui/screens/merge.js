@@ -24,7 +24,8 @@ function step(confirming) {
 export function askMerge(account, guest) {
   asked = { account, guest };
   const what = countWords(guest);
-  const who = account.email ?? account.name ?? "your account";
+  // A guest restored by its phrase is asked about too (recovery.js).
+  const who = account.isAnonymous ? "your restored guest" : account.email ?? account.name ?? "your account";
   $("merge-title").textContent = `You have ${what} as a guest`;
   $("merge-account").textContent = who;
   $("merge-bring").textContent = `Bring your ${what} into ${who}`;
@@ -61,7 +62,7 @@ async function answer(choice) {
     await showCurrentUser(error.message, true);
     return;
   }
-  const who = account.email ?? "your account";
+  const who = account.isAnonymous ? "your restored guest" : account.email ?? "your account";
   if (choice === "cancel") {
     setPanel(null);
     setUser(data.user);
@@ -74,7 +75,7 @@ async function answer(choice) {
   await switchTo(
     data.user,
     choice === "merge"
-      ? `Signed in as ${who}. Your ${what} ${one ? "is" : "are"} in your account now.`
+      ? `Signed in as ${who}. Your ${what} ${one ? "is" : "are"} ${account.isAnonymous ? "with it" : "in your account"} now.`
       : `Signed in as ${who}. The guest's ${what} ${one ? "was" : "were"} deleted.`,
   );
 }

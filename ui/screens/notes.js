@@ -4,6 +4,7 @@
 import { notesApi } from "../auth-client.js";
 import { $, button } from "../dom.js";
 import { setStatus } from "../state.js";
+import { renderRestoreOffer } from "./recovery.js";
 
 // What the list shows now, so a redraw that would change nothing leaves the DOM alone
 // (a person's half-typed edit is never wiped by a background refresh).
@@ -45,6 +46,7 @@ export async function refreshNotes({ background = false } = {}) {
   editing = false;
   $("notes-list").replaceChildren(...data.map(noteItem));
   $("notes-empty").hidden = data.length > 0;
+  renderRestoreOffer(data.length);
 }
 
 async function addNote(e) {

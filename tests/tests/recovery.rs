@@ -83,6 +83,44 @@ async fn a_phrase_restores_the_same_guest_and_its_notes_on_a_fresh_install() {
         let bytes = String::from_utf8_lossy(&dev.db_bytes()).to_lowercase();
         assert!(!bytes.contains(&phrase), "the phrase reached SQLite");
     }
+
+    // The restored guest upgrades as usual; the old device is told to sign in,
+    // and signing in there is the same user, with every note, and no question.
+    let out = b
+        .upgrade(
+            "came-back@example.com",
+            secrecy::SecretString::from("securePassword123".to_owned()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, guestpass_core::UpgradeOutcome::Upgraded(ref s) if s.user.id == id),
+        "{out:?}"
+    );
+    let mut status = a.sync_now().await;
+    if status.state != SyncState::NeedsAttention {
+        // The first pass finds the session gone; the next one says what to do.
+        status = a.sync_now().await;
+    }
+    let reason = status.reason.expect("a reason");
+    assert_eq!(reason.code, ErrorCode::UserIdTaken, "{}", reason.message);
+    assert!(
+        reason.message.contains("Sign in to that account"),
+        "{}",
+        reason.message
+    );
+    let s = signed_in(
+        a.sign_in_email("came-back@example.com", "securePassword123")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (s.user.id.as_str(), s.user.is_anonymous),
+        (id.as_str(), false)
+    );
+    assert_eq!(a.sync_now().await.state, SyncState::UpToDate);
+    assert_eq!(bodies(&a).await.len(), 3);
     a_dev.forget_keyring(&id);
     b_dev.forget_keyring(&id);
 }

@@ -150,7 +150,7 @@ pub(crate) async fn ensure_registered(
         ))),
         Err(BackendError::Refused(e)) if e.code == ErrorCode::UserIdTaken => Ok(Registered::Lost(ApiError::new(
             ErrorCode::UserIdTaken,
-            "The server already has this guest but this device lost its session there. Your data on this device is safe.",
+            "The server has this guest but no longer lets this device in: it may have become an account on another device. Sign in to that account to sync again; everything on this device is kept.",
         ))),
         Err(e) => Err(e.into()),
     }

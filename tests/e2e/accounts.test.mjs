@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, screenshot, visible, sql, until, withApp } from "./harness.mjs";
+import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, screenshot, visible, sql, until, withApp, writeNote } from "./harness.mjs";
 
 const EMAIL = "jane@example.com";
 const PASSWORD = "correct-horse-42";
@@ -38,12 +38,6 @@ async function waitForAccount(app, text) {
   await app.wait(until.elementTextIs(kind, text), 15000, `the account never showed ${text}`);
 }
 
-async function writeNote(app, body) {
-  const before = (await noteBodies(app)).length;
-  await app.findElement(By.css("#note-input")).sendKeys(body);
-  await app.findElement(By.css("#note-add")).click();
-  await app.wait(async () => (await noteBodies(app)).length > before, 10000, "the note never showed");
-}
 
 async function signIn(app, email) {
   await (await visible(app, "#sign-in-email")).clear();

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { By, newDevice, startDriver, startServer, screenshot, visible, sql, until, withApp } from "./harness.mjs";
+import { By, newDevice, startDriver, startServer, screenshot, visible, sql, until, withApp, writeNote } from "./harness.mjs";
 import { linkToken, startSmtp } from "./smtp-sink.mjs";
 
 const PASSWORD = "correct-horse-42";
@@ -24,12 +24,6 @@ async function waitUpToDate(app) {
   await app.wait(async () => (await sync.getAttribute("data-state")) === "upToDate", 15000, "sync never reached up to date");
 }
 
-async function writeNote(app, body) {
-  const before = (await noteBodies(app)).length;
-  await app.findElement(By.css("#note-input")).sendKeys(body);
-  await app.findElement(By.css("#note-add")).click();
-  await app.wait(async () => (await noteBodies(app)).length > before, 10000, "the note never showed");
-}
 
 /** The token of the next mailed link to `route` (other mails, e.g. verification, skipped). */
 async function nextLink(smtp, route) {

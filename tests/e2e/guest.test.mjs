@@ -3,7 +3,30 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
 import { By, newDevice, startDriver, launchApp, screenshot, visible, sql, until } from "./harness.mjs";
+
+/** Holds `BEGIN IMMEDIATE` on the app's database from a sqlite3 process until released. */
+async function holdWriteLock(dataDir) {
+  const child = spawn("sqlite3", [path.join(dataDir, "guestpass.db")], { stdio: ["pipe", "pipe", "inherit"] });
+  const said = (word) =>
+    new Promise((resolve, reject) => {
+      let out = "";
+      child.stdout.on("data", (d) => (out += d).includes(word) && resolve());
+      child.on("exit", (code) => reject(new Error(`sqlite3 exited with ${code} before saying ${word}`)));
+    });
+  const locked = said("locked");
+  child.stdin.write(".timeout 10000\nBEGIN IMMEDIATE;\nSELECT 'locked';\n");
+  await locked;
+  return {
+    release: () => {
+      const gone = new Promise((resolve) => child.on("exit", resolve));
+      child.stdin.end("COMMIT;\n.quit\n");
+      return gone;
+    },
+  };
+}
 
 test("a guest's note and identity survive closing and reopening the app", async () => {
   const device = newDevice();
@@ -26,6 +49,20 @@ test("a guest's note and identity survive closing and reopening the app", async 
       assert.equal(await note.getText(), "Buy oat milk before Friday");
       assert.equal(await input.getAttribute("value"), "", "the box is cleared after saving");
       await screenshot(app, "guest-first-launch");
+
+      // Typing on while a note saves: only the saved words leave the box. Another
+      // process holds the database's write lock, so the save is still waiting
+      // while the person types on (as on a slow or busy disk).
+      const lock = await holdWriteLock(device.dataDir);
+      await input.sendKeys("Call the vet");
+      await app.findElement(By.css("#note-add")).click();
+      await input.sendKeys(" on Friday");
+      await lock.release();
+      await app.wait(async () => (await app.findElements(By.css("#notes-list li.note"))).length === 2, 10000, "the second note never showed");
+      assert.equal(await input.getAttribute("value"), " on Friday", "what was typed during the save is still in the box");
+      await (await app.findElement(By.xpath("//li[contains(@class,'note')][.//*[contains(@class,'note-body')][normalize-space()='Call the vet']]//button[contains(@class,'note-delete')]"))).click();
+      await app.wait(async () => (await app.findElements(By.css("#notes-list li.note"))).length === 1, 10000);
+      await input.clear();
     } finally {
       await app.quit();
     }

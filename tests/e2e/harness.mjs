@@ -219,3 +219,25 @@ export async function visible(session, css, ms = 15000) {
 export function sql(dataDir, query) {
   return execFileSync("sqlite3", ["-readonly", path.join(dataDir, "guestpass.db"), query], { encoding: "utf8" }).trim();
 }
+
+/** The pill in a given state with a given number of changes waiting; its words for the caller to check. */
+export async function waitPill(app, state, pending) {
+  const pill = await app.findElement(By.css("#sync-status"));
+  await app.wait(
+    async () => (await pill.getAttribute("data-state")) === state && (await pill.getAttribute("data-pending")) === String(pending),
+    20000,
+    `the pill never reached ${state} with ${pending} waiting`,
+  ).catch(async (e) => {
+    throw new Error(`${e.message}: it says "${await pill.getText()}" (${await pill.getAttribute("data-state")})`);
+  });
+  return pill.getText();
+}
+
+/** Types a note and adds it as a person would, the next one only once this one shows. */
+export async function writeNote(app, body) {
+  await app.findElement(By.css("#note-input")).sendKeys(body);
+  await app.findElement(By.css("#note-add")).click();
+  const shown = () =>
+    app.executeScript(() => [...document.querySelectorAll("#notes-list .note-body")].map((e) => e.textContent.trim()));
+  await app.wait(async () => (await shown()).includes(body.trim()), 10000, `the note "${body}" never showed`);
+}

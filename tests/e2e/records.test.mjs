@@ -6,7 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until, withApp } from "./harness.mjs";
+import { By, newDevice, startDriver, startServer, launchApp, screenshot, visible, sql, until, waitPill, withApp, writeNote } from "./harness.mjs";
 
 const EMAIL = "sam@example.com";
 const PASSWORD = "correct-horse-42";
@@ -32,30 +32,11 @@ async function waitForNotes(app, expected, why) {
     });
 }
 
-/** The pill in a given state with a given number of changes waiting; its words for the caller to check. */
-async function waitPill(app, state, pending) {
-  const pill = await app.findElement(By.css("#sync-status"));
-  await app.wait(
-    async () => (await pill.getAttribute("data-state")) === state && (await pill.getAttribute("data-pending")) === String(pending),
-    20000,
-    `the pill never reached ${state} with ${pending} waiting`,
-  ).catch(async (e) => {
-    throw new Error(`${e.message}: it says "${await pill.getText()}" (${await pill.getAttribute("data-state")})`);
-  });
-  return pill.getText();
-}
-
 async function waitForAccount(app, text) {
   const kind = await visible(app, "#account-kind");
   await app.wait(until.elementTextIs(kind, text), 15000, `the account never showed ${text}`);
 }
 
-async function writeNote(app, body) {
-  const before = (await noteBodies(app)).length;
-  await app.findElement(By.css("#note-input")).sendKeys(body);
-  await app.findElement(By.css("#note-add")).click();
-  await app.wait(async () => (await noteBodies(app)).length > before, 10000, "the note never showed");
-}
 
 /** Edits the note showing `from` to read `to`, through its Edit button. */
 async function editNote(app, from, to) {

@@ -8,21 +8,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { By, newDevice, startDriver, startServer, screenshot, visible, until, withApp } from "./harness.mjs";
+import { By, newDevice, startDriver, startServer, screenshot, visible, until, waitPill, withApp, writeNote } from "./harness.mjs";
 
 const NOTES = ["Passport is in the blue drawer", "Call the vet on Friday"];
 
 const noteBodies = (app) =>
   app.executeScript("return [...document.querySelectorAll('#notes-list .note-body')].map((e) => e.textContent).sort();");
-
-async function waitUpToDate(app) {
-  const pill = await app.findElement(By.css("#sync-status"));
-  await app.wait(
-    async () => (await pill.getAttribute("data-state")) === "upToDate" && (await pill.getAttribute("data-pending")) === "0",
-    20000,
-    "the pill never showed everything saved",
-  );
-}
 
 /** Every byte under a data folder (database, WAL, logs, settings). */
 function folderText(dir) {
@@ -44,12 +35,9 @@ test("a guest's recovery phrase restores it with its notes on another install", 
   try {
     await withApp(driverA, "recovery-a", async (app) => {
       userId = await (await visible(app, "#user-id")).getText();
-      for (const body of NOTES) {
-        await app.findElement(By.css("#note-input")).sendKeys(body);
-        await app.findElement(By.css("#note-add")).click();
-      }
-      await app.wait(async () => (await noteBodies(app)).length === NOTES.length, 10000);
-      await waitUpToDate(app);
+      for (const body of NOTES) await writeNote(app, body);
+      assert.deepEqual(await noteBodies(app), [...NOTES].sort());
+      await waitPill(app, "upToDate", 0);
 
       await (await visible(app, "#account-menu-button")).click();
       await (await visible(app, "#phrase-open")).click();
@@ -102,7 +90,7 @@ test("a guest's recovery phrase restores it with its notes on another install", 
       await app.wait(async () => JSON.stringify(await noteBodies(app)) === JSON.stringify([...NOTES].sort()), 20000, "the notes never came down");
       assert.match(await (await app.findElement(By.css("#status"))).getText(), /Your guest is back/);
       assert.equal(await (await app.findElement(By.css("#restore-offer"))).isDisplayed(), false);
-      await waitUpToDate(app);
+      await waitPill(app, "upToDate", 0);
       await screenshot(app, "recovery-restored-notes");
     });
 

@@ -164,6 +164,20 @@ impl Device {
     }
 }
 
+/// The bodies of the device user's notes, sorted (what a person sees, in a
+/// stable order).
+pub async fn note_bodies(g: &Guestpass) -> Vec<String> {
+    let mut b: Vec<String> = g
+        .list_notes()
+        .await
+        .expect("list notes")
+        .into_iter()
+        .map(|n| n.body)
+        .collect();
+    b.sort();
+    b
+}
+
 pub async fn count(g: &Guestpass, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(g.store().pool())

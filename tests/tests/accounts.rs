@@ -5,7 +5,7 @@
 
 use guestpass_core::{Dialect, Guestpass, SignInChoice, SignInOutcome};
 use guestpass_proto::ErrorCode;
-use guestpass_tests::{count, Device, RefServer};
+use guestpass_tests::{count, note_bodies, Device, RefServer};
 use serde_json::json;
 
 const PASSWORD: &str = "another-password";
@@ -466,15 +466,7 @@ async fn a_merged_guests_notes_reach_the_accounts_other_device() {
     app.sync_now().await;
 
     b.sync_now().await;
-    let mut bodies: Vec<String> = b
-        .list_notes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.body)
-        .collect();
-    bodies.sort();
-    assert_eq!(bodies, ["guest note one", "guest note two"]);
+    assert_eq!(note_bodies(&b).await, ["guest note one", "guest note two"]);
     device.forget_keyring(&id);
     other.forget_keyring(&id);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guestpass_core::{Dialect, Guestpass, SyncState, SyncStatus};
-use guestpass_tests::{count, Device, RefServer};
+use guestpass_tests::{count, note_bodies, Device, RefServer};
 use serde_json::json;
 
 /// Device A, registered with the server, and B, its twin (same user).
@@ -30,18 +30,6 @@ async fn sync(g: &Guestpass) -> SyncStatus {
     let s = g.sync_now().await;
     assert_eq!(s.state, SyncState::UpToDate, "{s:?}");
     s
-}
-
-async fn bodies(g: &Guestpass) -> Vec<String> {
-    let mut b: Vec<String> = g
-        .list_notes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.body)
-        .collect();
-    b.sort();
-    b
 }
 
 async fn pref(g: &Guestpass, key: &str) -> serde_json::Value {
@@ -75,7 +63,7 @@ async fn notes_and_preferences_made_on_one_device_appear_on_the_other() {
     assert!(s.records_on_server && s.last_saved_at.is_some(), "{s:?}");
 
     sync(&b).await;
-    assert_eq!(bodies(&b).await, ["groceries: milk, eggs"]);
+    assert_eq!(note_bodies(&b).await, ["groceries: milk, eggs"]);
     let on_b = &b.list_notes().await.unwrap()[0];
     assert_eq!(
         (on_b.id.as_str(), on_b.created_at.as_str()),
@@ -102,8 +90,8 @@ async fn concurrent_offline_edits_of_one_note_keep_both_insertions() {
     assert_eq!(sync(&b).await.pending_changes, 0);
     sync(&a).await;
     sync(&b).await;
-    assert_eq!(bodies(&a).await, ["hello big world again"]);
-    assert_eq!(bodies(&b).await, ["hello big world again"]);
+    assert_eq!(note_bodies(&a).await, ["hello big world again"]);
+    assert_eq!(note_bodies(&b).await, ["hello big world again"]);
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
@@ -120,16 +108,16 @@ async fn an_edit_beats_a_concurrent_delete_and_a_later_delete_wins() {
     sync(&b).await;
     sync(&a).await;
     assert_eq!(
-        bodies(&a).await,
+        note_bodies(&a).await,
         ["draft, still wanted"],
         "the edit brought it back"
     );
-    assert_eq!(bodies(&b).await, ["draft, still wanted"]);
+    assert_eq!(note_bodies(&b).await, ["draft, still wanted"]);
     // A delete made after seeing the edit removes it everywhere.
     a.delete_note(&n.id).await.unwrap();
     sync(&a).await;
     sync(&b).await;
-    assert!(bodies(&a).await.is_empty() && bodies(&b).await.is_empty());
+    assert!(note_bodies(&a).await.is_empty() && note_bodies(&b).await.is_empty());
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
@@ -177,7 +165,7 @@ async fn an_oversized_change_is_set_aside_unsent_and_the_rest_flows() {
             .unwrap();
     assert!(why.contains("RECORD_TOO_LARGE"), "{why}");
     sync(&b).await;
-    assert_eq!(bodies(&b).await, ["small and fine"]);
+    assert_eq!(note_bodies(&b).await, ["small and fine"]);
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
@@ -209,7 +197,10 @@ async fn over_quota_only_the_refused_changes_are_set_aside() {
     let s = sync(&a).await;
     assert_eq!((s.pending_changes, s.refused_changes), (0, 2));
     sync(&b).await;
-    assert_eq!(bodies(&b).await, ["note 0, edited", "note 1", "note 2"]);
+    assert_eq!(
+        note_bodies(&b).await,
+        ["note 0, edited", "note 1", "note 2"]
+    );
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
@@ -243,9 +234,12 @@ async fn a_server_restored_from_a_backup_gets_back_what_it_lost() {
     let s = sync(&a).await;
     assert_eq!(s.pending_changes, 0, "{s:?}");
     sync(&b).await;
-    assert_eq!(bodies(&b).await, ["after the backup", "before the backup"]);
+    assert_eq!(
+        note_bodies(&b).await,
+        ["after the backup", "before the backup"]
+    );
     assert_eq!(pref(&b, "theme").await, "dark");
-    assert_eq!(bodies(&a).await, bodies(&b).await);
+    assert_eq!(note_bodies(&a).await, note_bodies(&b).await);
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
 
@@ -268,7 +262,7 @@ async fn a_change_shows_on_the_other_online_device_live() {
         sync(&a).await;
         let pushed = Instant::now();
         tokio::time::timeout(Duration::from_secs(5), async {
-            while !bodies(&b).await.contains(&body) {
+            while !note_bodies(&b).await.contains(&body) {
                 status.changed().await.unwrap();
             }
         })
@@ -294,7 +288,7 @@ async fn on_better_auth_records_stay_on_the_device_and_the_status_says_so() {
     // Nothing was sent: the changes wait, should the backend ever gain the API.
     assert_eq!(s.pending_changes, 2, "{s:?}");
     assert!(s.last_saved_at.is_none());
-    assert_eq!(bodies(&app).await, ["only here"]);
+    assert_eq!(note_bodies(&app).await, ["only here"]);
     device.forget_keyring_fast(&me.user.id).await;
 }
 
@@ -392,7 +386,7 @@ async fn a_damaged_change_from_another_device_is_skipped_and_the_rest_applies() 
     a.create_note("after the garbage").await.unwrap();
     sync(&a).await;
     sync(&b).await;
-    assert_eq!(bodies(&b).await, ["after the garbage", "fine"]);
+    assert_eq!(note_bodies(&b).await, ["after the garbage", "fine"]);
     assert!(pref(&b, "theme").await.is_null());
     cleanup(&[&a_dev, &b_dev], &user).await;
 }
@@ -456,6 +450,6 @@ async fn notes_written_before_records_existed_are_adopted_and_synced() {
         .unwrap();
     sync(&a).await;
     sync(&b).await;
-    assert_eq!(bodies(&b).await, ["old one", "old two, edited"]);
+    assert_eq!(note_bodies(&b).await, ["old one", "old two, edited"]);
     cleanup(&[&a_dev, &b_dev], &user).await;
 }

@@ -7,7 +7,7 @@
 
 use guestpass_core::{Dialect, Guestpass, SignInChoice, SignInOutcome, SyncState};
 use guestpass_proto::ErrorCode;
-use guestpass_tests::{count, Device, RefServer};
+use guestpass_tests::{count, note_bodies, Device, RefServer};
 
 fn signed_in(outcome: SignInOutcome) -> guestpass_proto::SessionResponse {
     match outcome {
@@ -16,21 +16,18 @@ fn signed_in(outcome: SignInOutcome) -> guestpass_proto::SessionResponse {
     }
 }
 
-async fn bodies(app: &Guestpass) -> Vec<String> {
-    let mut b: Vec<String> = app
-        .list_notes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.body)
-        .collect();
-    b.sort();
-    b
-}
-
 fn code(e: guestpass_core::Error) -> (ErrorCode, String) {
     let api = e.to_api();
     (api.code, api.message)
+}
+
+/// Upgrades the guest online with `email`; the account's user id.
+async fn upgraded(app: &Guestpass, email: &str) -> String {
+    let password = secrecy::SecretString::from("securePassword123".to_owned());
+    match app.upgrade(email, password, None).await.unwrap() {
+        guestpass_core::UpgradeOutcome::Upgraded(s) => s.user.id,
+        other => panic!("expected an upgrade online, got {other:?}"),
+    }
 }
 
 /// A guest on the server with two synced notes, and its phrase.
@@ -63,7 +60,7 @@ async fn a_phrase_restores_the_same_guest_and_its_notes_on_a_fresh_install() {
         (id.as_str(), true)
     );
     assert_eq!(b.sync_now().await.state, SyncState::UpToDate);
-    assert_eq!(bodies(&b).await, ["first thought", "second thought"]);
+    assert_eq!(note_bodies(&b).await, ["first thought", "second thought"]);
     assert_eq!(count(&b, "SELECT COUNT(*) FROM users").await, 1);
     // The restored device keeps the phrase and a device key of its own.
     assert_eq!(b.recovery_phrase().await.unwrap().words.join(" "), phrase);
@@ -76,7 +73,9 @@ async fn a_phrase_restores_the_same_guest_and_its_notes_on_a_fresh_install() {
     a.create_note("from the old phone").await.unwrap();
     assert_eq!(a.sync_now().await.state, SyncState::UpToDate);
     assert_eq!(b.sync_now().await.state, SyncState::UpToDate);
-    assert!(bodies(&b).await.contains(&"from the old phone".to_owned()));
+    assert!(note_bodies(&b)
+        .await
+        .contains(&"from the old phone".to_owned()));
 
     // The phrase is in no file of either device (database, WAL, shared memory).
     for dev in [&a_dev, &b_dev] {
@@ -86,18 +85,7 @@ async fn a_phrase_restores_the_same_guest_and_its_notes_on_a_fresh_install() {
 
     // The restored guest upgrades as usual; the old device is told to sign in,
     // and signing in there is the same user, with every note, and no question.
-    let out = b
-        .upgrade(
-            "came-back@example.com",
-            secrecy::SecretString::from("securePassword123".to_owned()),
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(out, guestpass_core::UpgradeOutcome::Upgraded(ref s) if s.user.id == id),
-        "{out:?}"
-    );
+    assert_eq!(upgraded(&b, "came-back@example.com").await, id);
     let mut status = a.sync_now().await;
     if status.state != SyncState::NeedsAttention {
         // The first pass finds the session gone; the next one says what to do.
@@ -120,7 +108,7 @@ async fn a_phrase_restores_the_same_guest_and_its_notes_on_a_fresh_install() {
         (id.as_str(), false)
     );
     assert_eq!(a.sync_now().await.state, SyncState::UpToDate);
-    assert_eq!(bodies(&a).await.len(), 3);
+    assert_eq!(note_bodies(&a).await.len(), 3);
     a_dev.forget_keyring(&id);
     b_dev.forget_keyring(&id);
 }
@@ -165,15 +153,7 @@ async fn mistakes_are_named_and_old_or_revoked_phrases_say_so() {
     );
 
     // The upgrade revokes it: the account recovers by email.
-    let out = a
-        .upgrade(
-            "recovered@example.com",
-            secrecy::SecretString::from("securePassword123".to_owned()),
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(out, guestpass_core::UpgradeOutcome::Upgraded(_)));
+    assert_eq!(upgraded(&a, "recovered@example.com").await, id);
     assert_eq!(dev.keyring(&id, "recovery-phrase"), None);
     let (c, _) = code(b.restore_guest(&fresh).await.unwrap_err());
     assert_eq!(c, ErrorCode::InvalidRecoveryPhrase);
@@ -213,13 +193,13 @@ async fn restoring_over_a_guest_with_notes_asks_and_brings_them_along() {
     assert_eq!(s.user.id, id);
     assert_eq!(b.sync_now().await.state, SyncState::UpToDate);
     assert_eq!(
-        bodies(&b).await,
+        note_bodies(&b).await,
         ["first thought", "second thought", "typed before restoring"]
     );
     assert_eq!(count(&b, "SELECT COUNT(*) FROM users").await, 1);
     // The note brought along reached the server as the restored guest's.
     assert_eq!(a.sync_now().await.state, SyncState::UpToDate);
-    assert!(bodies(&a)
+    assert!(note_bodies(&a)
         .await
         .contains(&"typed before restoring".to_owned()));
     // The guest that was on B is gone from the server for good.
@@ -275,7 +255,7 @@ async fn a_guest_the_cleanup_deleted_comes_back_from_its_device_with_every_note(
     let s = signed_in(b.restore_guest(&phrase).await.unwrap());
     assert_eq!(s.user.id, id);
     assert_eq!(b.sync_now().await.state, SyncState::UpToDate);
-    assert_eq!(bodies(&b).await, ["first thought", "second thought"]);
+    assert_eq!(note_bodies(&b).await, ["first thought", "second thought"]);
     dev.forget_keyring(&id);
     other.forget_keyring(&id);
 }
@@ -296,7 +276,7 @@ async fn a_wiped_keyring_keeps_the_notes_and_the_phrase_brings_sync_back() {
         id,
         "no second guest"
     );
-    assert_eq!(bodies(&a).await, ["first thought", "second thought"]);
+    assert_eq!(note_bodies(&a).await, ["first thought", "second thought"]);
     let status = a.sync_now().await;
     assert_eq!(status.state, SyncState::NeedsAttention, "{status:?}");
     let reason = status.reason.unwrap();
@@ -319,7 +299,7 @@ async fn a_wiped_keyring_keeps_the_notes_and_the_phrase_brings_sync_back() {
     assert_eq!(s.user.id, id);
     assert_eq!(a.sync_now().await.state, SyncState::UpToDate);
     assert_eq!(
-        bodies(&a).await,
+        note_bodies(&a).await,
         ["first thought", "second thought", "written while unsynced"]
     );
     dev.forget_keyring(&id);

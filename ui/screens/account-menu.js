@@ -2,7 +2,8 @@
 // last saved to the server, export, and the two ways to sign out. A guest's menu has
 // export (which asks for an account) and "Delete guest and its data", but no sign-out:
 // signing a guest out would lose everything it made. Items carry `data-for="account"`
-// or `data-for="guest"`; the others are for both.
+// or `data-for="guest"`; the others are for both. `data-needs="records"` items also
+// need a server that keeps records (the guest's recovery phrase).
 
 import { authClient } from "../auth-client.js";
 import { $, busy, formatTime } from "../dom.js";
@@ -27,12 +28,21 @@ function savedLine(sync) {
   return "Not saved to the server yet.";
 }
 
+/** For a screen the menu opened: the menu closes, and says so to a screen reader. */
+export function closeAccountMenu() {
+  openMenu(false);
+}
+
 function renderMenu({ user, sync }) {
   const full = !user.isAnonymous;
   $("account-kind").textContent = full ? user.email ?? user.name ?? "Account" : "Guest";
   $("user-id").textContent = user.id;
   toggle().setAttribute("aria-label", full ? `Account: ${user.email ?? "account"}, open the account menu` : "Guest account, open the menu");
-  for (const item of menu().querySelectorAll("[data-for]")) item.hidden = item.dataset.for !== (full ? "account" : "guest");
+  // `data-needs="records"`: only where the server keeps the user's records (the
+  // recovery phrase lives there too).
+  for (const item of menu().querySelectorAll("[data-for]")) {
+    item.hidden = item.dataset.for !== (full ? "account" : "guest") || (item.dataset.needs === "records" && !sync?.recordsOnServer);
+  }
   const verified = full && user.emailVerified;
   $("account-verified").hidden = !verified;
   $("account-menu-verified").hidden = !verified;

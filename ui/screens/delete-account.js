@@ -6,6 +6,7 @@ import { careApi } from "../auth-client.js";
 import { $, busy, clearErrors, plural, showError } from "../dom.js";
 import { state } from "../state.js";
 import { switchTo } from "../switch-account.js";
+import { closeAccountMenu } from "./account-menu.js";
 
 const dialog = () => $("delete-dialog");
 const password = () => $("delete-password");
@@ -36,7 +37,7 @@ export async function openDelete() {
   }
   // A guest has no password; an account signed in with a provider leaves it empty.
   $("delete-password-box").hidden = guest;
-  $("account-menu").hidden = true;
+  closeAccountMenu();
   $("account-menu-button").setAttribute("aria-expanded", "false");
   if (!dialog().open) dialog().showModal();
   (guest ? confirmBox() : password()).focus();

@@ -6,11 +6,12 @@ import { careApi } from "../auth-client.js";
 import { $ } from "../dom.js";
 import { setStatus } from "../state.js";
 import { openForm } from "./upgrade.js";
+import { closeAccountMenu } from "./account-menu.js";
 
 export const EXPORT_REASON = "Create an account to export your notes";
 
 async function exportData() {
-  $("account-menu").hidden = true;
+  closeAccountMenu();
   $("account-menu-button").setAttribute("aria-expanded", "false");
   const gate = await careApi.requireFullAccount();
   if (gate.error?.code === "ANONYMOUS_NOT_ALLOWED") return openForm(null, EXPORT_REASON);

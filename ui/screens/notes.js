@@ -59,7 +59,10 @@ async function addNote(e) {
   $("note-add").disabled = false;
   // On error the text stays in the box: nothing typed is lost.
   if (error) return setStatus(error.message, true);
-  input.value = "";
+  // Only what was saved leaves the box: text typed while the save was on its way
+  // (the next note, begun at once) stays. If the saved part was edited meanwhile,
+  // nothing is cleared; the person sees it all and decides.
+  if (input.value.startsWith(body)) input.value = input.value.slice(body.length);
   setStatus("Note saved.");
   await refreshNotes();
   input.focus();

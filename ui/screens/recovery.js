@@ -10,6 +10,7 @@ import { $, busy, clearErrors, showError } from "../dom.js";
 import { onRender, setPanel, state } from "../state.js";
 import { switchTo } from "../switch-account.js";
 import { askMerge } from "./merge.js";
+import { closeAccountMenu } from "./account-menu.js";
 
 const phraseDialog = () => $("phrase-dialog");
 const restoreDialog = () => $("restore-dialog");
@@ -56,7 +57,7 @@ async function reveal(load, btn, label) {
 }
 
 export function openPhrase() {
-  $("account-menu").hidden = true;
+  closeAccountMenu();
   clearPhrase();
   phraseDialog().showModal();
   $("phrase-reveal").focus();
@@ -76,7 +77,7 @@ function clearRestoreErrors() {
 
 /** Opens the restore form; `why` replaces its lead (the keyring lost the keys). */
 export function openRestore(why = null) {
-  $("account-menu").hidden = true;
+  closeAccountMenu();
   if (state.panel === "signIn") setPanel(null);
   clearRestoreErrors();
   phraseField().value = "";
@@ -126,10 +127,9 @@ function renderBanners({ user, sync }) {
   if (lost) $("keys-lost-text").textContent = sync.reason.message;
   $("notice-banner").hidden = !sync?.notice;
   $("notice-text").textContent = sync?.notice ?? "";
-  // Where a phrase can work at all: a guest on the reference server.
-  const here = user.isAnonymous && !!sync?.recordsOnServer;
-  for (const id of ["phrase-open", "restore-open"]) $(id).hidden = !here;
-  $("sign-in-restore").hidden = !here;
+  // Where a phrase can work at all: a guest on the reference server (the menu's
+  // items say so with data-needs, account-menu.js).
+  $("sign-in-restore").hidden = !(user.isAnonymous && !!sync?.recordsOnServer);
   renderRestoreOffer($("notes-list").children.length);
 }
 

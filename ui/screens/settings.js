@@ -8,6 +8,7 @@ import { authClient, settingsApi, syncApi } from "../auth-client.js";
 import { $, busy, clearErrors, providerLabel, showError } from "../dom.js";
 import { setStatus, setUser, state } from "../state.js";
 import { renderSocialButtons } from "./upgrade.js";
+import { closeAccountMenu } from "./account-menu.js";
 
 const dialog = () => $("settings-dialog");
 const url = () => $("settings-url");
@@ -59,7 +60,7 @@ function reached(result) {
 }
 
 export async function openSettings() {
-  $("account-menu").hidden = true;
+  closeAccountMenu();
   $("account-menu-button").setAttribute("aria-expanded", "false");
   clear();
   $("settings-diagnostics-text").hidden = true;

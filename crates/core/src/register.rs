@@ -118,17 +118,18 @@ pub(crate) async fn ensure_registered(
     };
     match backend.register(&user.id, device_key.as_ref()).await {
         Ok((Remote { user: remote, token: Some(token) }, revived)) => {
-            // Token first: if we die before the row, the branch above recovers it.
-            vault.set(&user.id, Slot::Remote, &token).await?;
             if revived {
                 // The server lost the records with the guest: all of them go up
-                // again (idempotent by hash), and the cursor starts over. In the
-                // same transaction as the row, so a crash re-runs both.
+                // again (idempotent by hash), and the cursor starts over. First of
+                // all, as the server says `revived` once: a retry after a crash here
+                // resumes the guest without saying it (the window is this commit).
                 let mut tx = store.begin_write().await?;
                 records::reseed(&mut tx, &user.id).await.map_err(db(store))?;
                 tx.commit().await.map_err(db(store))?;
                 tracing::info!("the server had deleted this guest as stale; it was made again from this device");
             }
+            // Token before the row: if we die between them, the branch above recovers it.
+            vault.set(&user.id, Slot::Remote, &token).await?;
             save_remote(store, backend, &user.id, &remote.id).await?;
             crate::recovery::resend_key(vault, backend, &user.id, &token).await;
             Ok(if revived { Registered::Revived(token) } else { Registered::Token(token) })

@@ -119,19 +119,14 @@ pub async fn sign_in_anonymous(
         )),
         _ => None,
     };
-    let id = match (refusal, body.id.as_deref()) {
-        (Some(refusal), _) => Err(refusal),
-        (None, _)
-            if body
-                .device_key
-                .as_deref()
-                .is_some_and(|k| !DEVICE_KEY_LEN.contains(&k.len())) =>
-        {
-            Err(Failure::new(ErrorCode::InvalidRequest)
-                .with_message("deviceKey must be 32 to 256 characters"))
+    let id = match refusal {
+        Some(refusal) => Err(refusal),
+        None => {
+            check_device_key(body.device_key.as_deref()).and_then(|()| match body.id.as_deref() {
+                Some(raw) => parse_user_id(raw).map_err(|_| Failure::new(ErrorCode::InvalidUserId)),
+                None => Ok(new_user_id()),
+            })
         }
-        (None, Some(raw)) => parse_user_id(raw).map_err(|_| Failure::new(ErrorCode::InvalidUserId)),
-        (None, None) => Ok(new_user_id()),
     };
     let id = match id {
         Ok(id) => id,
@@ -147,25 +142,7 @@ pub async fn sign_in_anonymous(
     let user = UserRow::new_guest(id, now);
     let answer_user_id = user.id.clone();
     let (session, token) = mint_session(&user.id, now);
-    let ip_hash = ip_hash(&state, ip);
-    let audits = vec![
-        AuditRow::new(
-            AuditEventKind::UserCreated,
-            &user.id,
-            &user.id,
-            now,
-            ip_hash.clone(),
-        )
-        .with_detail(serde_json::json!({ "isAnonymous": true })),
-        AuditRow::new(
-            AuditEventKind::SessionCreated,
-            &user.id,
-            &user.id,
-            now,
-            ip_hash,
-        )
-        .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" })),
-    ];
+    let audits = guest_audits(&user.id, &session, ip_hash(&state, ip), None);
     let rate = ratelimit::anonymous_hit(&state.secret, ip, limit, now);
     // Built now, sent only if the guest is committed.
     let answer = signed_in(&user, &session, token);
@@ -201,7 +178,51 @@ pub async fn sign_in_anonymous(
 
 /// Length bounds of a device key: 256 bits in base64 is 43 characters; anything
 /// much shorter is too weak to prove ownership, anything longer is not a key.
-pub(crate) const DEVICE_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=256;
+const DEVICE_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=256;
+
+/// A device key, if one is sent, within [`DEVICE_KEY_LEN`] (anonymous sign-in,
+/// recovery sign-in).
+pub(crate) fn check_device_key(key: Option<&str>) -> Result<(), Failure> {
+    match key {
+        Some(k) if !DEVICE_KEY_LEN.contains(&k.len()) => {
+            Err(Failure::new(ErrorCode::InvalidRequest)
+                .with_message("deviceKey must be 32 to 256 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The audits of a guest's creation: `user.created` (with `revived` when the
+/// cleanup had deleted it) and its first `session.created`.
+fn guest_audits(
+    user_id: &str,
+    session: &SessionRow,
+    ip_hash: Option<String>,
+    revived: Option<&str>,
+) -> Vec<AuditRow> {
+    let mut created = serde_json::json!({ "isAnonymous": true });
+    if let Some(why) = revived {
+        created["revived"] = why.into();
+    }
+    vec![
+        AuditRow::new(
+            AuditEventKind::UserCreated,
+            user_id,
+            user_id,
+            session.created_at,
+            ip_hash.clone(),
+        )
+        .with_detail(created),
+        AuditRow::new(
+            AuditEventKind::SessionCreated,
+            user_id,
+            user_id,
+            session.created_at,
+            ip_hash,
+        )
+        .with_detail(serde_json::json!({ "sessionId": session.id, "method": "anonymous" })),
+    ]
+}
 
 /// The id is taken: the device that registered it (same device key) may be asking
 /// again because its first answer was lost. It gets a new session for the same
@@ -257,15 +278,7 @@ async fn come_back(
         Some(GoneReason::Cleanup) => {
             let user = UserRow::new_guest(user_id.to_owned(), now);
             let (session, token) = mint_session(user_id, now);
-            let ip_hash = ip_hash(state, ip);
-            let audits = vec![
-                AuditRow::new(AuditEventKind::UserCreated, user_id, user_id, now, ip_hash.clone())
-                    .with_detail(serde_json::json!({ "isAnonymous": true, "revived": "cleanup" })),
-                AuditRow::new(AuditEventKind::SessionCreated, user_id, user_id, now, ip_hash)
-                    .with_detail(
-                        serde_json::json!({ "sessionId": session.id, "method": "anonymous" }),
-                    ),
-            ];
+            let audits = guest_audits(user_id, &session, ip_hash(state, ip), Some("cleanup"));
             let guest = NewGuest {
                 user,
                 session,

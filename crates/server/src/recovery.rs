@@ -113,12 +113,7 @@ pub async fn sign_in_recovery(
     if !RECOVERY_KEY_LEN.contains(&body.recovery_key.len()) {
         return Err(invalid());
     }
-    if let Some(key) = &body.device_key {
-        if !crate::auth::DEVICE_KEY_LEN.contains(&key.len()) {
-            return Err(Failure::new(ErrorCode::InvalidRequest)
-                .with_message("deviceKey must be 32 to 256 characters"));
-        }
-    }
+    crate::auth::check_device_key(body.device_key.as_deref())?;
     // The user is known only once the key is found; the store fills it in.
     let (session, token) = mint_session("", now);
     let audit = AuditRow::new(

@@ -11,9 +11,9 @@ use guestpass_testkit::oidc::OidcPeer;
 use guestpass_tests::on_pool;
 use guestpass_tests::server_process::{ServerDb, ServerProcess};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{check_server_db, plan, server_nonce, tell};
+use super::{check_server_db, plan, post, server_nonce, tell};
 
 const CLIENT_ID: &str = "guestpass-crash";
 const ACCOUNTS_PER_ROUND: usize = 3;
@@ -22,23 +22,6 @@ const ACCOUNTS_PER_ROUND: usize = 3;
 async fn id_token(issuer: &str, email: &str, nonce: &str) -> String {
     guestpass_tests::browser::mint_id_token(issuer, CLIENT_ID, nonce, &[("login_hint", email)])
         .await
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
-    let mut req = http.post(url).json(&body);
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    let res = req.send().await.unwrap();
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
 }
 
 /// `(identities, link audits, email verified)` of one user.

@@ -13,32 +13,15 @@ use std::time::Duration;
 use guestpass_tests::on_pool;
 use guestpass_tests::server_process::{ServerDb, ServerProcess};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{check_server_db, plan, tell};
+use super::{check_server_db, plan, post, tell};
 
 const GUESTS_PER_ROUND: usize = 3;
 
 fn key(round: usize, guest: usize, n: u8) -> String {
     // 43 characters like a device's (URL-safe base64 of 256 bits).
     format!("{:0>43}", format!("r{round}g{guest}k{n}"))
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
-    let mut req = http.post(url).json(&body);
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    let res = req.send().await.unwrap();
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(Value::Null),
-    )
 }
 
 fn digest(s: &str) -> String {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, screenshot, visible, sql, until, withApp, writeNote } from "./harness.mjs";
+import { By, newDevice, repo, startBetterAuth, startDriver, startServer, startOidcProvider, screenshot, visible, sql, until, withApp, noteBodies, writeNote } from "./harness.mjs";
 
 const EMAIL = "jane@example.com";
 const PASSWORD = "correct-horse-42";
@@ -25,8 +25,6 @@ async function createAccount(server, email) {
 
 // Read in one script, not element by element: a sync pass may redraw the list between
 // two reads (a stale element otherwise).
-const noteBodies = (app) =>
-  app.executeScript(() => [...document.querySelectorAll("#notes-list .note-body")].map((e) => e.textContent.trim()));
 
 async function waitUpToDate(app) {
   const sync = await app.findElement(By.css("#sync-status"));

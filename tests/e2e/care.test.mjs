@@ -9,15 +9,13 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { By, newDevice, startDriver, startServer, screenshot, visible, sql, until, withApp, writeNote } from "./harness.mjs";
+import { By, newDevice, startDriver, startServer, screenshot, visible, sql, until, withApp, noteBodies, writeNote } from "./harness.mjs";
 import { linkToken, startSmtp } from "./smtp-sink.mjs";
 
 const PASSWORD = "correct-horse-42";
 
 // Read in one script, not element by element: a sync pass may redraw the list between
 // two reads (a stale element otherwise).
-const noteBodies = (app) =>
-  app.executeScript(() => [...document.querySelectorAll("#notes-list .note-body")].map((e) => e.textContent.trim()));
 
 async function waitUpToDate(app) {
   const sync = await app.findElement(By.css("#sync-status"));

@@ -233,11 +233,13 @@ export async function waitPill(app, state, pending) {
   return pill.getText();
 }
 
+/** The notes' bodies as the list shows them, top to bottom. */
+export const noteBodies = (app) =>
+  app.executeScript(() => [...document.querySelectorAll("#notes-list .note-body")].map((e) => e.textContent.trim()));
+
 /** Types a note and adds it as a person would, the next one only once this one shows. */
 export async function writeNote(app, body) {
   await app.findElement(By.css("#note-input")).sendKeys(body);
   await app.findElement(By.css("#note-add")).click();
-  const shown = () =>
-    app.executeScript(() => [...document.querySelectorAll("#notes-list .note-body")].map((e) => e.textContent.trim()));
-  await app.wait(async () => (await shown()).includes(body.trim()), 10000, `the note "${body}" never showed`);
+  await app.wait(async () => (await noteBodies(app)).includes(body.trim()), 10000, `the note "${body}" never showed`);
 }

@@ -178,6 +178,23 @@ pub async fn note_bodies(g: &Guestpass) -> Vec<String> {
     b
 }
 
+/// A JSON POST with an optional bearer token, and its `(status, body)`: the raw
+/// call tests make to set up other users and check the server's answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut req = http.post(url).json(&body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 pub async fn count(g: &Guestpass, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(g.store().pool())
@@ -306,15 +323,8 @@ impl RefServer {
         token: Option<&str>,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/api/auth{route}", self.url()))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        let url = format!("{}/api/auth{route}", self.url());
+        post_json(&reqwest::Client::new(), &url, token, body).await
     }
 
     pub async fn get(&self, route: &str, token: Option<&str>) -> (u16, serde_json::Value) {

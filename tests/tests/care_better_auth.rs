@@ -24,15 +24,8 @@ async fn post(
     token: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}/api/auth{route}", peer.base_url))
-        .json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    let url = format!("{}/api/auth{route}", peer.base_url);
+    guestpass_tests::post_json(&reqwest::Client::new(), &url, token, body).await
 }
 
 async fn sign_in_status(peer: &BetterAuthPeer, email: &str, password: &str) -> u16 {

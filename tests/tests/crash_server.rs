@@ -244,24 +244,6 @@ async fn killed_mid_social_sign_in(db: ServerDb) {
     db.drop_db().await;
 }
 
-/// A JSON POST and its `(status, body)`, for the route modules below.
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let mut req = http.post(url).json(&body);
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    let res = req.send().await.unwrap();
-    (
-        res.status().as_u16(),
-        res.json().await.unwrap_or(serde_json::Value::Null),
-    )
-}
-
 /// A nonce issued by the server (`POST {auth_base}/social/nonce`), as the app asks
 /// for one before it opens the browser.
 async fn server_nonce(http: &reqwest::Client, auth_base: &str) -> String {

@@ -38,7 +38,6 @@ export async function openDelete() {
   // A guest has no password; an account signed in with a provider leaves it empty.
   $("delete-password-box").hidden = guest;
   closeAccountMenu();
-  $("account-menu-button").setAttribute("aria-expanded", "false");
   if (!dialog().open) dialog().showModal();
   (guest ? confirmBox() : password()).focus();
 }

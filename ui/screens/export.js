@@ -12,7 +12,6 @@ export const EXPORT_REASON = "Create an account to export your notes";
 
 async function exportData() {
   closeAccountMenu();
-  $("account-menu-button").setAttribute("aria-expanded", "false");
   const gate = await careApi.requireFullAccount();
   if (gate.error?.code === "ANONYMOUS_NOT_ALLOWED") return openForm(null, EXPORT_REASON);
   if (gate.error) return setStatus(gate.error.message, true);

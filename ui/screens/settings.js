@@ -61,7 +61,6 @@ function reached(result) {
 
 export async function openSettings() {
   closeAccountMenu();
-  $("account-menu-button").setAttribute("aria-expanded", "false");
   clear();
   $("settings-diagnostics-text").hidden = true;
   $("settings-diagnostics-status").textContent = "";

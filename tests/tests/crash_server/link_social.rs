@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use guestpass_testkit::oidc::OidcPeer;
-use guestpass_tests::on_pool;
 use guestpass_tests::server_process::{ServerDb, ServerProcess};
+use guestpass_tests::{on_pool, post_json};
 use rand::Rng;
 use serde_json::json;
 
-use super::{check_server_db, plan, post, server_nonce, tell};
+use super::{check_server_db, plan, server_nonce, tell};
 
 const CLIENT_ID: &str = "guestpass-crash";
 const ACCOUNTS_PER_ROUND: usize = 3;
@@ -63,10 +63,10 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
         for i in 0..ACCOUNTS_PER_ROUND {
             let email = format!("r{round}-a{i}@link.example.com");
             let (status, guest) =
-                post(&http, &format!("{base}/sign-in/anonymous"), None, json!({})).await;
+                post_json(&http, &format!("{base}/sign-in/anonymous"), None, json!({})).await;
             assert_eq!(status, 200, "{guest}");
             let token = guest["token"].as_str().unwrap().to_owned();
-            let (status, up) = post(
+            let (status, up) = post_json(
                 &http,
                 &format!("{base}/anonymous/upgrade"),
                 Some(&token),
@@ -77,7 +77,7 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
             let id = up["user"]["id"].as_str().unwrap().to_owned();
             // The upgrade rotated the guest's token away (issue 14): the account
             // signs in for one of its own.
-            let (status, signed_in) = post(
+            let (status, signed_in) = post_json(
                 &http,
                 &format!("{base}/sign-in/email"),
                 None,
@@ -128,7 +128,7 @@ pub(super) async fn killed_mid_link_social(db: ServerDb) {
         for (id, token, email, _, _) in &accounts {
             let retry_nonce = server_nonce(&http, &base).await;
             let id_token = id_token(&idp.issuer, email, &retry_nonce).await;
-            let (status, linked) = post(
+            let (status, linked) = post_json(
                 &http,
                 &format!("{base}/link-social"),
                 Some(token),

@@ -10,12 +10,12 @@
 
 use std::time::Duration;
 
-use guestpass_tests::on_pool;
 use guestpass_tests::server_process::{ServerDb, ServerProcess};
+use guestpass_tests::{on_pool, post_json};
 use rand::Rng;
 use serde_json::json;
 
-use super::{check_server_db, plan, post, tell};
+use super::{check_server_db, plan, tell};
 
 const GUESTS_PER_ROUND: usize = 3;
 
@@ -90,11 +90,11 @@ pub(super) async fn killed_mid_recovery(db: ServerDb) {
         let mut guests = Vec::new();
         for g in 0..GUESTS_PER_ROUND {
             let (status, guest) =
-                post(&http, &format!("{base}/sign-in/anonymous"), None, json!({})).await;
+                post_json(&http, &format!("{base}/sign-in/anonymous"), None, json!({})).await;
             assert_eq!(status, 200, "{guest}");
             let id = guest["user"]["id"].as_str().unwrap().to_owned();
             let token = guest["token"].as_str().unwrap().to_owned();
-            let (status, set) = post(
+            let (status, set) = post_json(
                 &http,
                 &format!("{base}/anonymous/recovery-key"),
                 Some(&token),
@@ -186,7 +186,7 @@ pub(super) async fn killed_mid_recovery(db: ServerDb) {
             } else {
                 (key(round, g, 1), key(round, g, 2))
             };
-            let (status, body) = post(
+            let (status, body) = post_json(
                 &http,
                 &format!("{base}/sign-in/recovery"),
                 None,
@@ -198,7 +198,7 @@ pub(super) async fn killed_mid_recovery(db: ServerDb) {
                 (200, Some(id.as_str())),
                 "round {round}"
             );
-            let (status, body) = post(
+            let (status, body) = post_json(
                 &http,
                 &format!("{base}/sign-in/recovery"),
                 None,
@@ -207,7 +207,7 @@ pub(super) async fn killed_mid_recovery(db: ServerDb) {
             .await;
             assert_eq!(status, 401, "round {round}: {body}");
         }
-        let (status, body) = post(
+        let (status, body) = post_json(
             &http,
             &format!("{base}/sign-in/anonymous"),
             None,

@@ -1,7 +1,8 @@
 //! Crash safety of the reference server: the real `guestpass-server` binary is
-//! SIGKILLed at random instants while app cores upgrade their guests, and while it
-//! deletes a backlog of stale guests; after each kill its database is checked, and after
-//! a restart on the same database the apps' retried upgrades must converge.
+//! SIGKILLed at random instants while app cores upgrade their guests, while devices
+//! sign in (`crash_server/sign_in.rs`), and while it deletes a backlog of stale
+//! guests; after each kill its database is checked, and after a restart on the same
+//! database the apps' retried upgrades must converge.
 //!
 //! SQLite always; PostgreSQL too when `GUESTPASS_TEST_POSTGRES_URL` is set. Kills per
 //! scenario: `GUESTPASS_CRASH_SERVER_KILLS` (default 12); seed printed, replay with
@@ -75,6 +76,23 @@ async fn postgres_server_killed_mid_cleanup() {
 mod link_social;
 #[path = "crash_server/recovery.rs"]
 mod recovery;
+#[path = "crash_server/sign_in.rs"]
+mod sign_in;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_killed_mid_sign_in() {
+    sign_in::killed_mid_sign_in(ServerDb::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_killed_mid_sign_in() {
+    match ServerDb::postgres().await {
+        Some(db) => sign_in::killed_mid_sign_in(db).await,
+        None => tell(
+            "SKIPPED postgres_server_killed_mid_sign_in: GUESTPASS_TEST_POSTGRES_URL is not set",
+        ),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_server_killed_mid_recovery() {

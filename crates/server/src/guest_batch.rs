@@ -140,6 +140,93 @@ pub fn users_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
     to_json(&rows)
 }
 
+/// `[user columns as in users_json…, bucket, window_start, slack]` per item of the
+/// batch, in batch order, for PostgreSQL's one-statement batch. The item may go
+/// ahead when it has no window or its window's new total is at most `slack`: the
+/// k-th of a group of n holds hit `total - n + 1 + k` (see [`apply_hits`]), which
+/// is within `limit` exactly when `total <= limit + n - 1 - k`.
+pub fn candidates_json(batch: &[NewGuest], groups: &[RateGroup]) -> DbResult<String> {
+    let mut slack: Vec<Option<i64>> = vec![None; batch.len()];
+    for group in groups {
+        let n = i64::try_from(group.items.len()).unwrap_or(i64::MAX);
+        for (k, &i) in group.items.iter().enumerate() {
+            let limit = batch[i].rate.as_ref().map_or(i64::MAX, |r| r.limit);
+            let k = i64::try_from(k).unwrap_or(i64::MAX);
+            slack[i] = Some(limit.saturating_add(n - 1 - k));
+        }
+    }
+    let rows: Vec<_> = batch
+        .iter()
+        .zip(slack)
+        .map(|(g, slack)| {
+            let u = &g.user;
+            let rate = g.rate.as_ref();
+            serde_json::json!([
+                u.id,
+                u.email,
+                u.name,
+                u.image,
+                u.email_verified,
+                u.is_anonymous,
+                u.password_hash,
+                u.metadata,
+                u.created_at,
+                u.updated_at,
+                u.last_active_at,
+                g.device_key_hash,
+                rate.map(|r| r.bucket.as_str()),
+                rate.map(|r| r.window_start),
+                slack,
+            ])
+        })
+        .collect();
+    to_json(&rows)
+}
+
+/// `[item, id, user_id, token_hash, expires_at, created_at, updated_at]` per item
+/// (its index in the batch first), for PostgreSQL's one-statement batch.
+pub fn indexed_sessions_json(batch: &[NewGuest]) -> DbResult<String> {
+    let rows: Vec<_> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let s = &g.session;
+            (
+                i,
+                &s.id,
+                &s.user_id,
+                &s.token_hash,
+                s.expires_at,
+                s.created_at,
+                s.updated_at,
+            )
+        })
+        .collect();
+    to_json(&rows)
+}
+
+/// `[item, id, event, user_id, actor, created_at, ip_hash, detail]` per audit row.
+pub fn indexed_audits_json(batch: &[NewGuest]) -> DbResult<String> {
+    let rows: Vec<_> = batch
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| g.audits.iter().map(move |a| (i, a)))
+        .map(|(i, a)| {
+            (
+                i,
+                &a.id,
+                &a.event,
+                &a.user_id,
+                &a.actor,
+                a.created_at,
+                &a.ip_hash,
+                &a.detail,
+            )
+        })
+        .collect();
+    to_json(&rows)
+}
+
 /// `[id, user_id, token_hash, expires_at, created_at, updated_at]` per session.
 pub fn sessions_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
     let rows: Vec<_> = items

@@ -63,6 +63,7 @@ mod store_records_compact;
 mod store_records_prune;
 mod store_recovery;
 pub mod upgrade;
+pub mod wal_sync;
 pub mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};

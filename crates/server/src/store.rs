@@ -16,8 +16,11 @@
 //! Durability: SQLite runs `synchronous = FULL`, so a commit is on disk (the WAL
 //! is fsynced) before it returns and before any answer goes out. That costs one
 //! fsync per transaction, which the sign-in writer (`writer.rs`) shares among a
-//! whole batch; `NORMAL` would be faster per lone write but may lose the last
-//! commits on power loss, after their clients were told they succeeded.
+//! whole batch. The writer's own connection alone commits with `NORMAL` and
+//! fsyncs the WAL itself after releasing the write lock, before answering
+//! (`wal_sync.rs`), so the next batch runs while this one reaches the disk.
+//! `NORMAL` with nothing after it would lose the last commits on power loss,
+//! after their clients were told they succeeded.
 //!
 //! Pools do not ping every connection before handing it out (sqlx's default): on
 //! SQLite a ping is a round trip to the connection's thread for nothing (a file
@@ -49,6 +52,9 @@ pub struct SqliteStore {
     /// The sign-in writer's own connection, kept between batches (see
     /// `store_guests.rs`); `None` until first used or after a failed batch.
     pub(crate) writer: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
+    /// Makes the writer's commits durable after its write lock is released
+    /// (the writer's connection runs `synchronous = NORMAL`, see `wal_sync.rs`).
+    pub(crate) wal_sync: std::sync::Arc<crate::wal_sync::WalSync>,
     /// The session lookup's own connections (see `readers.rs`).
     readers: Readers,
     /// Record pushes take turns here (FIFO) instead of racing for SQLite's one
@@ -115,6 +121,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         Ok(Arc::new(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(None),
+            wal_sync: crate::wal_sync::WalSync::new(options.get_filename()),
             record_writes: tokio::sync::Mutex::new(()),
             readers: Readers::new(options.get_filename().to_path_buf(), timeout),
             claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),

@@ -9,13 +9,16 @@
 //! statement; a query string of several statements is one hand-off. So the batch
 //! is `BEGIN IMMEDIATE` + the rate-limit counts + which ids exist, then (decided
 //! here, under the write lock that nobody else can take meanwhile) the inserts +
-//! `COMMIT`. The writer keeps its connection between batches.
+//! `COMMIT`. The writer keeps its connection between batches. That connection
+//! commits with `synchronous = NORMAL` and the batch is made durable after the
+//! write lock is released (`wal_sync.rs`), before `create_guests` returns.
 //!
-//! PostgreSQL: one statement per step (its protocol takes one statement with
-//! parameters at a time). Another instance can insert the same id at any moment,
-//! so users go in with `ON CONFLICT (id) DO NOTHING` and only those inserted get
-//! a session. Row locks are taken in key order (windows, then users by id), so
-//! concurrent batches on several instances never deadlock.
+//! PostgreSQL: ONE statement per batch, its own transaction (data-modifying CTEs,
+//! see `PG_BATCH`), so a batch costs one round trip however many steps it has.
+//! Another instance can insert the same id at any moment, so users go in with
+//! `ON CONFLICT (id) DO NOTHING` and only those inserted get a session. Row locks
+//! are taken in key order (windows, then users by id), so concurrent batches on
+//! several instances never deadlock.
 
 use std::collections::{HashMap, HashSet};
 
@@ -62,13 +65,6 @@ macro_rules! insert_audits_from {
     };
 }
 
-/// Adds each window's hits and numbers them (ratelimit.rs), one statement per
-/// window, windows in key order.
-const RATE_UPSERT: &str =
-    "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, $3) \
-     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + $3 \
-     RETURNING hits";
-
 /// Round trip 1: the write lock, every window's new count, and which of the
 /// batch's ids exist, were merged into an account or were deleted (`gone_users`:
 /// such an id never comes back as a new guest; `auth.rs` may revive one). Rows: `('hits', bucket, window_start, hits)` and
@@ -99,7 +95,15 @@ impl SqliteStore {
         let mut slot = self.writer.lock().await;
         let mut conn = match slot.take() {
             Some(conn) => conn,
-            None => self.pool.acquire().await?,
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                // This connection never goes back to the pool (a failed one is
+                // closed), so no other writer commits without its fsync.
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                conn
+            }
         };
         let written = Self::write_guests_on(&mut conn, batch).await;
         if written.is_ok() {
@@ -110,7 +114,12 @@ impl SqliteStore {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             conn.close_on_drop();
         }
-        written
+        drop(slot);
+        let outcomes = written?;
+        // Committed, not yet durable: the write lock is free for the next batch
+        // while this one's WAL frames reach the disk; no answer goes out before.
+        self.wal_sync.commit_durable().await?;
+        Ok(outcomes)
     }
 
     async fn write_guests_on(
@@ -155,49 +164,75 @@ impl SqliteStore {
     }
 }
 
+/// PostgreSQL's whole batch, one statement: `$1` the windows' hits
+/// (`plan::rate_json`), `$2` every item (`plan::candidates_json`), `$3` and `$4`
+/// their sessions and audits tagged with the item's index. The windows are counted
+/// first (`r`); an item goes ahead if its window's new total leaves it within the
+/// limit, and the first of two items with one id wins (`c`); users go in unless the
+/// id exists, was merged or is gone (`u`); the sessions and audits of exactly those
+/// items follow. Rows back: `('hits', bucket, window_start, hits)` per window and
+/// `('made', id, 0, 0)` per user inserted; the outcomes are then numbered in Rust
+/// from the same plan as SQLite's. One statement is its own transaction: all of
+/// it commits or none, in one round trip (there were five to seven).
+const PG_BATCH: &str = concat!(
+    "WITH r AS (INSERT INTO rate_limits (bucket, window_start, hits) ",
+    "SELECT j.value ->> 0, CAST(j.value ->> 1 AS BIGINT), CAST(j.value ->> 2 AS BIGINT) ",
+    "FROM json_array_elements($1::json) AS j(value) ORDER BY 1, 2 ",
+    "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + excluded.hits ",
+    "RETURNING bucket, window_start, hits), ",
+    "c AS (SELECT DISTINCT ON (j.value ->> 0) j.value AS value, j.n - 1 AS item ",
+    "FROM json_array_elements($2::json) WITH ORDINALITY AS j(value, n) ",
+    "LEFT JOIN r ON r.bucket = j.value ->> 12 AND r.window_start = CAST(j.value ->> 13 AS BIGINT) ",
+    "WHERE j.value ->> 12 IS NULL OR r.hits <= CAST(j.value ->> 14 AS BIGINT) ",
+    "ORDER BY j.value ->> 0, j.n), ",
+    "u AS (",
+    insert_users_from!(
+        "c AS j WHERE NOT EXISTS (SELECT 1 FROM merges m WHERE m.guest_id = j.value ->> 0) \
+         AND NOT EXISTS (SELECT 1 FROM gone_users g WHERE g.id = j.value ->> 0) \
+         ORDER BY j.value ->> 0 ON CONFLICT (id) DO NOTHING RETURNING id"
+    ),
+    "), made AS (SELECT c.item FROM c JOIN u ON u.id = c.value ->> 0), ",
+    "s AS (INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, updated_at) ",
+    "SELECT j.value ->> 1, j.value ->> 2, j.value ->> 3, CAST(j.value ->> 4 AS BIGINT), ",
+    "CAST(j.value ->> 5 AS BIGINT), CAST(j.value ->> 6 AS BIGINT) ",
+    "FROM json_array_elements($3::json) AS j(value) ",
+    "WHERE CAST(j.value ->> 0 AS BIGINT) IN (SELECT item FROM made)), ",
+    "a AS (INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
+    "SELECT j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, ",
+    "CAST(j.value ->> 5 AS BIGINT), j.value ->> 6, j.value ->> 7 ",
+    "FROM json_array_elements($4::json) AS j(value) ",
+    "WHERE CAST(j.value ->> 0 AS BIGINT) IN (SELECT item FROM made)) ",
+    "SELECT 'hits', bucket, window_start, hits FROM r ",
+    "UNION ALL SELECT 'made', id, CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM u"
+);
+
 impl PostgresStore {
     pub(crate) async fn write_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
         let mut out = vec![GuestOutcome::Created; batch.len()];
-        let mut tx = self.pool.begin().await?;
-        for group in plan::rate_groups(batch) {
-            let total: i64 = sqlx::query_scalar(RATE_UPSERT)
-                .bind(group.bucket)
-                .bind(group.window_start)
-                .bind(i64::try_from(group.items.len()).unwrap_or(i64::MAX))
-                .fetch_one(&mut *tx)
-                .await?;
-            plan::apply_hits(&mut out, batch, &group, total);
-        }
-        let claims = plan::claims(batch, &mut out);
-        if !claims.is_empty() {
-            // An existing id is skipped (reported taken), not an error that would
-            // undo the whole batch; so is a merged guest's.
-            let inserted: Vec<String> = sqlx::query_scalar(concat!(
-                insert_users_from!("json_array_elements($1::json) AS j(value)"),
-                " WHERE NOT EXISTS (SELECT 1 FROM merges m WHERE m.guest_id = j.value ->> 0)",
-                " AND NOT EXISTS (SELECT 1 FROM gone_users g WHERE g.id = j.value ->> 0)",
-                " ON CONFLICT (id) DO NOTHING RETURNING id"
-            ))
-            .bind(plan::users_json(batch, &claims)?)
-            .fetch_all(&mut *tx)
+        let groups = plan::rate_groups(batch);
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(PG_BATCH)
+            .bind(plan::rate_json(&groups)?)
+            .bind(plan::candidates_json(batch, &groups)?)
+            .bind(plan::indexed_sessions_json(batch)?)
+            .bind(plan::indexed_audits_json(batch)?)
+            .fetch_all(&self.pool)
             .await?;
-            let created = plan::settle(&mut out, batch, &claims, &inserted);
-            if !created.is_empty() {
-                sqlx::query(insert_sessions_from!(
-                    "json_array_elements($1::json) AS j(value)"
-                ))
-                .bind(plan::sessions_json(batch, &created)?)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(insert_audits_from!(
-                    "json_array_elements($1::json) AS j(value)"
-                ))
-                .bind(plan::audits_json(batch, &created)?)
-                .execute(&mut *tx)
-                .await?;
+        let mut totals = HashMap::new();
+        let mut made = Vec::new();
+        for (kind, key, window_start, hits) in rows {
+            if kind == "hits" {
+                totals.insert((key, window_start), hits);
+            } else {
+                made.push(key);
             }
         }
-        tx.commit().await?;
+        apply_totals(&mut out, batch, &groups, |g| {
+            totals.get(&(g.bucket.to_owned(), g.window_start)).copied()
+        })?;
+        // The same choice the statement made: the items within their limit, the
+        // first of each id; of those, the ones whose user went in.
+        let claims = plan::claims(batch, &mut out);
+        plan::settle(&mut out, batch, &claims, &made);
         Ok(out)
     }
 }

@@ -7,14 +7,16 @@
 //! answers each. So the commit and its fsync are paid once per batch, an answer
 //! never goes out before its rows are durable, and a sign-in that conflicts
 //! (taken id) or is rate-limited is reported on its own without failing the others.
+//! [`IN_FLIGHT`] batches run at once, so one's fsync overlaps the next one's writing.
 //!
 //! Never a hang: a full queue is refused at once, and a handler waits at most the
 //! database timeout (plus a margin for the batch ahead of it); both answer 503.
 //! Work whose handler has gone (client left, or timed out) is dropped unwritten.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::db::{Db, DbError, DbResult, GuestOutcome, NewGuest};
@@ -105,13 +107,30 @@ async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected: usi
     }
 }
 
+/// Batches written at once. While one batch waits for its commit to reach the disk
+/// (SQLite: `wal_sync.rs`; PostgreSQL: its WAL flush and the round trip), the next
+/// one is already being written; a third would only queue behind the write lock.
+pub const IN_FLIGHT: usize = 2;
+
 async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut recent = [1usize; RECENT];
     let mut next = 0;
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        // A free slot first: while both are busy the sign-ins queue up and the
+        // next batch takes them all.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
+        }
+        // Gathering pays only when nothing else is in flight: otherwise the
+        // stragglers are waiting for that batch's answers and join the next one.
+        let alone = slots.available_permits() == IN_FLIGHT - 1;
         let expected = recent.iter().copied().max().unwrap_or(1);
-        if jobs.len() < expected {
+        if alone && jobs.len() < expected {
             gather(&mut rx, &mut jobs, expected).await;
         }
         recent[next] = jobs.len();
@@ -129,42 +148,51 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
         if live.is_empty() {
             continue;
         }
-        let (guests, replies): (Vec<NewGuest>, Vec<_>) =
-            live.into_iter().map(|j| (j.guest, j.reply)).unzip();
-        let started = std::time::Instant::now();
-        let written = db.create_guests(&guests).await;
-        tracing::debug!(
-            guests = guests.len(),
-            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            ok = written.is_ok(),
-            "sign-in batch"
-        );
-        match written {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
+        let db = db.clone();
+        tokio::spawn(async move {
+            write_batch(&db, live).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes one batch and answers each of its sign-ins.
+async fn write_batch(db: &Db, live: Vec<Job>) {
+    let (guests, replies): (Vec<NewGuest>, Vec<_>) =
+        live.into_iter().map(|j| (j.guest, j.reply)).unzip();
+    let started = std::time::Instant::now();
+    let written = db.create_guests(&guests).await;
+    tracing::debug!(
+        guests = guests.len(),
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        ok = written.is_ok(),
+        "sign-in batch"
+    );
+    match written {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
-            // A uniqueness failure the batch does not expect (a session token
-            // collision): redo each sign-in alone so only its own fails.
-            Err(DbError::Conflict(_)) if guests.len() > 1 => {
-                for (guest, reply) in guests.into_iter().zip(replies) {
-                    let one = db
-                        .create_guests(std::slice::from_ref(&guest))
-                        .await
-                        .and_then(|o| {
-                            o.into_iter().next().ok_or_else(|| {
-                                DbError::Unavailable("a batch of one came back empty".into())
-                            })
-                        });
-                    let _ = reply.send(one);
-                }
+        }
+        // A uniqueness failure the batch does not expect (a session token
+        // collision): redo each sign-in alone so only its own fails.
+        Err(DbError::Conflict(_)) if guests.len() > 1 => {
+            for (guest, reply) in guests.into_iter().zip(replies) {
+                let one = db
+                    .create_guests(std::slice::from_ref(&guest))
+                    .await
+                    .and_then(|o| {
+                        o.into_iter().next().ok_or_else(|| {
+                            DbError::Unavailable("a batch of one came back empty".into())
+                        })
+                    });
+                let _ = reply.send(one);
             }
-            Err(e) => {
-                // Nothing was committed: every sign-in of the batch fails alike.
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        }
+        Err(e) => {
+            // Nothing was committed: every sign-in of the batch fails alike.
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::cpu;
 use crate::load::{self, Kind, Measured, Scripts};
 use crate::pg::FreshDb;
 use crate::prepare;
@@ -27,6 +28,8 @@ pub struct Row {
     pub target: Target,
     pub measured: Measured,
     pub peak_rss_kib: u64,
+    /// CPU time of the server, wrk and PostgreSQL during the measured run.
+    pub cpu: cpu::Spent,
     /// Something the reader must know about this cell (e.g. the guest pool ran out).
     pub note: Option<String>,
 }
@@ -68,17 +71,28 @@ pub async fn run(plan: &Plan, paths: &Paths, scripts: &Scripts) -> anyhow::Resul
                             target: target.clone(),
                             measured: Measured::default(),
                             peak_rss_kib: 0,
+                            cpu: cpu::Spent::default(),
                             note: Some(format!("FAILED: {e:#}")),
                         }
                     }
                 };
                 eprintln!(
-                    "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, peak RSS {:.1} MiB",
+                    "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, peak RSS {:.1} MiB, \
+                     CPU s server {:.2} wrk {:.2}{}, server {:.0} µs CPU/req",
                     row.measured.per_sec(),
                     row.measured.p50_us as f64 / 1000.0,
                     row.measured.p99_us as f64 / 1000.0,
                     row.measured.errors(),
-                    row.peak_rss_kib as f64 / 1024.0
+                    row.peak_rss_kib as f64 / 1024.0,
+                    row.cpu.server_s,
+                    row.cpu.load_s,
+                    row.cpu
+                        .postgres_s
+                        .map(|p| format!(" postgres {p:.2}"))
+                        .unwrap_or_default(),
+                    row.cpu
+                        .server_us_per_request(row.measured.requests)
+                        .unwrap_or(0.0)
                 );
                 rows.push(row);
             }
@@ -100,13 +114,14 @@ async fn cell(
     if let Some(db) = fresh {
         db.drop_now().await?;
     }
-    let (measured, peak_rss_kib, note) = outcome?;
+    let (measured, peak_rss_kib, cpu, note) = outcome?;
     Ok(Row {
         kind,
         connections,
         target: target.clone(),
         measured,
         peak_rss_kib,
+        cpu,
         note,
     })
 }
@@ -118,7 +133,7 @@ async fn measure(
     kind: Kind,
     connections: usize,
     target: &Target,
-) -> anyhow::Result<(Measured, u64, Option<String>)> {
+) -> anyhow::Result<(Measured, u64, cpu::Spent, Option<String>)> {
     let server = Server::start(target, paths)?;
     let base = server.base_url.clone();
     let tokens_file = tempfile::NamedTempFile::new()?;
@@ -159,9 +174,11 @@ async fn measure(
         tokens_arg.clone(),
         plan.duration,
     );
+    let before = cpu::Reading::now(server.pid());
     let measured =
         tokio::task::spawn_blocking(move || load::run(&s, kind, &u, connections, d, t.as_deref()))
             .await??;
+    let spent = cpu::Reading::now(server.pid()).since(&before, target.postgres_url().is_some());
     let peak = server.peak_rss_kib()?;
     let mut note = None;
     if kind == Kind::GetSession {
@@ -180,5 +197,5 @@ async fn measure(
             plan.upgrade_pool
         ));
     }
-    Ok((measured, peak, note))
+    Ok((measured, peak, spent, note))
 }

@@ -3,6 +3,7 @@
 //! `scripts/bench.sh` builds and runs it; see README.md "Performance".
 
 mod cleanup;
+mod cpu;
 mod http;
 mod load;
 mod machine;

@@ -50,6 +50,8 @@ pub async fn run(plan: &Plan, paths: &Paths, scripts: &Scripts) -> Vec<Row> {
                     target,
                     measured,
                     peak_rss_kib,
+                    // Its table has no CPU columns.
+                    cpu: crate::cpu::Spent::default(),
                     note,
                 });
             }

@@ -60,9 +60,9 @@ impl Report {
     pub fn http(&mut self, rows: &[Row]) {
         let t = &mut self.text;
         t.push_str("\n## Requests, side by side\n\n");
-        t.push_str("Each cell: a freshly started server, the same wrk script, the same time. Errors are responses with status ≥ 400 plus socket errors (must be 0). Peak RSS is the server process's VmHWM.\n\n");
-        t.push_str("| request | conns | server | storage | req/s | p50 ms | p99 ms | errors | peak RSS MiB |\n");
-        t.push_str("|---|---:|---|---|---:|---:|---:|---:|---:|\n");
+        t.push_str("Each cell: a freshly started server, the same wrk script, the same time. Errors are responses with status ≥ 400 plus socket errors (must be 0). Peak RSS is the server process's VmHWM. CPU s is each process's CPU time (user + system) during the measured run: the server's own process, wrk (the load generator, on the same 2 cores), and every PostgreSQL process (PostgreSQL cells). CPU µs/req is the server's CPU time per answered request; for PostgreSQL cells the second figure adds PostgreSQL's. It drifts far less with the machine than req/s.\n\n");
+        t.push_str("| request | conns | server | storage | req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU s: server / wrk / PostgreSQL | CPU µs/req: server (+ PostgreSQL) |\n");
+        t.push_str("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in rows {
             let m = &r.measured;
             let errors = match &r.note {
@@ -72,9 +72,19 @@ impl Report {
             if m.errors() > 0 || r.note.is_some() || m.requests == 0 {
                 self.failed = true;
             }
+            let c = &r.cpu;
+            let pg_s = c.postgres_s.map_or("–".into(), |p| format!("{p:.2}"));
+            let per_req = match (
+                c.server_us_per_request(m.requests),
+                c.with_db_us_per_request(m.requests),
+            ) {
+                (Some(own), Some(all)) => format!("{own:.0} ({all:.0})"),
+                (Some(own), None) => format!("{own:.0}"),
+                _ => "–".into(),
+            };
             let _ = writeln!(
                 t,
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.2} / {:.2} / {pg_s} | {per_req} |",
                 r.kind.label(),
                 r.connections,
                 r.target.server(),
@@ -83,7 +93,9 @@ impl Report {
                 ms(m.p50_us),
                 ms(m.p99_us),
                 errors,
-                mib(r.peak_rss_kib)
+                mib(r.peak_rss_kib),
+                c.server_s,
+                c.load_s,
             );
         }
         t.push_str("\n## Guestpass / Better Auth\n\n");

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::db::{DbError, DbResult, GuestOutcome, NewGuest};
+use crate::db::{AuditRow, DbError, DbResult, GuestOutcome, NewGuest};
 
 /// The items of a batch that count against one rate-limit window, in batch order.
 pub struct RateGroup<'a> {
@@ -115,36 +115,78 @@ pub fn ids_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
 }
 
 /// `[id, email, name, image, email_verified, is_anonymous, password_hash,
-/// metadata, created_at, updated_at, last_active_at, device_key_hash]` per user.
+/// metadata, created_at, updated_at, last_active_at, device_key_hash]`.
+fn user_row(g: &NewGuest) -> impl serde::Serialize + '_ {
+    let u = &g.user;
+    (
+        &u.id,
+        &u.email,
+        &u.name,
+        &u.image,
+        u.email_verified,
+        u.is_anonymous,
+        &u.password_hash,
+        &u.metadata,
+        u.created_at,
+        u.updated_at,
+        u.last_active_at,
+        &g.device_key_hash,
+    )
+}
+
+/// `[id, user_id, token_hash, expires_at, created_at, updated_at]`.
+fn session_row(g: &NewGuest) -> impl serde::Serialize + '_ {
+    let s = &g.session;
+    (
+        &s.id,
+        &s.user_id,
+        &s.token_hash,
+        s.expires_at,
+        s.created_at,
+        s.updated_at,
+    )
+}
+
+/// `[id, event, user_id, actor, created_at, ip_hash, detail]`.
+fn audit_row(a: &AuditRow) -> impl serde::Serialize + '_ {
+    (
+        &a.id,
+        &a.event,
+        &a.user_id,
+        &a.actor,
+        a.created_at,
+        &a.ip_hash,
+        &a.detail,
+    )
+}
+
+/// A `user_row` per item of `items`.
 pub fn users_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
+    let rows: Vec<_> = items.iter().map(|&i| user_row(&batch[i])).collect();
+    to_json(&rows)
+}
+
+/// A `session_row` per item of `items`.
+pub fn sessions_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
+    let rows: Vec<_> = items.iter().map(|&i| session_row(&batch[i])).collect();
+    to_json(&rows)
+}
+
+/// An `audit_row` per audit of the items of `items`.
+pub fn audits_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
     let rows: Vec<_> = items
         .iter()
-        .map(|&i| {
-            let u = &batch[i].user;
-            (
-                &u.id,
-                &u.email,
-                &u.name,
-                &u.image,
-                u.email_verified,
-                u.is_anonymous,
-                &u.password_hash,
-                &u.metadata,
-                u.created_at,
-                u.updated_at,
-                u.last_active_at,
-                &batch[i].device_key_hash,
-            )
-        })
+        .flat_map(|&i| batch[i].audits.iter())
+        .map(audit_row)
         .collect();
     to_json(&rows)
 }
 
-/// `[user columns as in users_json…, bucket, window_start, slack]` per item of the
-/// batch, in batch order, for PostgreSQL's one-statement batch. The item may go
-/// ahead when it has no window or its window's new total is at most `slack`: the
-/// k-th of a group of n holds hit `total - n + 1 + k` (see [`apply_hits`]), which
-/// is within `limit` exactly when `total <= limit + n - 1 - k`.
+/// `[user_row, bucket, window_start, slack]` per item of the batch, in batch
+/// order, for PostgreSQL's one-statement batch. The item may go ahead when it has
+/// no window or its window's new total is at most `slack`: the k-th of a group of
+/// n holds hit `total - n + 1 + k` (see [`apply_hits`]), which is within `limit`
+/// exactly when `total <= limit + n - 1 - k`.
 pub fn candidates_json(batch: &[NewGuest], groups: &[RateGroup]) -> DbResult<String> {
     let mut slack: Vec<Option<i64>> = vec![None; batch.len()];
     for group in groups {
@@ -159,109 +201,25 @@ pub fn candidates_json(batch: &[NewGuest], groups: &[RateGroup]) -> DbResult<Str
         .iter()
         .zip(slack)
         .map(|(g, slack)| {
-            let u = &g.user;
             let rate = g.rate.as_ref();
-            serde_json::json!([
-                u.id,
-                u.email,
-                u.name,
-                u.image,
-                u.email_verified,
-                u.is_anonymous,
-                u.password_hash,
-                u.metadata,
-                u.created_at,
-                u.updated_at,
-                u.last_active_at,
-                g.device_key_hash,
+            (
+                user_row(g),
                 rate.map(|r| r.bucket.as_str()),
                 rate.map(|r| r.window_start),
                 slack,
-            ])
-        })
-        .collect();
-    to_json(&rows)
-}
-
-/// `[item, id, user_id, token_hash, expires_at, created_at, updated_at]` per item
-/// (its index in the batch first), for PostgreSQL's one-statement batch.
-pub fn indexed_sessions_json(batch: &[NewGuest]) -> DbResult<String> {
-    let rows: Vec<_> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let s = &g.session;
-            (
-                i,
-                &s.id,
-                &s.user_id,
-                &s.token_hash,
-                s.expires_at,
-                s.created_at,
-                s.updated_at,
             )
         })
         .collect();
     to_json(&rows)
 }
 
-/// `[item, id, event, user_id, actor, created_at, ip_hash, detail]` per audit row.
+/// `[item, audit_row]` per audit, the item's index in the batch first, for
+/// PostgreSQL's one-statement batch (an item may have several audits).
 pub fn indexed_audits_json(batch: &[NewGuest]) -> DbResult<String> {
     let rows: Vec<_> = batch
         .iter()
         .enumerate()
-        .flat_map(|(i, g)| g.audits.iter().map(move |a| (i, a)))
-        .map(|(i, a)| {
-            (
-                i,
-                &a.id,
-                &a.event,
-                &a.user_id,
-                &a.actor,
-                a.created_at,
-                &a.ip_hash,
-                &a.detail,
-            )
-        })
-        .collect();
-    to_json(&rows)
-}
-
-/// `[id, user_id, token_hash, expires_at, created_at, updated_at]` per session.
-pub fn sessions_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
-    let rows: Vec<_> = items
-        .iter()
-        .map(|&i| {
-            let s = &batch[i].session;
-            (
-                &s.id,
-                &s.user_id,
-                &s.token_hash,
-                s.expires_at,
-                s.created_at,
-                s.updated_at,
-            )
-        })
-        .collect();
-    to_json(&rows)
-}
-
-/// `[id, event, user_id, actor, created_at, ip_hash, detail]` per audit row.
-pub fn audits_json(batch: &[NewGuest], items: &[usize]) -> DbResult<String> {
-    let rows: Vec<_> = items
-        .iter()
-        .flat_map(|&i| batch[i].audits.iter())
-        .map(|a| {
-            (
-                &a.id,
-                &a.event,
-                &a.user_id,
-                &a.actor,
-                a.created_at,
-                &a.ip_hash,
-                &a.detail,
-            )
-        })
+        .flat_map(|(i, g)| g.audits.iter().map(move |a| (i, audit_row(a))))
         .collect();
     to_json(&rows)
 }

@@ -134,18 +134,9 @@ impl SqliteStore {
             .bind(plan::ids_json(batch, &all)?)
             .fetch_all(&mut *conn)
             .await?;
-        let mut totals = HashMap::new();
-        let mut taken = HashSet::new();
-        for (kind, key, window_start, hits) in rows {
-            if kind == "hits" {
-                totals.insert((key, window_start), hits);
-            } else {
-                taken.insert(key);
-            }
-        }
-        apply_totals(&mut out, batch, &groups, |g| {
-            totals.get(&(g.bucket.to_owned(), g.window_start)).copied()
-        })?;
+        let taken: HashSet<String> = apply_totals(&mut out, batch, &groups, rows)?
+            .into_iter()
+            .collect();
         let claims = plan::claims(batch, &mut out);
         let inserted: Vec<String> = claims
             .iter()
@@ -165,8 +156,9 @@ impl SqliteStore {
 }
 
 /// PostgreSQL's whole batch, one statement: `$1` the windows' hits
-/// (`plan::rate_json`), `$2` every item (`plan::candidates_json`), `$3` and `$4`
-/// their sessions and audits tagged with the item's index. The windows are counted
+/// (`plan::rate_json`), `$2` every item (`plan::candidates_json`), `$3` every
+/// item's session in batch order (its ordinality is the item), `$4` the audits
+/// tagged with their item (`plan::indexed_audits_json`). The windows are counted
 /// first (`r`); an item goes ahead if its window's new total leaves it within the
 /// limit, and the first of two items with one id wins (`c`); users go in unless the
 /// id exists, was merged or is gone (`u`); the sessions and audits of exactly those
@@ -180,11 +172,11 @@ const PG_BATCH: &str = concat!(
     "FROM json_array_elements($1::json) AS j(value) ORDER BY 1, 2 ",
     "ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + excluded.hits ",
     "RETURNING bucket, window_start, hits), ",
-    "c AS (SELECT DISTINCT ON (j.value ->> 0) j.value AS value, j.n - 1 AS item ",
+    "c AS (SELECT DISTINCT ON (j.value -> 0 ->> 0) j.value -> 0 AS value, j.n - 1 AS item ",
     "FROM json_array_elements($2::json) WITH ORDINALITY AS j(value, n) ",
-    "LEFT JOIN r ON r.bucket = j.value ->> 12 AND r.window_start = CAST(j.value ->> 13 AS BIGINT) ",
-    "WHERE j.value ->> 12 IS NULL OR r.hits <= CAST(j.value ->> 14 AS BIGINT) ",
-    "ORDER BY j.value ->> 0, j.n), ",
+    "LEFT JOIN r ON r.bucket = j.value ->> 1 AND r.window_start = CAST(j.value ->> 2 AS BIGINT) ",
+    "WHERE j.value ->> 1 IS NULL OR r.hits <= CAST(j.value ->> 3 AS BIGINT) ",
+    "ORDER BY j.value -> 0 ->> 0, j.n), ",
     "u AS (",
     insert_users_from!(
         "c AS j WHERE NOT EXISTS (SELECT 1 FROM merges m WHERE m.guest_id = j.value ->> 0) \
@@ -192,17 +184,17 @@ const PG_BATCH: &str = concat!(
          ORDER BY j.value ->> 0 ON CONFLICT (id) DO NOTHING RETURNING id"
     ),
     "), made AS (SELECT c.item FROM c JOIN u ON u.id = c.value ->> 0), ",
-    "s AS (INSERT INTO sessions (id, user_id, token_hash, expires_at, created_at, updated_at) ",
-    "SELECT j.value ->> 1, j.value ->> 2, j.value ->> 3, CAST(j.value ->> 4 AS BIGINT), ",
-    "CAST(j.value ->> 5 AS BIGINT), CAST(j.value ->> 6 AS BIGINT) ",
-    "FROM json_array_elements($3::json) AS j(value) ",
-    "WHERE CAST(j.value ->> 0 AS BIGINT) IN (SELECT item FROM made)), ",
-    "a AS (INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
-    "SELECT j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, ",
-    "CAST(j.value ->> 5 AS BIGINT), j.value ->> 6, j.value ->> 7 ",
-    "FROM json_array_elements($4::json) AS j(value) ",
-    "WHERE CAST(j.value ->> 0 AS BIGINT) IN (SELECT item FROM made)) ",
-    "SELECT 'hits', bucket, window_start, hits FROM r ",
+    "s AS (",
+    insert_sessions_from!(
+        "json_array_elements($3::json) WITH ORDINALITY AS j(value, n) \
+         WHERE j.n - 1 IN (SELECT item FROM made)"
+    ),
+    "), a AS (",
+    insert_audits_from!(
+        "(SELECT x.value -> 1 AS value FROM json_array_elements($4::json) AS x(value) \
+         WHERE CAST(x.value ->> 0 AS BIGINT) IN (SELECT item FROM made)) AS j"
+    ),
+    ") SELECT 'hits', bucket, window_start, hits FROM r ",
     "UNION ALL SELECT 'made', id, CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM u"
 );
 
@@ -210,25 +202,15 @@ impl PostgresStore {
     pub(crate) async fn write_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
         let mut out = vec![GuestOutcome::Created; batch.len()];
         let groups = plan::rate_groups(batch);
+        let all: Vec<usize> = (0..batch.len()).collect();
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(PG_BATCH)
             .bind(plan::rate_json(&groups)?)
             .bind(plan::candidates_json(batch, &groups)?)
-            .bind(plan::indexed_sessions_json(batch)?)
+            .bind(plan::sessions_json(batch, &all)?)
             .bind(plan::indexed_audits_json(batch)?)
             .fetch_all(&self.pool)
             .await?;
-        let mut totals = HashMap::new();
-        let mut made = Vec::new();
-        for (kind, key, window_start, hits) in rows {
-            if kind == "hits" {
-                totals.insert((key, window_start), hits);
-            } else {
-                made.push(key);
-            }
-        }
-        apply_totals(&mut out, batch, &groups, |g| {
-            totals.get(&(g.bucket.to_owned(), g.window_start)).copied()
-        })?;
+        let made = apply_totals(&mut out, batch, &groups, rows)?;
         // The same choice the statement made: the items within their limit, the
         // first of each id; of those, the ones whose user went in.
         let claims = plan::claims(batch, &mut out);
@@ -237,18 +219,32 @@ impl PostgresStore {
     }
 }
 
-/// Numbers the hits of every window from its new total.
+/// Numbers the hits of every window from its new total, as the batch's
+/// statements returned them (`('hits', bucket, window_start, hits)`), and returns
+/// the keys of the other rows (`('taken' | 'made', id, 0, 0)`).
 fn apply_totals(
     out: &mut [GuestOutcome],
     batch: &[NewGuest],
     groups: &[RateGroup],
-    total: impl Fn(&RateGroup) -> Option<i64>,
-) -> DbResult<()> {
+    rows: Vec<(String, String, i64, i64)>,
+) -> DbResult<Vec<String>> {
+    let mut totals = HashMap::new();
+    let mut ids = Vec::new();
+    for (kind, key, window_start, hits) in rows {
+        if kind == "hits" {
+            totals.insert((key, window_start), hits);
+        } else {
+            ids.push(key);
+        }
+    }
     for group in groups {
-        let total = total(group).ok_or_else(|| {
-            crate::db::DbError::Unavailable("a rate-limit window was not counted".into())
-        })?;
+        let total = totals
+            .get(&(group.bucket.to_owned(), group.window_start))
+            .copied()
+            .ok_or_else(|| {
+                crate::db::DbError::Unavailable("a rate-limit window was not counted".into())
+            })?;
         plan::apply_hits(out, batch, group, total);
     }
-    Ok(())
+    Ok(ids)
 }

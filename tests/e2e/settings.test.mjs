@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { By, newDevice, startDriver, startOidcProvider, startServer, screenshot, visible, sql, until, withApp } from "./harness.mjs";
+import { By, newDevice, startDriver, startOidcProvider, startServer, screenshot, visible, sql, until, withApp, writeNote } from "./harness.mjs";
 
 const ADMIN_KEY = "e2e-admin-key-0123456789";
 const VERSION = JSON.parse(readFileSync(new URL("../../tauri.conf.json", import.meta.url))).version;
@@ -136,9 +136,13 @@ test("the settings screen checks a server before saving and the guest registers 
       );
       await app.findElement(By.css("#settings-close")).click();
       await app.wait(until.elementTextIs(pill, "On this device only"), 10000);
-      await app.findElement(By.css("#note-input")).sendKeys("Written offline only");
-      await app.findElement(By.css("#note-add")).click();
-      await app.wait(async () => (await pill.getAttribute("title")).startsWith("No server is set"), 10000);
+      // The wait is on the note itself: the pill said "No server is set" before it was saved.
+      await writeNote(app, "Written offline only");
+      await app.wait(
+        async () => (await pill.getAttribute("data-pending")) === "1" && (await pill.getAttribute("title")).startsWith("No server is set"),
+        10000,
+        "the note written offline is not counted as waiting",
+      );
       assert.equal(sql(device.dataDir, "SELECT COUNT(*) FROM record_outbox"), "1", "kept for later, not sent");
 
       await openSettings(app);

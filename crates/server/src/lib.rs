@@ -56,6 +56,7 @@ pub mod store;
 mod store_accounts;
 mod store_care;
 mod store_claims;
+pub mod store_cleanup;
 mod store_guests;
 pub mod store_id_tokens;
 pub mod store_records;

@@ -5,8 +5,9 @@
 //! integer milliseconds, booleans are booleans, JSON is text. So every query is
 //! written once, in the dialect both accept (`$n` placeholders, `ON CONFLICT`,
 //! `RETURNING`), and `sql_store!` stamps out the two `impl`s. The one real
-//! difference is locking in the cleanup (PostgreSQL `FOR UPDATE SKIP LOCKED`;
-//! SQLite has a single writer and needs none).
+//! difference is the cleanup (PostgreSQL locks its batch `FOR UPDATE SKIP LOCKED`,
+//! where SQLite's single writer needs nothing, and may delete a guest's rows by set:
+//! `store_cleanup.rs`).
 //!
 //! SQLite note: every write transaction starts with its write, never with a read,
 //! so it takes the write lock up front and the busy timeout applies instead of
@@ -71,6 +72,9 @@ pub struct PostgresStore {
     readers: PgReaders,
     /// How long an unverified email holds its address (`store_claims.rs`).
     pub(crate) claim_lapse_ms: AtomicI64,
+    /// How the stale-guest cleanup deletes a guest's rows in other tables, worked
+    /// out at its first batch (`store_cleanup.rs`).
+    pub(crate) cleanup_children: tokio::sync::OnceCell<crate::store_cleanup::Children>,
 }
 
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server/postgres");
@@ -102,6 +106,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             pool,
             readers: PgReaders::new(options, PG_READERS, timeout, PG_PING_IDLE),
             claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
+            cleanup_children: tokio::sync::OnceCell::new(),
         }))
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
@@ -200,118 +205,6 @@ impl PostgresStore {
                     .await
             })
             .await
-    }
-}
-
-// The stale-guest batch, after picking: delete the guests by primary key and
-// audit each one actually deleted, in one statement each. DELETE … RETURNING
-// reports only the rows this transaction removed, so a guest is audited by
-// whichever instance deleted it. (A single `DELETE … WHERE id IN (SELECT …) AND
-// <stale>` was planned as a walk of the whole stale range per batch: quadratic,
-// hours at a million guests.)
-
-impl SqliteStore {
-    /// The ids bound one by one: SQLite has no arrays, and binding is cheap in-process.
-    async fn delete_and_audit(
-        tx: &mut sqlx::SqliteConnection,
-        picked: &[String],
-        audits: impl Fn(&[String]) -> Vec<AuditRow>,
-        now: i64,
-    ) -> DbResult<Vec<String>> {
-        // The cleanup's tombstones first (this transaction holds the write lock):
-        // each guest's own device may bring it back (issue 16, `gone_users`).
-        let mut gone = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
-             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, ",
-        );
-        gone.push_bind(now).push(" FROM users WHERE id IN (");
-        let mut list = gone.separated(", ");
-        for id in picked {
-            list.push_bind(id);
-        }
-        gone.push(
-            ") ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
-             device_key_hash = excluded.device_key_hash, \
-             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at",
-        );
-        gone.build().execute(&mut *tx).await?;
-        let mut delete = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM users WHERE id IN (");
-        let mut list = delete.separated(", ");
-        for id in picked {
-            list.push_bind(id);
-        }
-        delete.push(") RETURNING id");
-        let ids: Vec<String> = delete.build_query_scalar().fetch_all(&mut *tx).await?;
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        let rows = audits(&ids);
-        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
-        );
-        insert.push_values(&rows, |mut row, a| {
-            row.push_bind(&a.id)
-                .push_bind(&a.event)
-                .push_bind(&a.user_id)
-                .push_bind(&a.actor)
-                .push_bind(a.created_at)
-                .push_bind(&a.ip_hash)
-                .push_bind(&a.detail);
-        });
-        insert.build().execute(&mut *tx).await?;
-        Ok(ids)
-    }
-}
-
-impl PostgresStore {
-    /// One array per column: a 2,000-guest batch bound one value at a time was
-    /// 2,000 + 14,000 parameters for PostgreSQL to parse and plan, every batch.
-    async fn delete_and_audit(
-        tx: &mut sqlx::PgConnection,
-        picked: &[String],
-        audits: impl Fn(&[String]) -> Vec<AuditRow>,
-        now: i64,
-    ) -> DbResult<Vec<String>> {
-        // The deletion writes the cleanup's tombstones in the same statement
-        // (issue 16, `gone_users`): each guest's own device may bring it back.
-        let ids: Vec<String> = sqlx::query_scalar(
-            "WITH d AS (DELETE FROM users WHERE id = ANY($1) \
-             RETURNING id, device_key_hash, recovery_key_hash), \
-             t AS (INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
-             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, $2 FROM d \
-             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
-             device_key_hash = excluded.device_key_hash, \
-             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at) \
-             SELECT id FROM d",
-        )
-        .bind(picked)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        let rows = audits(&ids);
-        let column = |f: fn(&AuditRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(
-            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-             $5::bigint[], $6::text[], $7::text[])",
-        )
-        .bind(column(|a| &a.id))
-        .bind(column(|a| &a.event))
-        .bind(column(|a| &a.user_id))
-        .bind(column(|a| &a.actor))
-        .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|a| a.ip_hash.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|a| &a.detail))
-        .execute(&mut *tx)
-        .await?;
-        Ok(ids)
     }
 }
 
@@ -906,7 +799,7 @@ macro_rules! sql_store {
                         })
                         .collect()
                 };
-                let ids = Self::delete_and_audit(&mut tx, &picked, audits, now).await?;
+                let ids = self.delete_and_audit(&mut tx, &picked, audits, now).await?;
                 tx.commit().await?;
                 Ok(ids)
             }

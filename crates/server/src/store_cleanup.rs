@@ -1,0 +1,225 @@
+//! The stale-guest cleanup's batch after picking (`Database::delete_stale_guests`
+//! picks it): delete the guests by primary key, leave their tombstones
+//! (`gone_users`, issue 16) and audit each one actually deleted. DELETE …
+//! RETURNING reports only the rows this transaction removed, so a guest is
+//! audited by whichever instance deleted it. (A single `DELETE … WHERE id IN
+//! (SELECT …) AND <stale>` was planned as a walk of the whole stale range per
+//! batch: quadratic, hours at a million guests.)
+//!
+//! PostgreSQL's guests' rows in other tables. `ON DELETE CASCADE` is a per-row
+//! trigger for each of the seven tables that reference `users`: seven SPI
+//! queries per guest, about a third of a 2,000-guest batch at a million guests,
+//! even when a guest has no rows there (measured with psql, 1 M guests:
+//! 27 µs a guest with the cascades, 18 µs by set). So where the server's role may
+//! set `session_replication_role` (a superuser, or on PostgreSQL 15+ `GRANT SET ON
+//! PARAMETER session_replication_role TO <role>`) a batch deletes those rows
+//! itself, one `DELETE … WHERE user_id = ANY($1)` per table, in the statement that
+//! deletes the guests, with the triggers off for that transaction only (`SET
+//! LOCAL`). Referential integrity still holds: the guests were locked `FOR
+//! UPDATE` by an earlier statement, so no other transaction can add a row for
+//! them (its foreign-key check waits for that lock, then finds the guest gone),
+//! and this later statement's snapshot sees every row added before. The tables
+//! come from the catalog at the first batch, so a new table that references
+//! `users` is covered without touching this file; where a trigger that is not a
+//! foreign key's would be skipped, or a referencing table is itself referenced,
+//! or the role may not set the parameter, the batch relies on the cascades as
+//! before.
+
+use sqlx::sqlite::Sqlite;
+
+use crate::db::{AuditRow, DbResult};
+use crate::store::{PostgresStore, SqliteStore};
+
+impl SqliteStore {
+    /// The ids bound one by one: SQLite has no arrays, and binding is cheap in-process.
+    pub(crate) async fn delete_and_audit(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        picked: &[String],
+        audits: impl Fn(&[String]) -> Vec<AuditRow>,
+        now: i64,
+    ) -> DbResult<Vec<String>> {
+        // The cleanup's tombstones first (this transaction holds the write lock):
+        // each guest's own device may bring it back (issue 16, `gone_users`).
+        let mut gone = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
+             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, ",
+        );
+        gone.push_bind(now).push(" FROM users WHERE id IN (");
+        let mut list = gone.separated(", ");
+        for id in picked {
+            list.push_bind(id);
+        }
+        gone.push(
+            ") ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
+             device_key_hash = excluded.device_key_hash, \
+             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at",
+        );
+        gone.build().execute(&mut *tx).await?;
+        let mut delete = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM users WHERE id IN (");
+        let mut list = delete.separated(", ");
+        for id in picked {
+            list.push_bind(id);
+        }
+        delete.push(") RETURNING id");
+        let ids: Vec<String> = delete.build_query_scalar().fetch_all(&mut *tx).await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let rows = audits(&ids);
+        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) ",
+        );
+        insert.push_values(&rows, |mut row, a| {
+            row.push_bind(&a.id)
+                .push_bind(&a.event)
+                .push_bind(&a.user_id)
+                .push_bind(&a.actor)
+                .push_bind(a.created_at)
+                .push_bind(&a.ip_hash)
+                .push_bind(&a.detail);
+        });
+        insert.build().execute(&mut *tx).await?;
+        Ok(ids)
+    }
+}
+
+/// How a PostgreSQL batch deletes its guests' rows in the tables that reference
+/// `users` (see the module's note).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Children {
+    /// `ON DELETE CASCADE` does it, a trigger per guest and table.
+    Cascade,
+    /// The batch does it, with the triggers off for its transaction: one `DELETE
+    /// FROM table WHERE column = ANY(guests)` per (table, column), names quoted.
+    BySet(Vec<(String, String)>),
+}
+
+/// Every foreign key that references `users`: its table (as `regclass` prints it,
+/// quoted where needed), its column, whether it cascades, whether it has one
+/// column, and whether its table is referenced in turn (a cascade further down).
+const REFERENCES_TO_USERS: &str = "SELECT c.conrelid::regclass::text, quote_ident(a.attname), \
+     c.confdeltype = 'c', cardinality(c.conkey) = 1, \
+     EXISTS (SELECT 1 FROM pg_constraint g WHERE g.contype = 'f' AND g.confrelid = c.conrelid) \
+     FROM pg_constraint c \
+     JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+     WHERE c.contype = 'f' AND c.confrelid = 'users'::regclass ORDER BY 1, 2";
+
+impl Children {
+    /// Reads the catalog and tries the setting once, in a transaction rolled back.
+    pub async fn of(pool: &sqlx::PgPool) -> DbResult<Self> {
+        let refs: Vec<(String, String, bool, bool, bool)> =
+            sqlx::query_as(REFERENCES_TO_USERS).fetch_all(pool).await?;
+        // A trigger of our own (none today) would be skipped with the cascades.
+        let own_triggers: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal)")
+                .fetch_one(pool)
+                .await?;
+        let plain = refs
+            .iter()
+            .all(|(_, _, cascades, single, referenced)| *cascades && *single && !*referenced);
+        let children = if !plain {
+            tracing::info!("stale-guest cleanup relies on ON DELETE CASCADE: a reference to users is not a plain cascade");
+            Self::Cascade
+        } else if own_triggers {
+            tracing::info!("stale-guest cleanup relies on ON DELETE CASCADE: the database has triggers of its own");
+            Self::Cascade
+        } else if let Err(e) = may_skip_triggers(pool).await {
+            tracing::info!(
+                error = %e,
+                "stale-guest cleanup relies on ON DELETE CASCADE: this role may not set \
+                 session_replication_role (GRANT SET ON PARAMETER session_replication_role \
+                 lets it delete by set)"
+            );
+            Self::Cascade
+        } else {
+            tracing::info!(
+                tables = refs.len(),
+                "stale-guest cleanup deletes guests' rows by set"
+            );
+            Self::BySet(refs.into_iter().map(|(t, c, ..)| (t, c)).collect())
+        };
+        Ok(children)
+    }
+}
+
+async fn may_skip_triggers(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let set = sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await;
+    tx.rollback().await?;
+    set.map(|_| ())
+}
+
+impl PostgresStore {
+    /// One array per column: a 2,000-guest batch bound one value at a time was
+    /// 2,000 + 14,000 parameters for PostgreSQL to parse and plan, every batch.
+    pub(crate) async fn delete_and_audit(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        picked: &[String],
+        audits: impl Fn(&[String]) -> Vec<AuditRow>,
+        now: i64,
+    ) -> DbResult<Vec<String>> {
+        let children = self
+            .cleanup_children
+            .get_or_try_init(|| Children::of(&self.pool))
+            .await?;
+        let by_set = match children {
+            Children::Cascade => String::new(),
+            Children::BySet(tables) => {
+                sqlx::query("SET LOCAL session_replication_role = replica")
+                    .execute(&mut *tx)
+                    .await?;
+                tables
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (table, column))| {
+                        format!("c{i} AS (DELETE FROM {table} WHERE {column} = ANY($1)), ")
+                    })
+                    .collect()
+            }
+        };
+        // The deletion writes the cleanup's tombstones in the same statement
+        // (issue 16, `gone_users`): each guest's own device may bring it back.
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "WITH {by_set}d AS (DELETE FROM users WHERE id = ANY($1) \
+             RETURNING id, device_key_hash, recovery_key_hash), \
+             t AS (INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
+             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, $2 FROM d \
+             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
+             device_key_hash = excluded.device_key_hash, \
+             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at) \
+             SELECT id FROM d"
+        ))
+        .bind(picked)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let rows = audits(&ids);
+        let column = |f: fn(&AuditRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::bigint[], $6::text[], $7::text[])",
+        )
+        .bind(column(|a| &a.id))
+        .bind(column(|a| &a.event))
+        .bind(column(|a| &a.user_id))
+        .bind(column(|a| &a.actor))
+        .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|a| a.ip_hash.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|a| &a.detail))
+        .execute(&mut *tx)
+        .await?;
+        Ok(ids)
+    }
+}

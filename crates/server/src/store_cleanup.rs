@@ -105,49 +105,51 @@ const REFERENCES_TO_USERS: &str = "SELECT c.conrelid::regclass::text, quote_iden
      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
      WHERE c.contype = 'f' AND c.confrelid = 'users'::regclass ORDER BY 1, 2";
 
+/// A trigger of our own (none today) would be skipped with the cascades.
+const OWN_TRIGGERS: &str = "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal)";
+
+/// Switches the triggers off (foreign keys' included) until the transaction ends.
+const SKIP_TRIGGERS: &str = "SET LOCAL session_replication_role = replica";
+
 impl Children {
     /// Reads the catalog and tries the setting once, in a transaction rolled back.
     pub async fn of(pool: &sqlx::PgPool) -> DbResult<Self> {
         let refs: Vec<(String, String, bool, bool, bool)> =
             sqlx::query_as(REFERENCES_TO_USERS).fetch_all(pool).await?;
-        // A trigger of our own (none today) would be skipped with the cascades.
-        let own_triggers: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal)")
-                .fetch_one(pool)
-                .await?;
         let plain = refs
             .iter()
             .all(|(_, _, cascades, single, referenced)| *cascades && *single && !*referenced);
-        let children = if !plain {
-            tracing::info!("stale-guest cleanup relies on ON DELETE CASCADE: a reference to users is not a plain cascade");
-            Self::Cascade
-        } else if own_triggers {
-            tracing::info!("stale-guest cleanup relies on ON DELETE CASCADE: the database has triggers of its own");
-            Self::Cascade
-        } else if let Err(e) = may_skip_triggers(pool).await {
-            tracing::info!(
-                error = %e,
-                "stale-guest cleanup relies on ON DELETE CASCADE: this role may not set \
-                 session_replication_role (GRANT SET ON PARAMETER session_replication_role \
-                 lets it delete by set)"
-            );
-            Self::Cascade
+        let why_not = if !plain {
+            Some("a reference to users is not a plain cascade".to_string())
+        } else if sqlx::query_scalar(OWN_TRIGGERS).fetch_one(pool).await? {
+            Some("the database has triggers of its own".to_string())
         } else {
-            tracing::info!(
-                tables = refs.len(),
-                "stale-guest cleanup deletes guests' rows by set"
-            );
-            Self::BySet(refs.into_iter().map(|(t, c, ..)| (t, c)).collect())
+            may_skip_triggers(pool).await.err().map(|e| {
+                format!(
+                    "this role may not set session_replication_role ({e}); GRANT SET ON \
+                     PARAMETER session_replication_role lets it delete by set"
+                )
+            })
         };
-        Ok(children)
+        Ok(match why_not {
+            Some(reason) => {
+                tracing::info!(%reason, "stale-guest cleanup relies on ON DELETE CASCADE");
+                Self::Cascade
+            }
+            None => {
+                tracing::info!(
+                    tables = refs.len(),
+                    "stale-guest cleanup deletes guests' rows by set"
+                );
+                Self::BySet(refs.into_iter().map(|(t, c, ..)| (t, c)).collect())
+            }
+        })
     }
 }
 
 async fn may_skip_triggers(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let set = sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await;
+    let set = sqlx::query(SKIP_TRIGGERS).execute(&mut *tx).await;
     tx.rollback().await?;
     set.map(|_| ())
 }
@@ -169,9 +171,7 @@ impl PostgresStore {
         let by_set = match children {
             Children::Cascade => String::new(),
             Children::BySet(tables) => {
-                sqlx::query("SET LOCAL session_replication_role = replica")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(SKIP_TRIGGERS).execute(&mut *tx).await?;
                 tables
                     .iter()
                     .enumerate()

@@ -315,6 +315,12 @@ pub trait Database:
     /// "sqlite" or "postgres", for logs.
     fn kind(&self) -> &'static str;
 
+    /// Session lookups waiting to share a query now, and lookups so far that
+    /// shared one (`coalesce.rs`; PostgreSQL only, zeros on SQLite).
+    fn lookup_stats(&self) -> (usize, u64) {
+        (0, 0)
+    }
+
     /// Record sync storage (`store_records.rs`), on the same database.
     fn records(&self) -> &dyn crate::store_records::RecordStore;
 

@@ -15,6 +15,7 @@ pub mod better_auth_compat;
 pub mod cleanup;
 pub mod client_addr;
 pub mod clock;
+mod coalesce;
 pub mod config;
 pub mod config_check;
 mod config_env;

@@ -30,6 +30,8 @@ pub struct Metrics {
     hash_queue: IntGauge,
     live_streams: IntGauge,
     connections: IntGauge,
+    lookups_waiting: IntGauge,
+    lookups_shared: IntCounter,
 }
 
 impl Metrics {
@@ -73,6 +75,14 @@ impl Metrics {
         )?;
         let live_streams = IntGauge::new("live_streams", "Open sync/events streams")?;
         let connections = IntGauge::new("http_connections", "Open HTTP connections")?;
+        let lookups_waiting = IntGauge::new(
+            "session_lookups_waiting",
+            "Session lookups queued to share the next query (PostgreSQL)",
+        )?;
+        let lookups_shared = IntCounter::new(
+            "session_lookups_shared_total",
+            "Session lookups answered by a query shared with others (PostgreSQL)",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
@@ -81,6 +91,8 @@ impl Metrics {
         registry.register(Box::new(hash_queue.clone()))?;
         registry.register(Box::new(live_streams.clone()))?;
         registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(lookups_waiting.clone()))?;
+        registry.register(Box::new(lookups_shared.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -91,6 +103,8 @@ impl Metrics {
             hash_queue,
             live_streams,
             connections,
+            lookups_waiting,
+            lookups_shared,
         })
     }
 
@@ -124,6 +138,12 @@ impl Metrics {
             .set(i64::try_from(state.hash_queue.in_use()).unwrap_or(i64::MAX));
         self.live_streams
             .set(i64::try_from(state.live.subscribers()).unwrap_or(i64::MAX));
+        let (waiting, shared) = state.db.lookup_stats();
+        self.lookups_waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        // The store counts; the counter catches up at each scrape.
+        self.lookups_shared
+            .inc_by(shared.saturating_sub(self.lookups_shared.get()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "metrics could not be encoded");

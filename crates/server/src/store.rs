@@ -43,6 +43,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+use crate::coalesce::Coalescer;
 use crate::db::*;
 use crate::pg_readers::PgReaders;
 use crate::readers::Readers;
@@ -70,6 +71,8 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
     /// The session lookup's own connections (see `pg_readers.rs`).
     readers: PgReaders,
+    /// Lookups made at once share one query (`coalesce.rs`): (token hash, now).
+    lookups: Coalescer<(String, i64), Option<SessionWithUser>>,
     /// How long an unverified email holds its address (`store_claims.rs`).
     pub(crate) claim_lapse_ms: AtomicI64,
     /// How the stale-guest cleanup deletes a guest's rows in other tables, worked
@@ -105,6 +108,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         Ok(Arc::new(PostgresStore {
             pool,
             readers: PgReaders::new(options, PG_READERS, timeout, PG_PING_IDLE),
+            lookups: Coalescer::new(PG_LOOKUPS_ALONE, PG_LOOKUP_BATCH),
             claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
             cleanup_children: tokio::sync::OnceCell::new(),
         }))
@@ -147,6 +151,13 @@ const PG_PING_IDLE: Duration = Duration::from_secs(1);
 /// Session lookups on PostgreSQL at once, beside the pool's 10 connections.
 const PG_READERS: usize = 8;
 
+/// Session lookups on PostgreSQL that run alone at once while the server is quiet;
+/// busy, they go together, one batch at a time (`coalesce.rs`).
+const PG_LOOKUPS_ALONE: usize = 2;
+
+/// Most lookups in one query.
+const PG_LOOKUP_BATCH: usize = 64;
+
 /// Each SQLite connection is a thread of sqlx's; readers in WAL mode never wait
 /// for the writer, so a few suffice on a small machine.
 const SQLITE_CONNECTIONS: u32 = 8;
@@ -160,7 +171,21 @@ const SESSION_BY_TOKEN: &str = "SELECT u.id, u.email, u.name, u.image, u.email_v
      FROM sessions s JOIN users u ON u.id = s.user_id \
      WHERE s.token_hash = $1 AND s.expires_at > $2";
 
+/// [`SESSION_BY_TOKEN`] for many token hashes at once (PostgreSQL).
+const SESSIONS_BY_TOKENS: &str = "SELECT u.id, u.email, u.name, u.image, u.email_verified, \
+     u.is_anonymous, u.password_hash, u.metadata, u.created_at, u.updated_at, u.last_active_at, \
+     s.id AS session_id, s.token_hash AS session_token_hash, \
+     s.expires_at AS session_expires_at, s.created_at AS session_created_at, \
+     s.updated_at AS session_updated_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.token_hash = ANY($1) AND s.expires_at > $2";
+
 impl SqliteStore {
+    /// Each lookup runs on a reader thread of its own (`readers.rs`): none shared.
+    fn lookups_now(&self) -> (usize, u64) {
+        (0, 0)
+    }
+
     /// On a reader connection, on this thread (`readers.rs`), not through the pool.
     async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
         use rusqlite::OptionalExtension;
@@ -194,23 +219,67 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
-    /// On a reader connection (`pg_readers.rs`), not through the pool.
+    fn lookups_now(&self) -> (usize, u64) {
+        (self.lookups.waiting(), self.lookups.shared())
+    }
+
+    /// On a reader connection (`pg_readers.rs`), not through the pool; with the
+    /// lookups made at the same moment, in one query (`coalesce.rs`).
     async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
-        self.readers
+        let key = (token_hash.to_owned(), now);
+        self.lookups
+            .read(key, |keys| self.find_sessions(keys))
+            .await
+    }
+
+    /// One answer per (token hash, now): the live session with that hash, if any.
+    async fn find_sessions(
+        &self,
+        keys: Vec<(String, i64)>,
+    ) -> DbResult<Vec<Option<SessionWithUser>>> {
+        // Alone, the one-key query: PostgreSQL plans it once per connection, while
+        // an array parameter gets a fresh plan per execution (its generic plan is
+        // costed as worse), which cost more than the lookup itself.
+        if let [(hash, now)] = keys.as_slice() {
+            let row = self
+                .readers
+                .read(async |conn| {
+                    sqlx::query_as(SESSION_BY_TOKEN)
+                        .bind(hash)
+                        .bind(now)
+                        .fetch_optional(conn)
+                        .await
+                })
+                .await?;
+            return Ok(vec![row]);
+        }
+        // The earliest `now` finds a superset; each key then applies its own.
+        let earliest = keys.iter().map(|k| k.1).min().unwrap_or(i64::MAX);
+        let hashes: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let rows: Vec<SessionWithUser> = self
+            .readers
             .read(async |conn| {
-                sqlx::query_as(SESSION_BY_TOKEN)
-                    .bind(token_hash)
-                    .bind(now)
-                    .fetch_optional(conn)
+                sqlx::query_as(SESSIONS_BY_TOKENS)
+                    .bind(&hashes)
+                    .bind(earliest)
+                    .fetch_all(conn)
                     .await
             })
-            .await
+            .await?;
+        Ok(keys
+            .iter()
+            .map(|(hash, now)| {
+                rows.iter()
+                    .find(|r| r.session_token_hash == *hash && r.session_expires_at > *now)
+                    .cloned()
+            })
+            .collect())
     }
 }
 
 /// A session joined with its user: user columns as `UserRow` reads them, the
 /// session's under `session_` names.
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct SessionWithUser {
     #[sqlx(flatten)]
     user: UserRow,
@@ -347,6 +416,10 @@ macro_rules! sql_store {
 
             fn records(&self) -> &dyn crate::store_records::RecordStore {
                 self
+            }
+
+            fn lookup_stats(&self) -> (usize, u64) {
+                self.lookups_now()
             }
 
             async fn ping(&self) -> DbResult<()> {

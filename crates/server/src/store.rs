@@ -9,6 +9,9 @@
 //! where SQLite's single writer needs nothing, and may delete a guest's rows by set:
 //! `store_cleanup.rs`).
 //!
+//! Opening a database (pools, pragmas, migrations) is `store_connect.rs`; the
+//! session lookup, on both databases, is `store_sessions.rs`.
+//!
 //! SQLite note: every write transaction starts with its write, never with a read,
 //! so it takes the write lock up front and the busy timeout applies instead of
 //! failing with SQLITE_BUSY on a stale read snapshot. The batch of anonymous
@@ -30,18 +33,12 @@
 //! dies in use fails that query (503) and is dropped when it goes back to the
 //! pool (sqlx tests every connection on release).
 
-use std::str::FromStr;
 use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::{Sqlite, SqlitePool};
 
 use crate::coalesce::Coalescer;
 use crate::db::*;
@@ -58,7 +55,7 @@ pub struct SqliteStore {
     /// (the writer's connection runs `synchronous = NORMAL`, see `wal_sync.rs`).
     pub(crate) wal_sync: std::sync::Arc<crate::wal_sync::WalSync>,
     /// The session lookup's own connections (see `readers.rs`).
-    readers: Readers,
+    pub(crate) readers: Readers,
     /// Record pushes take turns here (FIFO) instead of racing for SQLite's one
     /// write lock: a loser of that race sleeps in SQLite's busy handler (up to
     /// 100 ms a nap), which made the p99 of concurrent pushes ~1 s.
@@ -70,9 +67,9 @@ pub struct SqliteStore {
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     /// The session lookup's own connections (see `pg_readers.rs`).
-    readers: PgReaders,
+    pub(crate) readers: PgReaders,
     /// Lookups made at once share one query (`coalesce.rs`): (token hash, now).
-    lookups: Coalescer<(String, i64), Option<SessionWithUser>>,
+    pub(crate) lookups: Coalescer<(String, i64), Option<SessionWithUser>>,
     /// How long an unverified email holds its address (`store_claims.rs`).
     pub(crate) claim_lapse_ms: AtomicI64,
     /// How the stale-guest cleanup deletes a guest's rows in other tables, worked
@@ -80,229 +77,13 @@ pub struct PostgresStore {
     pub(crate) cleanup_children: tokio::sync::OnceCell<crate::store_cleanup::Children>,
 }
 
-static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/server/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
+pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/server/postgres");
+pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("../../migrations/server/sqlite");
 
-/// Opens the database named by `url`, runs the embedded migrations, and returns it.
-pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(timeout)
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    // Only a connection left idle a while may have been cut
-                    // (database restarted): test that one, not every busy one.
-                    if meta.idle_for > PG_PING_IDLE {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(options.clone())
-            .await?;
-        PG_MIGRATIONS.run(&pool).await?;
-        Ok(Arc::new(PostgresStore {
-            pool,
-            readers: PgReaders::new(options, PG_READERS, timeout, PG_PING_IDLE),
-            lookups: Coalescer::new(PG_LOOKUPS_ALONE, PG_LOOKUP_BATCH),
-            claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
-            cleanup_children: tokio::sync::OnceCell::new(),
-        }))
-    } else if url.starts_with("sqlite:") {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(SQLITE_CONNECTIONS)
-            .acquire_timeout(timeout)
-            .test_before_acquire(false)
-            .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
-            .connect_with(options.clone())
-            .await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(Arc::new(SqliteStore {
-            pool,
-            writer: tokio::sync::Mutex::new(None),
-            wal_sync: crate::wal_sync::WalSync::new(options.get_filename()),
-            record_writes: tokio::sync::Mutex::new(()),
-            readers: Readers::new(options.get_filename().to_path_buf(), timeout),
-            claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
-        }))
-    } else {
-        Err(DbError::Unavailable(
-            "unsupported database URL: expected sqlite://… or postgres://…".into(),
-        ))
-    }
-}
-
-/// Until `set_email_claim_lapse` is called: `emailClaimDays`' default.
-const DEFAULT_CLAIM_LAPSE_MS: i64 = crate::config::DEFAULT_EMAIL_CLAIM_DAYS as i64 * 86_400_000;
-
-/// A pooled PostgreSQL connection idle longer than this is pinged before use.
-const PG_PING_IDLE: Duration = Duration::from_secs(1);
-
-/// Session lookups on PostgreSQL at once, beside the pool's 10 connections.
-const PG_READERS: usize = 8;
-
-/// Session lookups on PostgreSQL that run alone at once while the server is quiet;
-/// busy, they go together, one batch at a time (`coalesce.rs`).
-const PG_LOOKUPS_ALONE: usize = 2;
-
-/// Most lookups in one query.
-const PG_LOOKUP_BATCH: usize = 64;
-
-/// Each SQLite connection is a thread of sqlx's; readers in WAL mode never wait
-/// for the writer, so a few suffice on a small machine.
-const SQLITE_CONNECTIONS: u32 = 8;
-
-/// One query, not two: every get-session and every authenticated request runs it.
-const SESSION_BY_TOKEN: &str = "SELECT u.id, u.email, u.name, u.image, u.email_verified, \
-     u.is_anonymous, u.password_hash, u.metadata, u.created_at, u.updated_at, u.last_active_at, \
-     s.id AS session_id, s.token_hash AS session_token_hash, \
-     s.expires_at AS session_expires_at, s.created_at AS session_created_at, \
-     s.updated_at AS session_updated_at \
-     FROM sessions s JOIN users u ON u.id = s.user_id \
-     WHERE s.token_hash = $1 AND s.expires_at > $2";
-
-/// [`SESSION_BY_TOKEN`] for many token hashes at once (PostgreSQL).
-const SESSIONS_BY_TOKENS: &str = "SELECT u.id, u.email, u.name, u.image, u.email_verified, \
-     u.is_anonymous, u.password_hash, u.metadata, u.created_at, u.updated_at, u.last_active_at, \
-     s.id AS session_id, s.token_hash AS session_token_hash, \
-     s.expires_at AS session_expires_at, s.created_at AS session_created_at, \
-     s.updated_at AS session_updated_at \
-     FROM sessions s JOIN users u ON u.id = s.user_id \
-     WHERE s.token_hash = ANY($1) AND s.expires_at > $2";
-
-impl SqliteStore {
-    /// Each lookup runs on a reader thread of its own (`readers.rs`): none shared.
-    fn lookups_now(&self) -> (usize, u64) {
-        (0, 0)
-    }
-
-    /// On a reader connection, on this thread (`readers.rs`), not through the pool.
-    async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
-        use rusqlite::OptionalExtension;
-        self.readers.read(|conn| {
-            conn.prepare_cached(SESSION_BY_TOKEN)?
-                .query_row((token_hash, now), |r| {
-                    Ok(SessionWithUser {
-                        user: UserRow {
-                            id: r.get(0)?,
-                            email: r.get(1)?,
-                            name: r.get(2)?,
-                            image: r.get(3)?,
-                            email_verified: r.get(4)?,
-                            is_anonymous: r.get(5)?,
-                            password_hash: r.get(6)?,
-                            metadata: r.get(7)?,
-                            created_at: r.get(8)?,
-                            updated_at: r.get(9)?,
-                            last_active_at: r.get(10)?,
-                        },
-                        session_id: r.get(11)?,
-                        session_token_hash: r.get(12)?,
-                        session_expires_at: r.get(13)?,
-                        session_created_at: r.get(14)?,
-                        session_updated_at: r.get(15)?,
-                    })
-                })
-                .optional()
-        })
-    }
-}
-
-impl PostgresStore {
-    fn lookups_now(&self) -> (usize, u64) {
-        (self.lookups.waiting(), self.lookups.shared())
-    }
-
-    /// On a reader connection (`pg_readers.rs`), not through the pool; with the
-    /// lookups made at the same moment, in one query (`coalesce.rs`).
-    async fn find_session(&self, token_hash: &str, now: i64) -> DbResult<Option<SessionWithUser>> {
-        let key = (token_hash.to_owned(), now);
-        self.lookups
-            .read(key, |keys| self.find_sessions(keys))
-            .await
-    }
-
-    /// One answer per (token hash, now): the live session with that hash, if any.
-    async fn find_sessions(
-        &self,
-        keys: Vec<(String, i64)>,
-    ) -> DbResult<Vec<Option<SessionWithUser>>> {
-        // Alone, the one-key query: PostgreSQL plans it once per connection, while
-        // an array parameter gets a fresh plan per execution (its generic plan is
-        // costed as worse), which cost more than the lookup itself.
-        if let [(hash, now)] = keys.as_slice() {
-            let row = self
-                .readers
-                .read(async |conn| {
-                    sqlx::query_as(SESSION_BY_TOKEN)
-                        .bind(hash)
-                        .bind(now)
-                        .fetch_optional(conn)
-                        .await
-                })
-                .await?;
-            return Ok(vec![row]);
-        }
-        // The earliest `now` finds a superset; each key then applies its own.
-        let earliest = keys.iter().map(|k| k.1).min().unwrap_or(i64::MAX);
-        let hashes: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        let rows: Vec<SessionWithUser> = self
-            .readers
-            .read(async |conn| {
-                sqlx::query_as(SESSIONS_BY_TOKENS)
-                    .bind(&hashes)
-                    .bind(earliest)
-                    .fetch_all(conn)
-                    .await
-            })
-            .await?;
-        Ok(keys
-            .iter()
-            .map(|(hash, now)| {
-                rows.iter()
-                    .find(|r| r.session_token_hash == *hash && r.session_expires_at > *now)
-                    .cloned()
-            })
-            .collect())
-    }
-}
-
-/// A session joined with its user: user columns as `UserRow` reads them, the
-/// session's under `session_` names.
-#[derive(Clone, sqlx::FromRow)]
-struct SessionWithUser {
-    #[sqlx(flatten)]
-    user: UserRow,
-    session_id: String,
-    session_token_hash: String,
-    session_expires_at: i64,
-    session_created_at: i64,
-    session_updated_at: i64,
-}
-
-impl SessionWithUser {
-    fn split(self) -> (UserRow, SessionRow) {
-        let session = SessionRow {
-            id: self.session_id,
-            user_id: self.user.id.clone(),
-            token_hash: self.session_token_hash,
-            expires_at: self.session_expires_at,
-            created_at: self.session_created_at,
-            updated_at: self.session_updated_at,
-        };
-        (self.user, session)
-    }
-}
+pub use crate::store_connect::connect;
+use crate::store_sessions::SessionWithUser;
 
 pub(crate) const USER_COLUMNS: &str =
     "id, email, name, image, email_verified, is_anonymous, password_hash, \
@@ -931,27 +712,3 @@ sql_store!(
     " FOR UPDATE SKIP LOCKED",
     PG_MIGRATIONS
 );
-
-/// Whether a connection handed back to the pool is fit to be used again. A
-/// transaction whose ROLLBACK failed (SQLite had already rolled it back itself, or
-/// the request was dropped mid-statement) is still counted as open by sqlx, and
-/// the connection may still hold SQLite's write lock: every other writer then
-/// waits out its busy timeout and answers 503. Such a connection is closed
-/// (closing ends any transaction) and the pool opens a fresh one.
-async fn settled(conn: &mut sqlx::SqliteConnection) -> bool {
-    use sqlx::TransactionManager;
-    type Tm = sqlx::sqlite::SqliteTransactionManager;
-    if Tm::get_transaction_depth(conn) == 0 {
-        return true;
-    }
-    // A dropped transaction's rollback is queued on this connection ahead of this
-    // ping, so after it the depth is final.
-    if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
-        return false;
-    }
-    let clean = Tm::get_transaction_depth(conn) == 0;
-    if !clean {
-        tracing::warn!("closed a database connection left inside a transaction");
-    }
-    clean
-}

@@ -67,6 +67,7 @@ mod store_records_prune;
 mod store_recovery;
 mod store_sessions;
 pub mod upgrade;
+mod wal_checkpoint;
 pub mod wal_sync;
 pub mod writer;
 

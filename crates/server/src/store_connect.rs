@@ -60,10 +60,12 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .connect_with(options.clone())
             .await?;
         crate::store::SQLITE_MIGRATIONS.run(&pool).await?;
+        let wal_sync = crate::wal_sync::WalSync::new(options.get_filename());
+        crate::wal_checkpoint::spawn(options.get_filename().to_path_buf(), timeout, &wal_sync);
         Ok(Arc::new(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(None),
-            wal_sync: crate::wal_sync::WalSync::new(options.get_filename()),
+            wal_sync,
             record_writes: tokio::sync::Mutex::new(()),
             readers: Readers::new(options.get_filename().to_path_buf(), timeout),
             claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),

@@ -99,7 +99,9 @@ impl SqliteStore {
                 let mut conn = self.pool.acquire().await?;
                 // This connection never goes back to the pool (a failed one is
                 // closed), so no other writer commits without its fsync.
-                sqlx::query("PRAGMA synchronous = NORMAL")
+                // Its checkpoints are the task's (`wal_checkpoint.rs`), not a
+                // wait for the batches queued behind it.
+                sqlx::query("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
                     .execute(&mut *conn)
                     .await?;
                 conn

@@ -63,6 +63,12 @@ impl WalSync {
         Ok(())
     }
 
+    /// Commits counted so far: the checkpoint task (`wal_checkpoint.rs`) runs when
+    /// this moved.
+    pub fn commits(&self) -> u64 {
+        self.committed.load(Ordering::SeqCst)
+    }
+
     fn sync_files(&self) -> std::io::Result<()> {
         match std::fs::File::open(&self.wal) {
             Ok(wal) => wal.sync_data(),

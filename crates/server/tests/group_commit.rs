@@ -322,3 +322,37 @@ async fn a_database_gone_mid_burst_answers_503_then_recovers(backend: Backend) {
     }
     s.stop().await;
 }
+
+/// The sign-in writer leaves its checkpoints to a task of their own
+/// (`wal_checkpoint.rs`): its commits still reach the database file while the
+/// server runs, so the WAL does not grow without end and a copy of the database
+/// file alone is current. Here the WAL would never reach SQLite's own threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_reach_the_database_file_while_the_server_runs() {
+    let s =
+        TestServer::start_with(&Backend::Sqlite, |c| c.rate_limit.anonymous_per_minute = 0).await;
+    let answers = burst(&s, vec![json!({}); 50]).await;
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|(status, body, _)| {
+            assert_eq!(*status, 200, "{body}");
+            body["user"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let db_file = s.db.url.trim_start_matches("sqlite://").to_owned();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("copy.db");
+    // A copy taken while a checkpoint writes may be torn: that one does not count.
+    let in_file_alone = || {
+        let stored = || -> rusqlite::Result<HashSet<String>> {
+            std::fs::copy(&db_file, &copy)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            let conn = rusqlite::Connection::open(&copy)?;
+            let mut found = conn.prepare("SELECT id FROM users")?;
+            let rows = found.query_map([], |row| row.get(0))?;
+            rows.collect()
+        };
+        stored().is_ok_and(|stored| ids.is_subset(&stored))
+    };
+    until("the guests in the database file alone", in_file_alone).await;
+}

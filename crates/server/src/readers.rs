@@ -14,7 +14,7 @@
 //! Connections are opened when first needed and kept on a stack: at most one per
 //! thread that reads at once. They are `query_only`: this path never writes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,11 +39,7 @@ impl Readers {
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(self.busy_timeout)?;
+        let conn = open(&self.path, self.busy_timeout)?;
         conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
     }
@@ -62,6 +58,17 @@ impl Readers {
         }
         Ok(out)
     }
+}
+
+/// A connection of the server's own beside sqlx's pool, on the file at `path`
+/// (already created and migrated); also the WAL checkpoint's (`wal_checkpoint.rs`).
+pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    Ok(conn)
 }
 
 fn unavailable(e: rusqlite::Error) -> DbError {

@@ -17,11 +17,11 @@
 //! (the pool's) keep SQLite's automatic checkpoints, so the WAL is bounded even if
 //! this task stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use crate::wal_sync::WalSync;
 
@@ -74,21 +74,14 @@ fn commits(sync: &Weak<WalSync>) -> Option<u64> {
 
 fn checkpoint(
     conn: &mut Option<Connection>,
-    path: &std::path::Path,
+    path: &Path,
     busy_timeout: Duration,
 ) -> rusqlite::Result<()> {
-    if conn.is_none() {
-        let opened = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        opened.busy_timeout(busy_timeout)?;
-        *conn = Some(opened);
-    }
-    if let Some(conn) = conn {
-        // Returns (busy, frames in the WAL, frames copied); a busy or partial
-        // checkpoint is finished by a later one.
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    }
-    Ok(())
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(crate::readers::open(path, busy_timeout)?),
+    };
+    // Returns (busy, frames in the WAL, frames copied); a busy or partial
+    // checkpoint is finished by a later one.
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }

@@ -45,12 +45,16 @@ use crate::db::*;
 use crate::pg_readers::PgReaders;
 use crate::readers::Readers;
 
+/// The sign-in writer's connection; holding its lock pauses the writer between
+/// two batches (the WAL's restart, `wal_checkpoint.rs`).
+pub(crate) type WriterSlot = tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>;
+
 // `pub(crate)` for the batch of anonymous sign-ins in `store_guests.rs`.
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     /// The sign-in writer's own connection, kept between batches (see
     /// `store_guests.rs`); `None` until first used or after a failed batch.
-    pub(crate) writer: tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>,
+    pub(crate) writer: std::sync::Arc<WriterSlot>,
     /// Makes the writer's commits durable after its write lock is released
     /// (the writer's connection runs `synchronous = NORMAL`, see `wal_sync.rs`).
     pub(crate) wal_sync: std::sync::Arc<crate::wal_sync::WalSync>,

@@ -61,10 +61,16 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             .await?;
         crate::store::SQLITE_MIGRATIONS.run(&pool).await?;
         let wal_sync = crate::wal_sync::WalSync::new(options.get_filename());
-        crate::wal_checkpoint::spawn(options.get_filename().to_path_buf(), timeout, &wal_sync);
+        let writer = Arc::new(tokio::sync::Mutex::new(None));
+        crate::wal_checkpoint::spawn(
+            options.get_filename().to_path_buf(),
+            timeout,
+            &wal_sync,
+            &writer,
+        );
         Ok(Arc::new(SqliteStore {
             pool,
-            writer: tokio::sync::Mutex::new(None),
+            writer,
             wal_sync,
             record_writes: tokio::sync::Mutex::new(()),
             readers: Readers::new(options.get_filename().to_path_buf(), timeout),

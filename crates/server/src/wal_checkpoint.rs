@@ -43,7 +43,7 @@ const EVERY: Duration = Duration::from_millis(100);
 /// paused about once a second, each time for the copy of what it wrote since the
 /// passive copy just before. (16 MiB paused it four times as often: p99 at 20
 /// connections 10.9-12.3 ms against 9.5-10.8 ms.)
-pub const RESTART_AT: i64 = 16384;
+const RESTART_AT: i64 = 16384;
 
 /// How long a restart waits for a reader still on an older snapshot (a long
 /// export, say) or another writer, while the sign-in writer is paused.
@@ -74,11 +74,11 @@ pub fn spawn(path: PathBuf, busy_timeout: Duration, sync: &Arc<WalSync>, writer:
     let sync = Arc::downgrade(sync);
     let writer = Arc::downgrade(writer);
     tokio::spawn(async move {
-        let mut checkpointer = Some(Checkpointer {
+        let mut checkpointer = Checkpointer {
             path,
             busy_timeout,
             conn: None,
-        });
+        };
         let mut done = 0;
         let mut warned = false;
         loop {
@@ -89,12 +89,7 @@ pub fn spawn(path: PathBuf, busy_timeout: Duration, sync: &Arc<WalSync>, writer:
             if commits == done {
                 continue;
             }
-            let Some(mut c) = checkpointer.take() else {
-                break;
-            };
-            let result = pass(&mut c, &writer).await;
-            checkpointer = Some(c);
-            match result {
+            match pass(&mut checkpointer, &writer).await {
                 Ok(true) => {
                     done = commits;
                     warned = false;

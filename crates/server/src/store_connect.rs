@@ -62,12 +62,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         crate::store::SQLITE_MIGRATIONS.run(&pool).await?;
         let wal_sync = crate::wal_sync::WalSync::new(options.get_filename());
         let writer = Arc::new(tokio::sync::Mutex::new(None));
-        crate::wal_checkpoint::spawn(
-            options.get_filename().to_path_buf(),
-            timeout,
-            &wal_sync,
-            &writer,
-        );
+        crate::wal_checkpoint::spawn(options.get_filename(), &wal_sync, &writer);
         Ok(Arc::new(SqliteStore {
             pool,
             writer,

@@ -25,7 +25,7 @@
 //! copies a frame and the database before the WAL is reused. Other connections
 //! (the pool's) keep SQLite's automatic checkpoints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -45,40 +45,28 @@ const EVERY: Duration = Duration::from_millis(100);
 /// connections 10.9-12.3 ms against 9.5-10.8 ms.)
 const RESTART_AT: i64 = 16384;
 
-/// How long a restart waits for a reader still on an older snapshot (a long
-/// export, say) or another writer, while the sign-in writer is paused.
+/// The checkpoint connection's busy timeout. Only a restart waits (a passive
+/// copy never does): for a reader still on an older snapshot (a long export, say)
+/// or another writer, while the sign-in writer is paused. Past it the restart is
+/// left to a later pass.
 const RESTART_WAIT: Duration = Duration::from_millis(50);
 
-/// Which checkpoint to run (SQLite's names).
-#[derive(Clone, Copy)]
-enum Mode {
-    Passive,
-    Restart,
-}
-
-/// What `PRAGMA wal_checkpoint` answers.
-struct Frames {
-    /// Frames in the WAL since it last started over.
-    log: i64,
-}
+const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+const RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
 
 /// The task's own connection, opened on first use and again after a failure.
 struct Checkpointer {
-    path: PathBuf,
-    busy_timeout: Duration,
+    path: Arc<Path>,
     conn: Option<Connection>,
 }
 
 /// Starts the task; it ends when the store holding `sync` and `writer` is dropped.
-pub fn spawn(path: PathBuf, busy_timeout: Duration, sync: &Arc<WalSync>, writer: &Arc<WriterSlot>) {
+pub fn spawn(path: &Path, sync: &Arc<WalSync>, writer: &Arc<WriterSlot>) {
     let sync = Arc::downgrade(sync);
     let writer = Arc::downgrade(writer);
+    let path: Arc<Path> = path.into();
     tokio::spawn(async move {
-        let mut checkpointer = Checkpointer {
-            path,
-            busy_timeout,
-            conn: None,
-        };
+        let mut checkpointer = Checkpointer { path, conn: None };
         let mut done = 0;
         let mut warned = false;
         loop {
@@ -90,12 +78,10 @@ pub fn spawn(path: PathBuf, busy_timeout: Duration, sync: &Arc<WalSync>, writer:
                 continue;
             }
             match pass(&mut checkpointer, &writer).await {
-                Ok(true) => {
+                Ok(()) => {
                     done = commits;
                     warned = false;
                 }
-                // The store is gone.
-                Ok(false) => break,
                 Err(e) => {
                     // Tried again next time; said once per run of failures.
                     if !warned {
@@ -109,20 +95,20 @@ pub fn spawn(path: PathBuf, busy_timeout: Duration, sync: &Arc<WalSync>, writer:
 }
 
 /// One pass: a passive copy, and a restart when the WAL has grown past
-/// [`RESTART_AT`]. `Ok(false)` once the store is gone.
-async fn pass(c: &mut Checkpointer, writer: &Weak<WriterSlot>) -> Result<bool, PassError> {
-    if c.run(Mode::Passive).await?.log < RESTART_AT {
-        return Ok(true);
+/// [`RESTART_AT`].
+async fn pass(c: &mut Checkpointer, writer: &Weak<WriterSlot>) -> Result<(), PassError> {
+    if c.run(PASSIVE).await? < RESTART_AT {
+        return Ok(());
     }
     // What the writer committed during that copy, still without pausing it: the
     // pause below then covers only what it commits in the meantime.
-    c.run(Mode::Passive).await?;
-    let Some(writer) = writer.upgrade() else {
-        return Ok(false);
-    };
-    let _paused = writer.lock().await;
-    c.run(Mode::Restart).await?;
-    Ok(true)
+    c.run(PASSIVE).await?;
+    // Gone with the store: the loop stops at its next look at `sync`.
+    if let Some(writer) = writer.upgrade() {
+        let _paused = writer.lock().await;
+        c.run(RESTART).await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,14 +120,14 @@ enum PassError {
 }
 
 impl Checkpointer {
-    /// Runs one checkpoint on a blocking thread. A busy or partial checkpoint is
-    /// finished by a later one; a failed connection is opened afresh next time.
-    async fn run(&mut self, mode: Mode) -> Result<Frames, PassError> {
-        let path = self.path.clone();
-        let busy_timeout = self.busy_timeout;
+    /// Runs one checkpoint (`sql`) on a blocking thread and returns the frames in
+    /// the WAL. A busy or partial checkpoint is finished by a later one; a failed
+    /// connection is opened afresh next time.
+    async fn run(&mut self, sql: &'static str) -> Result<i64, PassError> {
+        let path = Arc::clone(&self.path);
         let mut conn = self.conn.take();
         let (conn, frames) = tokio::task::spawn_blocking(move || {
-            let frames = checkpoint(&mut conn, &path, busy_timeout, mode);
+            let frames = checkpoint(&mut conn, &path, sql);
             (conn, frames)
         })
         .await?;
@@ -152,27 +138,11 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint(
-    conn: &mut Option<Connection>,
-    path: &Path,
-    busy_timeout: Duration,
-    mode: Mode,
-) -> rusqlite::Result<Frames> {
+fn checkpoint(conn: &mut Option<Connection>, path: &Path, sql: &str) -> rusqlite::Result<i64> {
     let conn = match conn {
         Some(conn) => conn,
-        None => conn.insert(crate::readers::open(path, busy_timeout)?),
+        None => conn.insert(crate::readers::open(path, RESTART_WAIT)?),
     };
     // Columns: busy, frames in the WAL, frames copied.
-    let frames = |sql| conn.query_row(sql, [], |row| Ok(Frames { log: row.get(1)? }));
-    match mode {
-        Mode::Passive => frames("PRAGMA wal_checkpoint(PASSIVE)"),
-        Mode::Restart => {
-            // The writer is paused meanwhile: wait for readers (or another
-            // writer) only briefly, and leave the restart to a later pass if busy.
-            conn.busy_timeout(RESTART_WAIT)?;
-            let restarted = frames("PRAGMA wal_checkpoint(RESTART)");
-            conn.busy_timeout(busy_timeout)?;
-            restarted
-        }
-    }
+    conn.query_row(sql, [], |row| row.get(1))
 }

@@ -164,6 +164,31 @@ impl Device {
     }
 }
 
+/// Device A, registered with `server`, and B, its twin (a copy of A's data folder,
+/// as if it moved to another machine): both launched, signed in as the same user,
+/// whose id comes last.
+pub async fn twin_devices(server: &RefServer) -> (Device, Guestpass, Device, Guestpass, String) {
+    let a_dev = Device::new(&server.url(), Dialect::Guestpass);
+    let a = a_dev.launch().await;
+    let me = a.ensure_session().await.expect("a guest on A");
+    let s = a.sync_now().await;
+    assert_eq!(s.state, guestpass_core::SyncState::UpToDate, "{s:?}");
+    a.store().close().await;
+    drop(a);
+    let b_dev = a_dev.twin(&me.user.id).await;
+    let a = a_dev.launch().await;
+    let b = b_dev.launch().await;
+    assert_eq!(
+        a.ensure_session().await.expect("A resumes").user.id,
+        me.user.id
+    );
+    assert_eq!(
+        b.ensure_session().await.expect("B resumes").user.id,
+        me.user.id
+    );
+    (a_dev, a, b_dev, b, me.user.id)
+}
+
 /// The bodies of the device user's notes, sorted (what a person sees, in a
 /// stable order).
 pub async fn note_bodies(g: &Guestpass) -> Vec<String> {

@@ -7,24 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guestpass_core::{Dialect, Guestpass, SyncState, SyncStatus};
-use guestpass_tests::{count, note_bodies, Device, RefServer};
+use guestpass_tests::{count, note_bodies, twin_devices, Device, RefServer};
 use serde_json::json;
-
-/// Device A, registered with the server, and B, its twin (same user).
-async fn pair(server: &RefServer) -> (Device, Guestpass, Device, Guestpass, String) {
-    let a_dev = Device::new(&server.url(), Dialect::Guestpass);
-    let a = a_dev.launch().await;
-    let me = a.ensure_session().await.unwrap();
-    sync(&a).await;
-    a.store().close().await;
-    drop(a);
-    let b_dev = a_dev.twin(&me.user.id).await;
-    let a = a_dev.launch().await;
-    let b = b_dev.launch().await;
-    assert_eq!(a.ensure_session().await.unwrap().user.id, me.user.id);
-    assert_eq!(b.ensure_session().await.unwrap().user.id, me.user.id);
-    (a_dev, a, b_dev, b, me.user.id)
-}
 
 async fn sync(g: &Guestpass) -> SyncStatus {
     let s = g.sync_now().await;
@@ -45,7 +29,7 @@ async fn cleanup(devices: &[&Device], user_id: &str) {
 #[tokio::test]
 async fn notes_and_preferences_made_on_one_device_appear_on_the_other() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     let kept = a.create_note("groceries: milk").await.unwrap();
     let gone = a.create_note("to be deleted").await.unwrap();
     a.update_note(&kept.id, "groceries: milk, eggs")
@@ -80,7 +64,7 @@ async fn notes_and_preferences_made_on_one_device_appear_on_the_other() {
 #[tokio::test]
 async fn concurrent_offline_edits_of_one_note_keep_both_insertions() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     let n = a.create_note("hello world").await.unwrap();
     sync(&a).await;
     sync(&b).await;
@@ -98,7 +82,7 @@ async fn concurrent_offline_edits_of_one_note_keep_both_insertions() {
 #[tokio::test]
 async fn an_edit_beats_a_concurrent_delete_and_a_later_delete_wins() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     let n = a.create_note("draft").await.unwrap();
     sync(&a).await;
     sync(&b).await;
@@ -124,7 +108,7 @@ async fn an_edit_beats_a_concurrent_delete_and_a_later_delete_wins() {
 #[tokio::test]
 async fn the_last_preference_written_wins_whatever_order_devices_sync_in() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     a.set_preference("theme", json!("dark")).await.unwrap();
     a.set_preference("fontSize", json!(12)).await.unwrap();
     // B writes theme later; it syncs first, A's older write arrives after it.
@@ -142,7 +126,7 @@ async fn the_last_preference_written_wins_whatever_order_devices_sync_in() {
 #[tokio::test]
 async fn an_oversized_change_is_set_aside_unsent_and_the_rest_flows() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     // A change over the limit, as an app built on core could write one (a note's
     // own limit keeps its changes under it).
     let big = vec![7u8; guestpass_proto::RECORD_CHANGE_MAX_BYTES + 1];
@@ -175,7 +159,7 @@ async fn over_quota_only_the_refused_changes_are_set_aside() {
     let mut config = server.config();
     config.records.guest_max_records = 3;
     server.up_with(config).await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     let mut notes = Vec::new();
     for i in 0..5 {
         notes.push(a.create_note(&format!("note {i}")).await.unwrap());
@@ -217,7 +201,7 @@ fn copy_server_db(from: &std::path::Path, to: &std::path::Path) {
 #[tokio::test]
 async fn a_server_restored_from_a_backup_gets_back_what_it_lost() {
     let mut server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     a.create_note("before the backup").await.unwrap();
     sync(&a).await;
     let backup = tempfile::tempdir().unwrap();
@@ -246,7 +230,7 @@ async fn a_server_restored_from_a_backup_gets_back_what_it_lost() {
 #[tokio::test]
 async fn a_change_shows_on_the_other_online_device_live() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     let b = Arc::new(b);
     let mut status = b.subscribe_sync();
     tokio::spawn(Arc::clone(&b).run_sync());
@@ -362,7 +346,7 @@ async fn a_server_that_refuses_this_app_as_too_old_is_named_and_nothing_is_lost(
 #[tokio::test]
 async fn a_damaged_change_from_another_device_is_skipped_and_the_rest_applies() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     a.create_note("fine").await.unwrap();
     sync(&a).await;
     // A broken peer pushes garbage for a note, a preference and an unknown collection.
@@ -394,7 +378,7 @@ async fn a_damaged_change_from_another_device_is_skipped_and_the_rest_applies() 
 #[tokio::test]
 async fn fields_of_a_newer_schema_are_kept_and_written_back() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     // A newer app (schema 2) wrote a preference with a field this build does not know.
     use base64::Engine as _;
     let newer = json!({"value": "dark", "hlc": {"wall": 1, "counter": 0, "actor": "newer"}, "syncAcross": ["desktop"]});
@@ -431,7 +415,7 @@ async fn fields_of_a_newer_schema_are_kept_and_written_back() {
 #[tokio::test]
 async fn notes_written_before_records_existed_are_adopted_and_synced() {
     let server = RefServer::start().await;
-    let (a_dev, a, b_dev, b, user) = pair(&server).await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
     // Notes from a build before record sync: view rows without records.
     for (id, body) in [
         ("note_01OLD0000000000000000000A", "old one"),

@@ -15,9 +15,12 @@ pub(crate) mod note_records;
 mod notes_doc;
 mod pass;
 pub(crate) mod pref_records;
+mod pulled_notes;
+
+use std::collections::HashMap;
 
 use guestpass_proto::format_time;
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::error::Result;
 use crate::store::Store;
@@ -59,6 +62,47 @@ pub(crate) async fn load(
         schema_version: u32::try_from(v).unwrap_or(SCHEMA_VERSION),
     }))
 }
+
+/// The stored states of the records `ids` of one collection that this device holds,
+/// by id, in one statement.
+pub(crate) async fn load_many(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    collection: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, Stored>, sqlx::Error> {
+    let rows: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT id, doc, schema_version FROM records
+         WHERE user_id = ? AND collection = ? AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(user_id)
+    .bind(collection)
+    .bind(json_list(ids))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, doc, v)| {
+            let schema_version = u32::try_from(v).unwrap_or(SCHEMA_VERSION);
+            (
+                id,
+                Stored {
+                    doc,
+                    schema_version,
+                },
+            )
+        })
+        .collect())
+}
+
+/// A list of ids (or seqs) as one bound value (a JSON array, read back by
+/// `json_each`), so a page of them is one statement whatever its length.
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// Rows per multi-row `INSERT`: SQLite binds at most 32,766 values a statement.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 pub(crate) struct Write<'a> {
     pub user_id: &'a str,
@@ -140,6 +184,39 @@ pub(crate) async fn save_pulled(
     .bind(i64::try_from(pulled).unwrap_or(i64::MAX))
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// [`save_pulled`] for many records at once (`pulled` changes each), in multi-row
+/// statements: a pulled page of a thousand notes is two statements, not a thousand.
+pub(crate) async fn save_pulled_many(
+    conn: &mut SqliteConnection,
+    writes: &[(Write<'_>, usize)],
+) -> Result<(), sqlx::Error> {
+    let now = format_time(&chrono::Utc::now());
+    for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO records (user_id, collection, id, doc, schema_version, deleted, updated_at,
+                                  changes_since_snapshot) ",
+        );
+        q.push_values(chunk, |mut row, (w, pulled)| {
+            row.push_bind(w.user_id)
+                .push_bind(w.collection)
+                .push_bind(w.id)
+                .push_bind(w.doc)
+                .push_bind(i64::from(w.schema_version))
+                .push_bind(w.deleted)
+                .push_bind(now.as_str())
+                .push_bind(i64::try_from(*pulled).unwrap_or(i64::MAX));
+        });
+        q.push(
+            " ON CONFLICT(user_id, collection, id) DO UPDATE SET doc = excluded.doc,
+               schema_version = excluded.schema_version, deleted = excluded.deleted,
+               updated_at = excluded.updated_at,
+               changes_since_snapshot = records.changes_since_snapshot + excluded.changes_since_snapshot",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

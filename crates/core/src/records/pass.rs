@@ -16,7 +16,7 @@ use sqlx::SqliteConnection;
 
 use super::compact;
 use super::note_records::{self, NoteError};
-use super::{pending_count, pref_records, refused_count, NOTES, PREFS};
+use super::{json_list, pending_count, pref_records, pulled_notes, refused_count, NOTES, PREFS};
 use crate::backend::{Backend, BackendError};
 use crate::error::Error;
 use crate::store::Store;
@@ -228,17 +228,15 @@ async fn push_one_by_one(
     Ok(())
 }
 
-/// The server said these are durable: they leave the outbox.
+/// The server said these are durable: they leave the outbox (one statement).
 async fn acknowledge(store: &Store, done: &[Pending]) -> Result<(), Error> {
-    let mut tx = store.begin_write().await?;
-    for p in done {
-        sqlx::query("DELETE FROM record_outbox WHERE seq = ?")
-            .bind(p.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| store.err(e))?;
-    }
-    tx.commit().await.map_err(|e| store.err(e))
+    let seqs: Vec<i64> = done.iter().map(|p| p.seq).collect();
+    sqlx::query("DELETE FROM record_outbox WHERE seq IN (SELECT value FROM json_each(?))")
+        .bind(json_list(&seqs))
+        .execute(store.pool())
+        .await
+        .map_err(|e| store.err(e))?;
+    Ok(())
 }
 
 /// Sets refused changes aside (named in the UI). A refused snapshot is dropped
@@ -376,7 +374,7 @@ async fn apply_page(
     user_id: &str,
     changes: &[RecordChange],
 ) -> Result<(), NoteError> {
-    let mut notes: Vec<(String, Vec<note_records::Pulled>)> = Vec::new();
+    let mut notes: Vec<(String, Vec<pulled_notes::Pulled>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for c in changes {
         let Ok(bytes) = B64.decode(&c.change) else {
@@ -399,6 +397,6 @@ async fn apply_page(
             }
         }
     }
-    note_records::apply_remote(conn, user_id, notes).await?;
+    pulled_notes::apply_remote(conn, user_id, notes).await?;
     Ok(())
 }

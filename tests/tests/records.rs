@@ -416,7 +416,16 @@ async fn fields_of_a_newer_schema_are_kept_and_written_back() {
 async fn notes_written_before_records_existed_are_adopted_and_synced() {
     let server = RefServer::start().await;
     let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
-    // Notes from a build before record sync: view rows without records.
+    // Notes from a build before record sync: view rows without records. The
+    // device then updates to this build, whose migration lists them (it is undone
+    // and run again on the relaunch, with the old notes in the file).
+    let db = a.store().path();
+    a.store().close().await;
+    drop(a);
+    let url = format!("sqlite://{}", db.display());
+    let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
     for (id, body) in [
         ("note_01OLD0000000000000000000A", "old one"),
         ("note_01OLD0000000000000000000B", "old two"),
@@ -425,15 +434,27 @@ async fn notes_written_before_records_existed_are_adopted_and_synced() {
             .bind(id)
             .bind(&user)
             .bind(body)
-            .execute(a.store().pool())
+            .execute(&mut raw)
             .await
             .unwrap();
     }
+    for undo in [
+        "DROP TABLE notes_unadopted",
+        "DROP INDEX records_due",
+        "DELETE FROM _sqlx_migrations WHERE version = 20261207000001",
+    ] {
+        sqlx::query(undo).execute(&mut raw).await.unwrap();
+    }
+    drop(raw);
+    let a = a_dev.launch().await;
+    assert_eq!(a.ensure_session().await.unwrap().user.id, user);
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM notes_unadopted").await, 2);
     a.update_note("note_01OLD0000000000000000000B", "old two, edited")
         .await
         .unwrap();
     sync(&a).await;
     sync(&b).await;
     assert_eq!(note_bodies(&b).await, ["old one", "old two, edited"]);
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM notes_unadopted").await, 0);
     cleanup(&[&a_dev, &b_dev], &user).await;
 }

@@ -71,22 +71,31 @@ async fn current(
     Ok(Some((doc, SCHEMA_VERSION)))
 }
 
-/// Queues every note of `user_id` written before notes were records.
+/// Queues every note of `user_id` written before notes were records: those the
+/// migration listed in `notes_unadopted` (empty on nearly every device, so a pass
+/// pays nothing for it). A listed note already adopted on an edit, or gone, leaves
+/// the list too.
 pub(crate) async fn adopt_legacy(
     conn: &mut SqliteConnection,
     actor: &ActorId,
     user_id: &str,
 ) -> Result<(), NoteError> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT n.id FROM notes n WHERE n.user_id = ? AND NOT EXISTS
-           (SELECT 1 FROM records r WHERE r.user_id = n.user_id AND r.collection = 'notes' AND r.id = n.id)",
+        "SELECT n.id FROM notes_unadopted u JOIN notes n ON n.id = u.id WHERE n.user_id = ?",
     )
     .bind(user_id)
     .fetch_all(&mut *conn)
     .await?;
-    for id in ids {
-        current(conn, actor, user_id, &id).await?;
+    for id in &ids {
+        current(conn, actor, user_id, id).await?;
     }
+    sqlx::query(
+        "DELETE FROM notes_unadopted WHERE id IN (SELECT value FROM json_each(?))
+           OR NOT EXISTS (SELECT 1 FROM notes n WHERE n.id = notes_unadopted.id)",
+    )
+    .bind(super::json_list(&ids))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

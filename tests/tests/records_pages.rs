@@ -1,7 +1,8 @@
 //! Record sync in bulk between two real devices: more notes than one pull page, one
 //! push and one multi-row statement hold (the device folds a page in a few
 //! statements, so a page split wrongly would drop or repeat notes), then hundreds
-//! of edits and deletes crossing in both directions.
+//! of edits and deletes crossing in both directions. A device's own changes coming
+//! back in its pull are known as its own and not folded in again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -58,7 +59,20 @@ async fn a_thousand_notes_and_hundreds_of_edits_and_deletes_arrive_whole() {
     for i in 0..NOTES {
         ids.push(a.create_note(&format!("note {i}")).await.unwrap().id);
     }
+    let written = "SELECT MAX(updated_at) FROM records";
+    let before: Option<String> = sqlx::query_scalar(written)
+        .fetch_one(a.store().pool())
+        .await
+        .unwrap();
     sync(&a).await;
+    // A's own 1,200 changes came back in its pull and were known as its own: no
+    // record was loaded and written again, and nothing is left waiting for them.
+    let after: Option<String> = sqlx::query_scalar(written)
+        .fetch_one(a.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(after, before, "A's pull rewrote records it already held");
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM record_echo").await, 0);
     sync(&b).await;
     let on_a = shown(&a).await;
     assert_eq!(on_a.len(), NOTES);
@@ -97,6 +111,33 @@ async fn a_thousand_notes_and_hundreds_of_edits_and_deletes_arrive_whole() {
         .await,
         i64::try_from(on_a.len()).unwrap()
     );
+    for d in [&a_dev, &b_dev] {
+        d.forget_keyring_fast(&user).await;
+    }
+}
+
+#[tokio::test]
+async fn a_device_that_lost_its_records_takes_its_own_changes_back() {
+    let server = RefServer::start().await;
+    let (a_dev, a, b_dev, b, user) = twin_devices(&server).await;
+    // Every pulled change makes a snapshot due, so the pass ends with a push after
+    // its pull: A's own snapshot is still awaited as an echo when the pass ends.
+    a.store().set_compact_after(1);
+    let n = a.create_note("kept through a lost database").await.unwrap();
+    sync(&a).await;
+    assert!(count(&a, "SELECT COUNT(*) FROM record_echo").await > 0);
+    // A's records and view are lost (the sync state with them); the server has all.
+    for table in ["records", "record_outbox", "record_sync", "notes"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(a.store().pool())
+            .await
+            .unwrap();
+    }
+    sync(&a).await;
+    let on_a = shown(&a).await;
+    assert_eq!(on_a[&n.id].0, "kept through a lost database");
+    sync(&b).await;
+    assert_same(&shown(&b).await, &on_a, "B lists what A lists");
     for d in [&a_dev, &b_dev] {
         d.forget_keyring_fast(&user).await;
     }

@@ -9,12 +9,14 @@
 //! re-owns these rows with plain `UPDATE`s and everything here follows.
 
 mod compact;
+mod echo;
 mod hlc;
 pub(crate) mod live;
 pub(crate) mod note_records;
 mod notes_doc;
 mod pass;
 pub(crate) mod pref_records;
+mod pull;
 mod pulled_notes;
 
 use std::collections::HashMap;
@@ -148,7 +150,7 @@ pub(crate) async fn enqueue(
 /// is its change) and forgets the old server's cursor, so the first pass there
 /// pushes everything and pulls from the start.
 pub(crate) async fn reseed(conn: &mut SqliteConnection, user_id: &str) -> Result<(), sqlx::Error> {
-    pass::queue_snapshots(conn, user_id).await?;
+    pull::queue_snapshots(conn, user_id).await?;
     sqlx::query("DELETE FROM record_sync WHERE user_id = ?")
         .bind(user_id)
         .execute(&mut *conn)

@@ -1,22 +1,16 @@
 //! One records round trip with the server: push the outbox in batches, pull by
-//! cursor (each page applied in one transaction together with its new cursor), and
-//! after a server reset push a snapshot of everything held here.
-
-use std::collections::HashMap;
+//! cursor (`pull.rs`), and after a server reset push a snapshot of everything held
+//! here.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use guestpass_proto::{format_time, ApiError, ErrorCode};
-use guestpass_proto::{
-    PullResponse, PushRequest, RecordChange, PULL_MAX_LIMIT, PUSH_MAX_CHANGES,
-    RECORD_CHANGE_MAX_BYTES,
-};
+use guestpass_proto::{PushRequest, RecordChange, PUSH_MAX_CHANGES, RECORD_CHANGE_MAX_BYTES};
 use secrecy::SecretString;
-use sqlx::SqliteConnection;
 
-use super::compact;
-use super::note_records::{self, NoteError};
-use super::{json_list, pending_count, pref_records, pulled_notes, refused_count, NOTES, PREFS};
+use super::note_records;
+use super::pull::pull;
+use super::{compact, echo, json_list, pending_count, refused_count};
 use crate::backend::{Backend, BackendError};
 use crate::error::Error;
 use crate::store::Store;
@@ -104,6 +98,8 @@ struct Pending {
     seq: i64,
     change: RecordChange,
     raw_len: usize,
+    /// Its bytes' hash, remembered once the server holds it (`echo.rs`).
+    hash: String,
 }
 
 /// `seq, collection, id, change, deleted, schema_version, compacts`.
@@ -125,6 +121,7 @@ async fn next_batch(store: &Store, user_id: &str) -> Result<Vec<Pending>, Error>
             |(seq, collection, id, change, deleted, version, compacts)| Pending {
                 seq,
                 raw_len: change.len(),
+                hash: echo::hash(&change),
                 change: RecordChange {
                     collection,
                     id,
@@ -194,12 +191,12 @@ async fn push(
             changes: batch.iter().map(|p| p.change.clone()).collect(),
         };
         match backend.push_records(token, &req).await {
-            Ok(_) => acknowledge(store, &batch).await?,
+            Ok(_) => acknowledge(store, user_id, &batch).await?,
             Err(e) => match refuses_content(&e) {
                 Some(reason) if batch.len() == 1 => {
                     set_aside(store, &[batch[0].seq], reason).await?
                 }
-                Some(_) => push_one_by_one(store, backend, token, &batch).await?,
+                Some(_) => push_one_by_one(store, backend, user_id, token, &batch).await?,
                 None => return Err(e.into()),
             },
         }
@@ -210,6 +207,7 @@ async fn push(
 async fn push_one_by_one(
     store: &Store,
     backend: &Backend,
+    user_id: &str,
     token: &SecretString,
     batch: &[Pending],
 ) -> Result<(), SyncError> {
@@ -218,7 +216,7 @@ async fn push_one_by_one(
             changes: vec![p.change.clone()],
         };
         match backend.push_records(token, &req).await {
-            Ok(_) => acknowledge(store, std::slice::from_ref(p)).await?,
+            Ok(_) => acknowledge(store, user_id, std::slice::from_ref(p)).await?,
             Err(e) => match refuses_content(&e) {
                 Some(reason) => set_aside(store, &[p.seq], reason).await?,
                 None => return Err(e.into()),
@@ -228,15 +226,27 @@ async fn push_one_by_one(
     Ok(())
 }
 
-/// The server said these are durable: they leave the outbox (one statement).
-async fn acknowledge(store: &Store, done: &[Pending]) -> Result<(), Error> {
+/// The server said these are durable: they leave the outbox, and the pull will
+/// know them when they come back.
+async fn acknowledge(store: &Store, user_id: &str, done: &[Pending]) -> Result<(), Error> {
     let seqs: Vec<i64> = done.iter().map(|p| p.seq).collect();
+    let held: Vec<(&str, &str, &str)> = done
+        .iter()
+        .map(|p| {
+            let c = &p.change;
+            (p.hash.as_str(), c.collection.as_str(), c.id.as_str())
+        })
+        .collect();
+    let mut tx = store.begin_write().await?;
     sqlx::query("DELETE FROM record_outbox WHERE seq IN (SELECT value FROM json_each(?))")
         .bind(json_list(&seqs))
-        .execute(store.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| store.err(e))?;
-    Ok(())
+    echo::remember(&mut tx, user_id, &held)
+        .await
+        .map_err(|e| store.err(e))?;
+    tx.commit().await.map_err(|e| store.err(e))
 }
 
 /// Sets refused changes aside (named in the UI). A refused snapshot is dropped
@@ -257,146 +267,5 @@ async fn set_aside(store: &Store, seqs: &[i64], reason: &ApiError) -> Result<(),
             .await
             .map_err(|e| store.err(e))?;
     }
-    Ok(())
-}
-
-/// Pulls every page after the stored cursor. `true` when the server had lost data
-/// (new epoch or expired cursor) and a snapshot of every local record was queued.
-/// While one page is applied the next is already on its way (its cursor is
-/// known before the apply; an apply that fails drops it unused).
-async fn pull(
-    store: &Store,
-    backend: &Backend,
-    user_id: &str,
-    token: &SecretString,
-) -> Result<bool, SyncError> {
-    let mut cursor: Option<String> =
-        sqlx::query_scalar("SELECT cursor FROM record_sync WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_optional(store.pool())
-            .await
-            .map_err(|e| store.err(e))?
-            .flatten();
-    let mut resnapped = false;
-    let mut fetched = backend
-        .pull_records(token, cursor.as_deref(), PULL_MAX_LIMIT)
-        .await;
-    loop {
-        let page = match fetched {
-            Ok(p) => p,
-            Err(BackendError::Refused(e)) if e.code == ErrorCode::CursorExpired && !resnapped => {
-                // Tombstones older than our cursor are gone: start over, and give the
-                // server everything we hold in case it lost some of it too.
-                let mut tx = store.begin_write().await?;
-                queue_snapshots(&mut tx, user_id)
-                    .await
-                    .map_err(|e| store.err(e))?;
-                tx.commit().await.map_err(|e| store.err(e))?;
-                resnapped = true;
-                cursor = None;
-                fetched = backend.pull_records(token, None, PULL_MAX_LIMIT).await;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let snapshot_first = page.reset && !resnapped;
-        resnapped |= snapshot_first;
-        // An empty page claiming more would loop forever; the next pass goes on.
-        let progressed = !page.changes.is_empty() || cursor.as_deref() != Some(&page.cursor);
-        let apply = apply_and_advance(store, user_id, &page, snapshot_first);
-        if !page.more || !progressed {
-            apply.await?;
-            return Ok(resnapped);
-        }
-        let (applied, next) = tokio::join!(
-            apply,
-            backend.pull_records(token, Some(&page.cursor), PULL_MAX_LIMIT)
-        );
-        applied?;
-        fetched = next;
-        cursor = Some(page.cursor);
-    }
-}
-
-/// One pulled page and its cursor, in one transaction (after queuing a snapshot
-/// of everything when the server lost data).
-async fn apply_and_advance(
-    store: &Store,
-    user_id: &str,
-    page: &PullResponse,
-    snapshot_first: bool,
-) -> Result<(), Error> {
-    let mut tx = store.begin_write().await?;
-    if snapshot_first {
-        queue_snapshots(&mut tx, user_id)
-            .await
-            .map_err(|e| store.err(e))?;
-    }
-    apply_page(&mut tx, user_id, &page.changes)
-        .await
-        .map_err(|e| e.into_error(store))?;
-    sqlx::query(
-        "INSERT INTO record_sync (user_id, cursor) VALUES (?, ?)
-         ON CONFLICT(user_id) DO UPDATE SET cursor = excluded.cursor",
-    )
-    .bind(user_id)
-    .bind(&page.cursor)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| store.err(e))?;
-    tx.commit().await.map_err(|e| store.err(e))
-}
-
-/// Every local record of the user, whole, into the outbox (pushes are idempotent).
-pub(crate) async fn queue_snapshots(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO record_outbox (user_id, collection, id, change, deleted, schema_version, created_at)
-         SELECT user_id, collection, id, doc, deleted, schema_version, ? FROM records WHERE user_id = ?
-         ORDER BY collection, id",
-    )
-    .bind(format_time(&chrono::Utc::now()))
-    .bind(user_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// A pulled page into the store. Changes to one note are folded in together (one
-/// load and save of its document however many changes the page holds for it);
-/// preferences in log order. A change this build cannot read (damaged, or a
-/// collection it does not know) is skipped and logged, so one bad record does not
-/// stop the user's sync.
-async fn apply_page(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    changes: &[RecordChange],
-) -> Result<(), NoteError> {
-    let mut notes: Vec<(String, Vec<pulled_notes::Pulled>)> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for c in changes {
-        let Ok(bytes) = B64.decode(&c.change) else {
-            tracing::warn!(collection = %c.collection, "skipped a pulled change that is not base64");
-            continue;
-        };
-        match c.collection.as_str() {
-            NOTES => {
-                let at = *index.entry(c.id.as_str()).or_insert_with(|| {
-                    notes.push((c.id.clone(), Vec::new()));
-                    notes.len() - 1
-                });
-                notes[at].1.push((bytes, c.schema_version));
-            }
-            PREFS => {
-                pref_records::apply_remote(conn, user_id, &c.id, &bytes, c.schema_version).await?
-            }
-            other => {
-                tracing::debug!(collection = %other, "skipped a change of a collection this app does not keep")
-            }
-        }
-    }
-    pulled_notes::apply_remote(conn, user_id, notes).await?;
     Ok(())
 }

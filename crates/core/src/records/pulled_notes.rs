@@ -19,11 +19,20 @@ use super::{
 /// A pulled change's bytes and the schema version it was written with.
 pub(crate) type Pulled = (Vec<u8>, u32);
 
+/// One note's changes in a pulled page, in log order: those to fold in, and how
+/// many were this device's own (see `echo.rs`), which its document already holds.
+pub(crate) struct PulledNote {
+    pub id: String,
+    pub changes: Vec<Pulled>,
+    pub echoed: usize,
+}
+
 /// A note's pulled changes, with its stored state read before the fold.
 struct Unfolded {
     id: String,
     stored: Option<Stored>,
     changes: Vec<Pulled>,
+    echoed: usize,
 }
 
 /// A note after the fold: what its record and its view row become.
@@ -50,19 +59,22 @@ const PARALLEL_FROM: usize = 64;
 pub(crate) async fn apply_remote(
     conn: &mut SqliteConnection,
     user_id: &str,
-    notes: Vec<(String, Vec<Pulled>)>,
+    notes: Vec<PulledNote>,
 ) -> Result<(), NoteError> {
+    let (notes, echoes): (Vec<_>, Vec<_>) = notes.into_iter().partition(|n| !n.changes.is_empty());
+    count_echoes(conn, user_id, &echoes).await?;
     if notes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = notes.iter().map(|(id, _)| id.as_str()).collect();
+    let ids: Vec<&str> = notes.iter().map(|n| n.id.as_str()).collect();
     let mut held = load_many(conn, user_id, NOTES, &ids).await?;
     let work = notes
         .into_iter()
-        .map(|(id, changes)| Unfolded {
-            stored: held.remove(&id),
-            id,
-            changes,
+        .map(|n| Unfolded {
+            stored: held.remove(&n.id),
+            id: n.id,
+            changes: n.changes,
+            echoed: n.echoed,
         })
         .collect();
     let mut folded = Vec::new();
@@ -88,6 +100,38 @@ pub(crate) async fn apply_remote(
         .collect();
     save_pulled_many(conn, &writes).await?;
     materialise(conn, user_id, &folded).await
+}
+
+/// Notes whose pulled changes were all this device's own: nothing to fold, but
+/// they still count towards the note's next snapshot (the log a new device would
+/// pull grew by them).
+async fn count_echoes(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    echoes: &[PulledNote],
+) -> Result<(), sqlx::Error> {
+    if echoes.is_empty() {
+        return Ok(());
+    }
+    // One statement per distinct count (nearly always just 1): an `UPDATE … FROM
+    // json_each` joined the other way round scanned every record per note.
+    let mut by_count: std::collections::BTreeMap<usize, Vec<&str>> = Default::default();
+    for n in echoes {
+        by_count.entry(n.echoed).or_default().push(n.id.as_str());
+    }
+    for (n, ids) in by_count {
+        sqlx::query(
+            "UPDATE records SET changes_since_snapshot = changes_since_snapshot + ?
+             WHERE user_id = ? AND collection = ? AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(user_id)
+        .bind(NOTES)
+        .bind(json_list(&ids))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn fold_all(work: Vec<Unfolded>) -> Result<Vec<Result<Folded, DocError>>, NoteError> {
@@ -130,7 +174,7 @@ fn fold(u: Unfolded) -> Result<Folded, DocError> {
     let alive = doc.alive()?;
     Ok(Folded {
         known,
-        pulled: u.changes.len(),
+        pulled: u.changes.len() + u.echoed,
         saved: doc.save(),
         version,
         alive,

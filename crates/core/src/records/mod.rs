@@ -45,6 +45,16 @@ pub(crate) struct Stored {
     pub schema_version: u32,
 }
 
+impl Stored {
+    /// From a row's `doc, schema_version`.
+    fn from_row(doc: Vec<u8>, version: i64) -> Self {
+        Self {
+            doc,
+            schema_version: u32::try_from(version).unwrap_or(SCHEMA_VERSION),
+        }
+    }
+}
+
 pub(crate) async fn load(
     conn: &mut SqliteConnection,
     user_id: &str,
@@ -59,10 +69,7 @@ pub(crate) async fn load(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|(doc, v)| Stored {
-        doc,
-        schema_version: u32::try_from(v).unwrap_or(SCHEMA_VERSION),
-    }))
+    Ok(row.map(|(doc, v)| Stored::from_row(doc, v)))
 }
 
 /// The stored states of the records `ids` of one collection that this device holds,
@@ -84,16 +91,7 @@ pub(crate) async fn load_many(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, doc, v)| {
-            let schema_version = u32::try_from(v).unwrap_or(SCHEMA_VERSION);
-            (
-                id,
-                Stored {
-                    doc,
-                    schema_version,
-                },
-            )
-        })
+        .map(|(id, doc, v)| (id, Stored::from_row(doc, v)))
         .collect())
 }
 
@@ -106,6 +104,7 @@ pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 /// Rows per multi-row `INSERT`: SQLite binds at most 32,766 values a statement.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
+#[derive(Clone, Copy)]
 pub(crate) struct Write<'a> {
     pub user_id: &'a str,
     pub collection: &'a str,
@@ -118,7 +117,7 @@ pub(crate) struct Write<'a> {
 /// Stores a record's new state after a local change (it counts nothing towards
 /// the next snapshot: only pulled changes do, see [`save_pulled`]).
 pub(crate) async fn save(conn: &mut SqliteConnection, w: &Write<'_>) -> Result<(), sqlx::Error> {
-    save_pulled(conn, w, 0).await
+    save_pulled(conn, &[(*w, 0)]).await
 }
 
 /// Queues one change for the server (the caller's transaction makes it atomic with
@@ -158,40 +157,12 @@ pub(crate) async fn reseed(conn: &mut SqliteConnection, user_id: &str) -> Result
     Ok(())
 }
 
-/// Stores a record's state after `pulled` changes from the server were folded
-/// in, counting them towards its next snapshot (compaction). Only pulled changes
-/// count: the device's own come back in its pull too, so the count is the length
-/// of the log a new device would pull.
+/// Stores records' states after `pulled` changes from the server were folded in
+/// (each its own count), counting them towards their next snapshots (compaction).
+/// Only pulled changes count: the device's own come back in its pull too, so the
+/// count is the length of the log a new device would pull. Multi-row statements: a
+/// pulled page of a thousand notes is two statements, not a thousand.
 pub(crate) async fn save_pulled(
-    conn: &mut SqliteConnection,
-    w: &Write<'_>,
-    pulled: usize,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO records (user_id, collection, id, doc, schema_version, deleted, updated_at,
-                              changes_since_snapshot)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(user_id, collection, id) DO UPDATE SET doc = excluded.doc,
-           schema_version = excluded.schema_version, deleted = excluded.deleted,
-           updated_at = excluded.updated_at,
-           changes_since_snapshot = records.changes_since_snapshot + excluded.changes_since_snapshot",
-    )
-    .bind(w.user_id)
-    .bind(w.collection)
-    .bind(w.id)
-    .bind(w.doc)
-    .bind(i64::from(w.schema_version))
-    .bind(w.deleted)
-    .bind(format_time(&chrono::Utc::now()))
-    .bind(i64::try_from(pulled).unwrap_or(i64::MAX))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// [`save_pulled`] for many records at once (`pulled` changes each), in multi-row
-/// statements: a pulled page of a thousand notes is two statements, not a thousand.
-pub(crate) async fn save_pulled_many(
     conn: &mut SqliteConnection,
     writes: &[(Write<'_>, usize)],
 ) -> Result<(), sqlx::Error> {

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use super::note_records;
 use super::pull::pull;
-use super::{compact, echo, json_list, pending_count, refused_count};
+use super::{compact, echo, json_list, pending_count, refused_count, NOTES};
 use crate::backend::{Backend, BackendError};
 use crate::error::Error;
 use crate::store::Store;
@@ -61,6 +61,14 @@ pub(crate) async fn sync_records(
 }
 
 async fn adopt_legacy(store: &Store, user_id: &str) -> Result<(), Error> {
+    // The list only ever shrinks, so an empty one needs no write lock to stay empty.
+    let listed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notes_unadopted)")
+        .fetch_one(store.pool())
+        .await
+        .map_err(|e| store.err(e))?;
+    if !listed {
+        return Ok(());
+    }
     let mut tx = store.begin_write().await?;
     note_records::adopt_legacy(&mut tx, store.actor(), user_id)
         .await
@@ -98,8 +106,9 @@ struct Pending {
     seq: i64,
     change: RecordChange,
     raw_len: usize,
-    /// Its bytes' hash, remembered once the server holds it (`echo.rs`).
-    hash: String,
+    /// A note change's hash, remembered once the server holds it (`echo.rs`; a
+    /// preference's change is cheap to apply again, so it is not).
+    hash: Option<String>,
 }
 
 /// `seq, collection, id, change, deleted, schema_version, compacts`.
@@ -121,7 +130,7 @@ async fn next_batch(store: &Store, user_id: &str) -> Result<Vec<Pending>, Error>
             |(seq, collection, id, change, deleted, version, compacts)| Pending {
                 seq,
                 raw_len: change.len(),
-                hash: echo::hash(&change),
+                hash: (collection == NOTES).then(|| echo::hash(&change)),
                 change: RecordChange {
                     collection,
                     id,
@@ -232,9 +241,9 @@ async fn acknowledge(store: &Store, user_id: &str, done: &[Pending]) -> Result<(
     let seqs: Vec<i64> = done.iter().map(|p| p.seq).collect();
     let held: Vec<(&str, &str, &str)> = done
         .iter()
-        .map(|p| {
+        .filter_map(|p| {
             let c = &p.change;
-            (p.hash.as_str(), c.collection.as_str(), c.id.as_str())
+            Some((p.hash.as_deref()?, c.collection.as_str(), c.id.as_str()))
         })
         .collect();
     let mut tx = store.begin_write().await?;

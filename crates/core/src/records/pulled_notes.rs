@@ -4,7 +4,7 @@
 //! statements, all on the caller's transaction. (One statement per note cost a
 //! round trip to SQLite's thread each: about half of a new device's first sync.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use guestpass_proto::format_time;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -12,8 +12,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::note_records::NoteError;
 use super::notes_doc::{DocError, NoteDoc};
 use super::{
-    json_list, load_many, save_pulled_many, Stored, Write, NOTES, ROWS_PER_STATEMENT,
-    SCHEMA_VERSION,
+    json_list, load_many, save_pulled, Stored, Write, NOTES, ROWS_PER_STATEMENT, SCHEMA_VERSION,
 };
 
 /// A pulled change's bytes and the schema version it was written with.
@@ -98,7 +97,7 @@ pub(crate) async fn apply_remote(
             (w, f.pulled)
         })
         .collect();
-    save_pulled_many(conn, &writes).await?;
+    save_pulled(conn, &writes).await?;
     materialise(conn, user_id, &folded).await
 }
 
@@ -115,7 +114,7 @@ async fn count_echoes(
     }
     // One statement per distinct count (nearly always just 1): an `UPDATE … FROM
     // json_each` joined the other way round scanned every record per note.
-    let mut by_count: std::collections::BTreeMap<usize, Vec<&str>> = Default::default();
+    let mut by_count: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     for n in echoes {
         by_count.entry(n.echoed).or_default().push(n.id.as_str());
     }

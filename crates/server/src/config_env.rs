@@ -39,6 +39,9 @@ impl Config {
         if let Some(v) = get("GUESTPASS_DATABASE_TIMEOUT_SECS") {
             self.database_timeout_secs = parse("GUESTPASS_DATABASE_TIMEOUT_SECS", &v)?;
         }
+        if let Some(v) = get("GUESTPASS_SQLITE_WAL_RESTART_KIB") {
+            self.sqlite_wal_restart_kib = parse("GUESTPASS_SQLITE_WAL_RESTART_KIB", &v)?;
+        }
         if let Some(v) = get("GUESTPASS_ADMIN_API_KEY") {
             self.admin_api_key = Some(Secret::new(v));
         }

@@ -31,6 +31,7 @@ fn parses_the_spec_shape_and_env_overrides() {
         "GUESTPASS_TRUSTED_ORIGINS" => Some(" https://a.example , https://b.example:8443".into()),
         "GUESTPASS_TRUSTED_PROXIES" => Some("10.0.0.0/8, ::1".into()),
         "GUESTPASS_RATE_LIMIT_SIGN_IN_FAILURES_PER_EMAIL" => Some("3".into()),
+        "GUESTPASS_SQLITE_WAL_RESTART_KIB" => Some("2".into()),
         _ => None,
     };
     c.apply_env(env).unwrap();
@@ -41,6 +42,8 @@ fn parses_the_spec_shape_and_env_overrides() {
     assert_eq!(c.rate_limit.sign_in_failures_per_email, 3);
     assert_eq!(c.session_max_age(), chrono::Duration::days(30));
     assert_eq!(c.records.account_max_records, 50_000);
+    // Less than a page still restarts the WAL after one.
+    assert_eq!(c.store_options().wal_restart_frames, 1);
     assert_eq!(
         c.trusted_origins,
         ["https://a.example", "https://b.example:8443"]
@@ -74,6 +77,11 @@ fn parses_the_spec_shape_and_env_overrides() {
     assert_eq!(example.password_hash_queue, DEFAULT_PASSWORD_HASH_QUEUE);
     assert!(example.trusted_proxies.is_empty() && example.trusted_proxy_header.is_none());
     assert_eq!(example.proxy_header, "x-forwarded-for");
+    assert_eq!(
+        example.sqlite_wal_restart_kib,
+        DEFAULT_SQLITE_WAL_RESTART_KIB
+    );
+    assert_eq!(example.store_options().wal_restart_frames, 16_384);
 
     let plain = Config::from_toml("[authMethods]\nanonymous = true\n").unwrap();
     assert!(plain.auth_methods.anonymous.enabled());

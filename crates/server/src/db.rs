@@ -321,6 +321,12 @@ pub trait Database:
         (0, 0)
     }
 
+    /// Times the SQLite WAL was written from its start again with the sign-in
+    /// writer paused (`wal_checkpoint.rs`); 0 on PostgreSQL.
+    fn wal_restarts(&self) -> u64 {
+        0
+    }
+
     /// Record sync storage (`store_records.rs`), on the same database.
     fn records(&self) -> &dyn crate::store_records::RecordStore;
 

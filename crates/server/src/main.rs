@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -136,11 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => {
-            let db = store::connect(
-                config.database_url.expose(),
-                Duration::from_secs(config.database_timeout_secs.max(1)),
-            )
-            .await?;
+            let db = store::connect(config.database_url.expose(), config.store_options()).await?;
             admin(db, &config, command).await
         }
     }

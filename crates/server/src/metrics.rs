@@ -32,6 +32,7 @@ pub struct Metrics {
     connections: IntGauge,
     lookups_waiting: IntGauge,
     lookups_shared: IntCounter,
+    wal_restarts: IntCounter,
 }
 
 impl Metrics {
@@ -92,7 +93,12 @@ impl Metrics {
         registry.register(Box::new(live_streams.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(lookups_waiting.clone()))?;
+        let wal_restarts = IntCounter::new(
+            "sqlite_wal_restarts_total",
+            "Times the SQLite WAL was written from its start again, sign-ins paused (sqliteWalRestartKib)",
+        )?;
         registry.register(Box::new(lookups_shared.clone()))?;
+        registry.register(Box::new(wal_restarts.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -105,6 +111,7 @@ impl Metrics {
             connections,
             lookups_waiting,
             lookups_shared,
+            wal_restarts,
         })
     }
 
@@ -144,6 +151,12 @@ impl Metrics {
         // The store counts; the counter catches up at each scrape.
         self.lookups_shared
             .inc_by(shared.saturating_sub(self.lookups_shared.get()));
+        self.wal_restarts.inc_by(
+            state
+                .db
+                .wal_restarts()
+                .saturating_sub(self.wal_restarts.get()),
+        );
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "metrics could not be encoded");

@@ -358,8 +358,9 @@ pub(crate) fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, Server
 
 /// Connects the database (running migrations) and resolves secrets.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, ServerError> {
-    let db_timeout = Duration::from_secs(config.database_timeout_secs.max(1));
-    let db = store::connect(config.database_url.expose(), db_timeout).await?;
+    let options = config.store_options();
+    let db_timeout = options.timeout;
+    let db = store::connect(config.database_url.expose(), options).await?;
     db.set_email_claim_lapse(config.email_claim_lapse_ms());
     let writer = Writer::spawn(db.clone(), db_timeout);
     let secret = match &config.secret {

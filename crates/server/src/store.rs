@@ -86,7 +86,7 @@ pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator =
 pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("../../migrations/server/sqlite");
 
-pub use crate::store_connect::connect;
+pub use crate::store_connect::{connect, StoreOptions};
 use crate::store_sessions::SessionWithUser;
 
 pub(crate) const USER_COLUMNS: &str =
@@ -205,6 +205,10 @@ macro_rules! sql_store {
 
             fn lookup_stats(&self) -> (usize, u64) {
                 self.lookups_now()
+            }
+
+            fn wal_restarts(&self) -> u64 {
+                self.wal_restarts_now()
             }
 
             async fn ping(&self) -> DbResult<()> {

@@ -17,8 +17,19 @@ use crate::readers::Readers;
 use crate::store::{PostgresStore, SqliteStore};
 use crate::store_sessions::{PG_LOOKUPS_ALONE, PG_LOOKUP_BATCH};
 
+/// How a database is opened (`Config::store_options`).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// How long to wait for a connection, and SQLite's busy timeout.
+    pub timeout: Duration,
+    /// SQLite: the WAL's frames past which the checkpoint task restarts it
+    /// (`wal_checkpoint.rs`, `sqliteWalRestartKib`).
+    pub wal_restart_frames: i64,
+}
+
 /// Opens the database named by `url`, runs the embedded migrations, and returns it.
-pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
+pub async fn connect(url: &str, options: StoreOptions) -> DbResult<Db> {
+    let timeout = options.timeout;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
@@ -46,6 +57,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
             cleanup_children: tokio::sync::OnceCell::new(),
         }))
     } else if url.starts_with("sqlite:") {
+        let restart_at = options.wal_restart_frames;
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -62,7 +74,7 @@ pub async fn connect(url: &str, timeout: Duration) -> DbResult<Db> {
         crate::store::SQLITE_MIGRATIONS.run(&pool).await?;
         let wal_sync = crate::wal_sync::WalSync::new(options.get_filename());
         let writer = Arc::new(tokio::sync::Mutex::new(None));
-        crate::wal_checkpoint::spawn(options.get_filename(), &wal_sync, &writer);
+        crate::wal_checkpoint::spawn(options.get_filename(), restart_at, &wal_sync, &writer);
         Ok(Arc::new(SqliteStore {
             pool,
             writer,

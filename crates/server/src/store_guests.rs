@@ -91,6 +91,10 @@ const SQLITE_WRITE: &str = concat!(
 );
 
 impl SqliteStore {
+    pub(crate) fn wal_restarts_now(&self) -> u64 {
+        self.wal_sync.restarts()
+    }
+
     pub(crate) async fn write_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
         let mut slot = self.writer.lock().await;
         let mut conn = match slot.take() {
@@ -201,6 +205,11 @@ const PG_BATCH: &str = concat!(
 );
 
 impl PostgresStore {
+    /// PostgreSQL has no WAL of ours to restart.
+    pub(crate) fn wal_restarts_now(&self) -> u64 {
+        0
+    }
+
     pub(crate) async fn write_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
         let mut out = vec![GuestOutcome::Created; batch.len()];
         let groups = plan::rate_groups(batch);

@@ -15,10 +15,10 @@
 //! the database, and under steady load the writer has always committed more since
 //! the last copy: the WAL then grows without end (800 MB in 20 s of sign-ins, each
 //! page of it a new block the kernel zeroes first). So once the WAL holds
-//! [`RESTART_AT`] frames (64 MiB), the task copies what it can once more, then pauses the
-//! sign-in writer between two batches (its connection's lock) and runs a
-//! `RESTART` checkpoint: it copies the few frames left, and the next batch writes
-//! the WAL from its start, over blocks the file already has.
+//! `sqliteWalRestartKib` (64 MiB by default), the task copies what it can once
+//! more, then pauses the sign-in writer between two batches (its connection's
+//! lock) and runs a `RESTART` checkpoint: it copies the few frames left, and the
+//! next batch writes the WAL from its start, over blocks the file already has.
 //!
 //! Durability does not depend on this task: a commit is durable once its WAL
 //! frames are synced (`wal_sync.rs`), and a checkpoint syncs the WAL before it
@@ -38,13 +38,6 @@ use crate::wal_sync::WalSync;
 /// few thousand pages in this time; a passive copy of them never blocks it.
 const EVERY: Duration = Duration::from_millis(100);
 
-/// Frames in the WAL (about 4 KiB each) past which it is restarted: 64 MiB,
-/// about a second of sign-ins at full load on a small machine, so the writer is
-/// paused about once a second, each time for the copy of what it wrote since the
-/// passive copy just before. (16 MiB paused it four times as often: p99 at 20
-/// connections 10.9-12.3 ms against 9.5-10.8 ms.)
-const RESTART_AT: i64 = 16384;
-
 /// The checkpoint connection's busy timeout. Only a restart waits (a passive
 /// copy never does): for a reader still on an older snapshot (a long export, say)
 /// or another writer, while the sign-in writer is paused. Past it the restart is
@@ -58,15 +51,23 @@ const RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
 struct Checkpointer {
     path: Arc<Path>,
     conn: Option<Connection>,
+    /// Frames in the WAL (4 KiB each) past which it is restarted. At the default
+    /// 64 MiB the writer is paused about once a second at full load, each time for
+    /// the copy of what it wrote since the passive copy just before.
+    restart_at: i64,
 }
 
 /// Starts the task; it ends when the store holding `sync` and `writer` is dropped.
-pub fn spawn(path: &Path, sync: &Arc<WalSync>, writer: &Arc<WriterSlot>) {
+pub fn spawn(path: &Path, restart_at: i64, sync: &Arc<WalSync>, writer: &Arc<WriterSlot>) {
     let sync = Arc::downgrade(sync);
     let writer = Arc::downgrade(writer);
     let path: Arc<Path> = path.into();
     tokio::spawn(async move {
-        let mut checkpointer = Checkpointer { path, conn: None };
+        let mut checkpointer = Checkpointer {
+            path,
+            conn: None,
+            restart_at,
+        };
         let mut done = 0;
         let mut warned = false;
         loop {
@@ -77,7 +78,7 @@ pub fn spawn(path: &Path, sync: &Arc<WalSync>, writer: &Arc<WriterSlot>) {
             if commits == done {
                 continue;
             }
-            match pass(&mut checkpointer, &writer).await {
+            match pass(&mut checkpointer, &writer, &sync).await {
                 Ok(()) => {
                     done = commits;
                     warned = false;
@@ -95,9 +96,13 @@ pub fn spawn(path: &Path, sync: &Arc<WalSync>, writer: &Arc<WriterSlot>) {
 }
 
 /// One pass: a passive copy, and a restart when the WAL has grown past
-/// [`RESTART_AT`].
-async fn pass(c: &mut Checkpointer, writer: &Weak<WriterSlot>) -> Result<(), PassError> {
-    if c.run(PASSIVE).await? < RESTART_AT {
+/// `restart_at`.
+async fn pass(
+    c: &mut Checkpointer,
+    writer: &Weak<WriterSlot>,
+    sync: &Weak<WalSync>,
+) -> Result<(), PassError> {
+    if c.run(PASSIVE).await?.frames < c.restart_at {
         return Ok(());
     }
     // What the writer committed during that copy, still without pausing it: the
@@ -106,9 +111,22 @@ async fn pass(c: &mut Checkpointer, writer: &Weak<WriterSlot>) -> Result<(), Pas
     // Gone with the store: the loop stops at its next look at `sync`.
     if let Some(writer) = writer.upgrade() {
         let _paused = writer.lock().await;
-        c.run(RESTART).await?;
+        // Busy: a reader or writer outlasted RESTART_WAIT; a later pass tries again.
+        if !c.run(RESTART).await?.busy {
+            if let Some(sync) = sync.upgrade() {
+                sync.restarted();
+            }
+        }
     }
     Ok(())
+}
+
+/// What a checkpoint reports.
+struct Checkpointed {
+    /// It could not finish (a reader or writer in the way).
+    busy: bool,
+    /// Frames in the WAL.
+    frames: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +138,10 @@ enum PassError {
 }
 
 impl Checkpointer {
-    /// Runs one checkpoint (`sql`) on a blocking thread and returns the frames in
-    /// the WAL. A busy or partial checkpoint is finished by a later one; a failed
-    /// connection is opened afresh next time.
-    async fn run(&mut self, sql: &'static str) -> Result<i64, PassError> {
+    /// Runs one checkpoint (`sql`) on a blocking thread. A busy or partial
+    /// checkpoint is finished by a later one; a failed connection is opened afresh
+    /// next time.
+    async fn run(&mut self, sql: &'static str) -> Result<Checkpointed, PassError> {
         let path = Arc::clone(&self.path);
         let mut conn = self.conn.take();
         let (conn, frames) = tokio::task::spawn_blocking(move || {
@@ -138,11 +156,20 @@ impl Checkpointer {
     }
 }
 
-fn checkpoint(conn: &mut Option<Connection>, path: &Path, sql: &str) -> rusqlite::Result<i64> {
+fn checkpoint(
+    conn: &mut Option<Connection>,
+    path: &Path,
+    sql: &str,
+) -> rusqlite::Result<Checkpointed> {
     let conn = match conn {
         Some(conn) => conn,
         None => conn.insert(crate::readers::open(path, RESTART_WAIT)?),
     };
     // Columns: busy, frames in the WAL, frames copied.
-    conn.query_row(sql, [], |row| row.get(1))
+    conn.query_row(sql, [], |row| {
+        Ok(Checkpointed {
+            busy: row.get::<_, i64>(0)? != 0,
+            frames: row.get(1)?,
+        })
+    })
 }

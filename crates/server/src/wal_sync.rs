@@ -30,6 +30,8 @@ pub struct WalSync {
     /// The highest commit number a finished sync covered; held while syncing, so
     /// syncs take turns and a waiter sees what the one before it covered.
     synced: tokio::sync::Mutex<u64>,
+    /// Restarts of the WAL by the checkpoint task, for the metric.
+    restarts: AtomicU64,
 }
 
 impl WalSync {
@@ -41,6 +43,7 @@ impl WalSync {
             db: db.to_path_buf(),
             committed: AtomicU64::new(0),
             synced: tokio::sync::Mutex::new(0),
+            restarts: AtomicU64::new(0),
         })
     }
 
@@ -67,6 +70,15 @@ impl WalSync {
     /// this moved.
     pub fn commits(&self) -> u64 {
         self.committed.load(Ordering::SeqCst)
+    }
+
+    /// The checkpoint task restarted the WAL (`wal_checkpoint.rs`).
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     fn sync_files(&self) -> std::io::Result<()> {

@@ -12,6 +12,12 @@
 //!   asserts the kills did land in that window;
 //! - nothing is half written (`check_server_db`).
 //!
+//! On SQLite the WAL is restarted past 64 KiB instead of 64 MiB
+//! (`sqliteWalRestartKib`), and each round is killed only after the server
+//! reported a restart on `/metrics`: the kills then fall after the writer was paused
+//! and its WAL written from the start again, over frames of batches already
+//! answered (`wal_checkpoint.rs`), and those batches must still be whole.
+//!
 //! A SIGKILL leaves the OS's page cache alone, so it shows the order of commit and
 //! answer, not the fsync itself: that a batch is on disk before its answer is
 //! `wal_sync.rs`'s job, whose order (sync, then answer) is in `store_guests.rs`.
@@ -29,6 +35,36 @@ use super::{check_server_db, plan, tell};
 
 /// Devices signing in at once: enough for several batches in flight.
 const DEVICES: usize = 24;
+
+/// The WAL's restart point on SQLite: a few batches' worth, so the checkpoint
+/// task restarts it at nearly every pass (every 100 ms) instead of once a second
+/// at full load.
+const WAL_RESTART_KIB: u64 = 64;
+
+/// Sign-ins after which a round gives up waiting for a WAL restart.
+const RESTART_WITHIN: usize = 20_000;
+
+fn reserve_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+}
+
+/// `guestpass_sqlite_wal_restarts_total` of the running server.
+async fn wal_restarts(http: &reqwest::Client, metrics: std::net::SocketAddr) -> u64 {
+    let text = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("guestpass_sqlite_wal_restarts_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no WAL restart count in:\n{text}"))
+}
 
 fn device_key(id: &str) -> String {
     format!("crash-sign-in-device-key-{id}")
@@ -61,12 +97,21 @@ struct Sent {
 pub(super) async fn killed_mid_sign_in(db: ServerDb) {
     let kind = if db.is_sqlite() { "sqlite" } else { "postgres" };
     let (kills, mut rng) = plan(&format!("server killed mid-sign-in ({kind})"));
-    let mut server = ServerProcess::new(&db.url, "cleanupIntervalSecs = 0\n");
+    let metrics = reserve_port();
+    let wal = if db.is_sqlite() {
+        format!("sqliteWalRestartKib = {WAL_RESTART_KIB}\n")
+    } else {
+        String::new()
+    };
+    let mut server = ServerProcess::new(
+        &db.url,
+        &format!("cleanupIntervalSecs = 0\nmetricsListen = \"{metrics}\"\n{wal}"),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let (mut answered_total, mut unanswered_but_stored) = (0, 0);
+    let (mut answered_total, mut unanswered_but_stored, mut restarts_total) = (0, 0, 0);
     for round in 0..kills {
         server.start().await;
         let base = format!("{}/api/auth", server.url());
@@ -101,11 +146,27 @@ pub(super) async fn killed_mid_sign_in(db: ServerDb) {
             }));
         }
         drop(told);
-        for _ in 0..rng.gen_range(DEVICES..DEVICES * 4) {
+        let wait = rng.gen_range(DEVICES..DEVICES * 4);
+        for seen in 1.. {
             answers
                 .recv()
                 .await
                 .expect("the devices stopped before the kill");
+            if seen < wait || (db.is_sqlite() && seen % DEVICES != 0) {
+                continue;
+            }
+            if !db.is_sqlite() {
+                break;
+            }
+            let restarts = wal_restarts(&http, metrics).await;
+            if restarts > 0 {
+                restarts_total += restarts;
+                break;
+            }
+            assert!(
+                seen < RESTART_WITHIN,
+                "round {round}: no WAL restart after {seen} sign-ins"
+            );
         }
         tokio::time::sleep(Duration::from_micros(rng.gen_range(0..20_000))).await;
         assert!(
@@ -175,9 +236,14 @@ pub(super) async fn killed_mid_sign_in(db: ServerDb) {
         assert!(server.kill());
         check_server_db(&db, &format!("sign-in round {round}, converged")).await;
     }
+    let restarts = if db.is_sqlite() {
+        format!("; {restarts_total} WAL restarts before the kills")
+    } else {
+        String::new()
+    };
     tell(&format!(
         "sign-in ({kind}): {kills} kills, {answered_total} sign-ins answered and all stored, \
-         {unanswered_but_stored} committed but cut before their answer, all whole"
+         {unanswered_but_stored} committed but cut before their answer, all whole{restarts}"
     ));
     assert!(
         unanswered_but_stored > 0,

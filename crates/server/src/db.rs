@@ -350,8 +350,14 @@ pub trait Database:
 
     /// Many anonymous sign-ins in ONE transaction (group commit), each counted
     /// against its rate limit, then created unless limited or its id is taken;
-    /// one outcome per item, in order. `Err`: nothing was committed.
-    async fn create_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>>;
+    /// one outcome per item, in order. `Err`: nothing was committed. Returns once
+    /// the batch is durable; `written` is dropped as soon as the next batch may be
+    /// written (SQLite: this one's write lock is released; PostgreSQL: at once).
+    async fn create_guests(
+        &self,
+        batch: &[NewGuest],
+        written: crate::writer::Written,
+    ) -> DbResult<Vec<GuestOutcome>>;
 
     /// A new session for an existing user (sign-in) with its audit row.
     async fn create_session(&self, session: &SessionRow, audit: &AuditRow) -> DbResult<()>;

@@ -257,8 +257,12 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn create_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
-                self.write_guests(batch).await
+            async fn create_guests(
+                &self,
+                batch: &[NewGuest],
+                written: crate::writer::Written,
+            ) -> DbResult<Vec<GuestOutcome>> {
+                self.write_guests(batch, written).await
             }
 
             async fn create_session(&self, s: &SessionRow, audit: &AuditRow) -> DbResult<()> {

@@ -57,37 +57,42 @@ pub async fn connect(url: &str, options: StoreOptions) -> DbResult<Db> {
             cleanup_children: tokio::sync::OnceCell::new(),
         }))
     } else if url.starts_with("sqlite:") {
-        let restart_at = options.wal_restart_frames;
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(SQLITE_CONNECTIONS)
-            .acquire_timeout(timeout)
-            .test_before_acquire(false)
-            .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
-            .connect_with(options.clone())
-            .await?;
-        crate::store::SQLITE_MIGRATIONS.run(&pool).await?;
-        let wal_sync = crate::wal_sync::WalSync::new(options.get_filename());
-        let writer = Arc::new(tokio::sync::Mutex::new(None));
-        crate::wal_checkpoint::spawn(options.get_filename(), restart_at, &wal_sync, &writer);
-        Ok(Arc::new(SqliteStore {
-            pool,
-            writer,
-            wal_sync,
-            record_writes: tokio::sync::Mutex::new(()),
-            readers: Readers::new(options.get_filename().to_path_buf(), timeout),
-            claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
-        }))
+        Ok(Arc::new(open_sqlite(url, options).await?))
     } else {
         Err(DbError::Unavailable(
             "unsupported database URL: expected sqlite://… or postgres://…".into(),
         ))
     }
+}
+
+/// The SQLite store, with its writer's WAL sync and checkpoint task.
+pub(crate) async fn open_sqlite(url: &str, options: StoreOptions) -> DbResult<SqliteStore> {
+    let (timeout, restart_at) = (options.timeout, options.wal_restart_frames);
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(timeout)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(SQLITE_CONNECTIONS)
+        .acquire_timeout(timeout)
+        .test_before_acquire(false)
+        .after_release(|conn, _| Box::pin(async move { Ok(settled(conn).await) }))
+        .connect_with(options.clone())
+        .await?;
+    crate::store::SQLITE_MIGRATIONS.run(&pool).await?;
+    let wal_sync = crate::wal_sync::WalSync::new(options.get_filename());
+    let writer = Arc::new(tokio::sync::Mutex::new(None));
+    crate::wal_checkpoint::spawn(options.get_filename(), restart_at, &wal_sync, &writer);
+    Ok(SqliteStore {
+        pool,
+        writer,
+        wal_sync,
+        record_writes: tokio::sync::Mutex::new(()),
+        readers: Readers::new(options.get_filename().to_path_buf(), timeout),
+        claim_lapse_ms: AtomicI64::new(DEFAULT_CLAIM_LAPSE_MS),
+    })
 }
 
 /// Until `set_email_claim_lapse` is called: `emailClaimDays`' default.

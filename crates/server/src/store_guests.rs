@@ -95,7 +95,11 @@ impl SqliteStore {
         self.wal_sync.restarts()
     }
 
-    pub(crate) async fn write_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
+    pub(crate) async fn write_guests(
+        &self,
+        batch: &[NewGuest],
+        written: crate::writer::Written,
+    ) -> DbResult<Vec<GuestOutcome>> {
         let mut slot = self.writer.lock().await;
         let mut conn = match slot.take() {
             Some(conn) => conn,
@@ -111,8 +115,8 @@ impl SqliteStore {
                 conn
             }
         };
-        let written = Self::write_guests_on(&mut conn, batch).await;
-        if written.is_ok() {
+        let result = Self::write_guests_on(&mut conn, batch).await;
+        if result.is_ok() {
             *slot = Some(conn);
         } else {
             // The transaction may still be open: roll it back, and do not reuse a
@@ -121,7 +125,8 @@ impl SqliteStore {
             conn.close_on_drop();
         }
         drop(slot);
-        let outcomes = written?;
+        drop(written);
+        let outcomes = result?;
         // Committed, not yet durable: the write lock is free for the next batch
         // while this one's WAL frames reach the disk; no answer goes out before.
         self.wal_sync.commit_durable().await?;
@@ -210,7 +215,13 @@ impl PostgresStore {
         0
     }
 
-    pub(crate) async fn write_guests(&self, batch: &[NewGuest]) -> DbResult<Vec<GuestOutcome>> {
+    /// No lock of ours orders the batches: the next one is written at once.
+    pub(crate) async fn write_guests(
+        &self,
+        batch: &[NewGuest],
+        written: crate::writer::Written,
+    ) -> DbResult<Vec<GuestOutcome>> {
+        drop(written);
         let mut out = vec![GuestOutcome::Created; batch.len()];
         let groups = plan::rate_groups(batch);
         let all: Vec<usize> = (0..batch.len()).collect();

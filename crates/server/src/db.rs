@@ -323,9 +323,7 @@ pub trait Database:
 
     /// Times the SQLite WAL was written from its start again with the sign-in
     /// writer paused (`wal_checkpoint.rs`); 0 on PostgreSQL.
-    fn wal_restarts(&self) -> u64 {
-        0
-    }
+    fn wal_restarts(&self) -> u64;
 
     /// Record sync storage (`store_records.rs`), on the same database.
     fn records(&self) -> &dyn crate::store_records::RecordStore;

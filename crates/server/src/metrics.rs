@@ -148,21 +148,19 @@ impl Metrics {
         let (waiting, shared) = state.db.lookup_stats();
         self.lookups_waiting
             .set(i64::try_from(waiting).unwrap_or(i64::MAX));
-        // The store counts; the counter catches up at each scrape.
-        self.lookups_shared
-            .inc_by(shared.saturating_sub(self.lookups_shared.get()));
-        self.wal_restarts.inc_by(
-            state
-                .db
-                .wal_restarts()
-                .saturating_sub(self.wal_restarts.get()),
-        );
+        catch_up(&self.lookups_shared, shared);
+        catch_up(&self.wal_restarts, state.db.wal_restarts());
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "metrics could not be encoded");
         }
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// The store counts, and `counter` catches up with its `total` at each scrape.
+fn catch_up(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 pub struct ConnectionGuard(IntGauge);

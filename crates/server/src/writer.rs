@@ -10,8 +10,8 @@
 //! [`IN_FLIGHT`] batches run at once, so one's fsync overlaps the next one's writing,
 //! and a batch is formed only once the one before has released the write lock, so
 //! it takes every sign-in that arrived meanwhile. (Formed as soon as a slot was
-//! free, it waited for that lock with what was there: a third of the batches held
-//! one sign-in, and each batch costs ~450 µs of writing before its first guest.)
+//! free, it waited for that lock with what was there: one batch in five held one
+//! sign-in, and each batch costs ~450 µs of writing before its first guest.)
 //!
 //! Never a hang: a full queue is refused at once, and a handler waits at most the
 //! database timeout (plus a margin for the batch ahead of it); both answer 503.

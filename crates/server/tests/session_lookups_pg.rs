@@ -11,18 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
-/// The value of an unlabelled sample in a text exposition.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-async fn scrape(s: &TestServer, name: &str) -> f64 {
-    let url = format!("http://{}/metrics", s.handle.metrics_addr().unwrap());
-    let text = s.http.get(url).send().await.unwrap().text().await.unwrap();
-    sample(&text, name).unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-}
-
 /// Polls `what` until it holds (a deadline, not a sleep, bounds the wait).
 async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -64,7 +52,7 @@ async fn lookups_made_at_once_share_a_query_and_each_gets_its_own_session() {
             assert_eq!(s.post("/sign-out", Some(token), json!({})).await.0, 200);
         }
     }
-    let shared_before = scrape(&s, "guestpass_session_lookups_shared_total").await;
+    let shared_before = s.metric("guestpass_session_lookups_shared_total").await;
 
     // Hold every lookup in PostgreSQL: the first ones run (two alone, then a batch
     // of one) and wait on the lock; the rest queue behind the running batch.
@@ -100,7 +88,7 @@ async fn lookups_made_at_once_share_a_query_and_each_gets_its_own_session() {
         .collect();
     rest.push((0, get_session(&s, &guests[0].1)));
     until("ten lookups waiting to share a query", || async {
-        scrape(&s, "guestpass_session_lookups_waiting").await == 10.0
+        s.metric("guestpass_session_lookups_waiting").await == 10.0
     })
     .await;
     sqlx::query("COMMIT").execute(&mut admin).await.unwrap();
@@ -119,7 +107,7 @@ async fn lookups_made_at_once_share_a_query_and_each_gets_its_own_session() {
             assert_eq!(body["user"]["id"], guests[i].0.as_str(), "guest {i}");
         }
     }
-    let shared = scrape(&s, "guestpass_session_lookups_shared_total").await - shared_before;
+    let shared = s.metric("guestpass_session_lookups_shared_total").await - shared_before;
     assert_eq!(shared, 10.0, "the ten waiting lookups went in one query");
-    assert_eq!(scrape(&s, "guestpass_session_lookups_waiting").await, 0.0);
+    assert_eq!(s.metric("guestpass_session_lookups_waiting").await, 0.0);
 }

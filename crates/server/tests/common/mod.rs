@@ -374,6 +374,23 @@ impl TestServer {
         all
     }
 
+    /// An unlabelled sample on the metrics listener (`metrics_listen` must be set).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.handle.metrics_addr().unwrap());
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+    }
+
     pub async fn stop(self) {
         self.handle.shutdown().await.unwrap();
         self.db.drop_db().await;

@@ -5,7 +5,9 @@
 //! never holds a long lock over live requests; between batches the task yields.
 //! Several instances may run it at once: each batch is a `DELETE … RETURNING`
 //! (on PostgreSQL over rows picked with `FOR UPDATE SKIP LOCKED`), so every guest
-//! is deleted and audited by exactly one instance.
+//! is deleted and audited by exactly one instance. A batch starts its scan where
+//! the one before stopped ([`Stale::from`]); a guest passed over there (another
+//! instance held it) waits for the next pass.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 
 use crate::clock::Clock;
-use crate::db::{Db, DbResult};
+use crate::db::{Db, DbResult, Stale};
 use crate::ratelimit;
 
 /// Guests per transaction. A batch holds SQLite's write lock for roughly
@@ -40,13 +42,19 @@ fn cutoff(clock: &dyn Clock, max_age_secs: u64) -> i64 {
 pub async fn run_once(db: &Db, clock: &dyn Clock, max_age_secs: u64) -> DbResult<CleanupReport> {
     let cutoff = cutoff(clock, max_age_secs);
     let mut report = CleanupReport::default();
+    let mut from = i64::MIN;
     loop {
-        let ids = db
-            .delete_stale_guests(cutoff, BATCH, clock.now_ms())
-            .await?;
-        report.guests_deleted += ids.len();
-        if ids.len() < BATCH as usize {
-            break;
+        let stale = Stale {
+            from,
+            cutoff,
+            limit: BATCH,
+            now: clock.now_ms(),
+        };
+        let batch = db.delete_stale_guests(stale).await?;
+        report.guests_deleted += batch.ids.len();
+        match batch.reached {
+            Some(reached) if batch.ids.len() >= BATCH as usize => from = reached,
+            _ => break,
         }
         tokio::task::yield_now().await;
     }

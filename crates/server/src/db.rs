@@ -127,6 +127,27 @@ impl SessionRow {
     }
 }
 
+/// Which guests a batch of the stale-guest cleanup takes: inactive since before
+/// `cutoff`, at or after `from` (where the batch before stopped: on PostgreSQL the
+/// guests deleted by earlier batches stay in the index until vacuum, and a scan
+/// from the start steps over all of them, a cost that grew with every batch), at
+/// most `limit`; `now` stamps their tombstones and audit rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale {
+    pub from: i64,
+    pub cutoff: i64,
+    pub limit: i64,
+    pub now: i64,
+}
+
+/// What a batch deleted: the guests' ids and the latest `last_active_at` among
+/// them (the next batch's `from`; `None` when it deleted nobody).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleBatch {
+    pub ids: Vec<String>,
+    pub reached: Option<i64>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: String,
@@ -420,12 +441,10 @@ pub trait Database:
     /// Adds one hit to `(bucket, window_start)` and returns the hits in that window.
     async fn hit_rate_window(&self, bucket: &str, window_start: i64) -> DbResult<i64>;
 
-    /// Deletes up to `limit` guests inactive since before `cutoff` in one
-    /// transaction, auditing each as `user.deleted` by `system`; returns their ids.
-    /// Safe to run from several instances at once: a guest is deleted (and
-    /// audited) by exactly one of them.
-    async fn delete_stale_guests(&self, cutoff: i64, limit: i64, now: i64)
-        -> DbResult<Vec<String>>;
+    /// Deletes up to `stale.limit` stale guests, oldest first, in one transaction,
+    /// auditing each as `user.deleted` by `system`. Safe to run from several
+    /// instances at once: a guest is deleted (and audited) by exactly one of them.
+    async fn delete_stale_guests(&self, stale: Stale) -> DbResult<StaleBatch>;
 
     /// How many guests `delete_stale_guests` would delete (dry run).
     async fn count_stale_guests(&self, cutoff: i64) -> DbResult<i64>;

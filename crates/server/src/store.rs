@@ -94,7 +94,7 @@ pub(crate) const USER_COLUMNS: &str =
                             metadata, created_at, updated_at, last_active_at";
 
 macro_rules! sql_store {
-    ($store:ty, $kind:literal, $skip_locked:literal, $migrations:ident) => {
+    ($store:ty, $kind:literal, $migrations:ident) => {
         impl $store {
             pub(crate) async fn insert_audit<'c, E>(exec: E, a: &AuditRow) -> Result<(), sqlx::Error>
             where
@@ -623,33 +623,12 @@ macro_rules! sql_store {
                 Ok(hits)
             }
 
-            async fn delete_stale_guests(
-                &self,
-                cutoff: i64,
-                limit: i64,
-                now: i64,
-            ) -> DbResult<Vec<String>> {
+            async fn delete_stale_guests(&self, stale: Stale) -> DbResult<StaleBatch> {
                 // The batch starts with a read, so SQLite takes the write lock up
                 // front (the busy timeout then applies, instead of SQLITE_BUSY when
                 // the read snapshot goes stale before the DELETE).
                 let begin = if $kind == "sqlite" { "BEGIN IMMEDIATE" } else { "BEGIN" };
                 let mut tx = self.pool.begin_with(begin).await?;
-                // Pick the batch. On PostgreSQL `FOR UPDATE SKIP LOCKED` locks it, so
-                // another instance picks other guests, and re-checks the WHERE on the
-                // row it locks, so these are still stale guests until the commit; on
-                // SQLite this transaction holds the only write lock.
-                let picked: Vec<String> = sqlx::query_scalar(concat!(
-                    "SELECT id FROM users WHERE is_anonymous = TRUE AND last_active_at < $1 ",
-                    "ORDER BY last_active_at LIMIT $2",
-                    $skip_locked
-                ))
-                .bind(cutoff)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-                if picked.is_empty() {
-                    return Ok(picked);
-                }
                 let detail = serde_json::json!({ "reason": "inactive" });
                 let audits = |ids: &[String]| -> Vec<AuditRow> {
                     ids.iter()
@@ -658,16 +637,16 @@ macro_rules! sql_store {
                                 guestpass_proto::AuditEventKind::UserDeleted,
                                 id,
                                 "system",
-                                now,
+                                stale.now,
                                 None,
                             )
                             .with_detail(detail.clone())
                         })
                         .collect()
                 };
-                let ids = self.delete_and_audit(&mut tx, &picked, audits, now).await?;
+                let batch = self.delete_stale_batch(&mut tx, stale, audits).await?;
                 tx.commit().await?;
-                Ok(ids)
+                Ok(batch)
             }
 
             async fn count_stale_guests(&self, cutoff: i64) -> DbResult<i64> {
@@ -717,10 +696,5 @@ impl StoreDb for PostgresStore {
     type Db = sqlx::Postgres;
 }
 
-sql_store!(SqliteStore, "sqlite", "", SQLITE_MIGRATIONS);
-sql_store!(
-    PostgresStore,
-    "postgres",
-    " FOR UPDATE SKIP LOCKED",
-    PG_MIGRATIONS
-);
+sql_store!(SqliteStore, "sqlite", SQLITE_MIGRATIONS);
+sql_store!(PostgresStore, "postgres", PG_MIGRATIONS);

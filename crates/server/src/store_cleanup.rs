@@ -1,10 +1,10 @@
-//! The stale-guest cleanup's batch after picking (`Database::delete_stale_guests`
-//! picks it): delete the guests by primary key, leave their tombstones
-//! (`gone_users`, issue 16) and audit each one actually deleted. DELETE …
-//! RETURNING reports only the rows this transaction removed, so a guest is
-//! audited by whichever instance deleted it. (A single `DELETE … WHERE id IN
-//! (SELECT …) AND <stale>` was planned as a walk of the whole stale range per
-//! batch: quadratic, hours at a million guests.)
+//! One batch of the stale-guest cleanup (`Database::delete_stale_guests`): pick
+//! the guests, delete them, leave their tombstones (`gone_users`, issue 16) and
+//! audit each one actually deleted. DELETE … RETURNING reports only the rows this
+//! transaction removed, so a guest is audited by whichever instance deleted it. (A
+//! single `DELETE … WHERE id IN (SELECT …) AND <stale>` was planned as a walk of
+//! the whole stale range per batch: quadratic, hours at a million guests; the pick
+//! is an `ARRAY(…)` of ids, looked up by primary key.)
 //!
 //! PostgreSQL's guests' rows in other tables. `ON DELETE CASCADE` is a per-row
 //! trigger for each of the seven tables that reference `users`: seven SPI
@@ -13,32 +13,49 @@
 //! 27 µs a guest with the cascades, 18 µs by set). So where the server's role may
 //! set `session_replication_role` (a superuser, or on PostgreSQL 15+ `GRANT SET ON
 //! PARAMETER session_replication_role TO <role>`) a batch deletes those rows
-//! itself, one `DELETE … WHERE user_id = ANY($1)` per table, in the statement that
-//! deletes the guests, with the triggers off for that transaction only (`SET
-//! LOCAL`). Referential integrity still holds: the guests were locked `FOR
-//! UPDATE` by an earlier statement, so no other transaction can add a row for
-//! them (its foreign-key check waits for that lock, then finds the guest gone),
-//! and this later statement's snapshot sees every row added before. The tables
-//! come from the catalog at the first batch, so a new table that references
-//! `users` is covered without touching this file; where a trigger that is not a
-//! foreign key's would be skipped, or a referencing table is itself referenced,
-//! or the role may not set the parameter, the batch relies on the cascades as
-//! before.
+//! itself, one `DELETE … WHERE user_id = ANY($1)` per table, with the triggers off
+//! for that transaction only (`SET LOCAL`). Referential integrity still holds: the
+//! guests are deleted by the batch's first statement and their rows elsewhere by
+//! its second. A transaction that adds a row for a guest locks the guest first
+//! (its foreign-key check, `FOR KEY SHARE`): if it got there before the first
+//! statement, the deletion waited for it to end, so the second statement's later
+//! snapshot sees its row; if after, its check waits for this transaction and then
+//! finds the guest gone. The tables come from the catalog at the first batch, so a
+//! new table that references `users` is covered without touching this file; where
+//! a trigger that is not a foreign key's would be skipped, or a referencing table
+//! is itself referenced, or the role may not set the parameter, the batch relies on
+//! the cascades as before.
 
 use sqlx::sqlite::Sqlite;
 
-use crate::db::{AuditRow, DbResult};
+use crate::db::{AuditRow, DbResult, Stale, StaleBatch};
 use crate::store::{PostgresStore, SqliteStore};
 
 impl SqliteStore {
-    /// The ids bound one by one: SQLite has no arrays, and binding is cheap in-process.
-    pub(crate) async fn delete_and_audit(
+    /// The ids bound one by one: SQLite has no arrays, and binding is cheap
+    /// in-process. The transaction holds the only write lock, so the guests picked
+    /// are still stale guests at the DELETE.
+    pub(crate) async fn delete_stale_batch(
         &self,
         tx: &mut sqlx::SqliteConnection,
-        picked: &[String],
+        stale: Stale,
         audits: impl Fn(&[String]) -> Vec<AuditRow>,
-        now: i64,
-    ) -> DbResult<Vec<String>> {
+    ) -> DbResult<StaleBatch> {
+        let picked: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, last_active_at FROM users WHERE is_anonymous = TRUE \
+             AND last_active_at >= $1 AND last_active_at < $2 \
+             ORDER BY last_active_at LIMIT $3",
+        )
+        .bind(stale.from)
+        .bind(stale.cutoff)
+        .bind(stale.limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(&(_, reached)) = picked.last() else {
+            return Ok(StaleBatch::default());
+        };
+        let picked: Vec<String> = picked.into_iter().map(|(id, _)| id).collect();
+        let now = stale.now;
         // The cleanup's tombstones first (this transaction holds the write lock):
         // each guest's own device may bring it back (issue 16, `gone_users`).
         let mut gone = sqlx::QueryBuilder::<Sqlite>::new(
@@ -47,7 +64,7 @@ impl SqliteStore {
         );
         gone.push_bind(now).push(" FROM users WHERE id IN (");
         let mut list = gone.separated(", ");
-        for id in picked {
+        for id in &picked {
             list.push_bind(id);
         }
         gone.push(
@@ -58,13 +75,13 @@ impl SqliteStore {
         gone.build().execute(&mut *tx).await?;
         let mut delete = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM users WHERE id IN (");
         let mut list = delete.separated(", ");
-        for id in picked {
+        for id in &picked {
             list.push_bind(id);
         }
         delete.push(") RETURNING id");
         let ids: Vec<String> = delete.build_query_scalar().fetch_all(&mut *tx).await?;
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(StaleBatch::default());
         }
         let rows = audits(&ids);
         let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
@@ -80,7 +97,10 @@ impl SqliteStore {
                 .push_bind(&a.detail);
         });
         insert.build().execute(&mut *tx).await?;
-        Ok(ids)
+        Ok(StaleBatch {
+            ids,
+            reached: Some(reached),
+        })
     }
 }
 
@@ -154,16 +174,40 @@ async fn may_skip_triggers(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     set.map(|_| ())
 }
 
+/// The batch's first statement: pick the guests (`FOR UPDATE SKIP LOCKED`, so
+/// another instance picks others, and PostgreSQL re-checks the WHERE on each row
+/// it locks: a guest that signed in or upgraded meanwhile is passed over), delete
+/// them and write their tombstones.
+const DELETE_STALE: &str = "WITH d AS (DELETE FROM users WHERE id = ANY(ARRAY(\
+     SELECT id FROM users WHERE is_anonymous = TRUE \
+     AND last_active_at >= $1 AND last_active_at < $2 \
+     ORDER BY last_active_at LIMIT $3 FOR UPDATE SKIP LOCKED)) \
+     RETURNING id, last_active_at, device_key_hash, recovery_key_hash), \
+     t AS (INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
+     SELECT id, 'cleanup', device_key_hash, recovery_key_hash, $4 FROM d \
+     ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
+     device_key_hash = excluded.device_key_hash, \
+     recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at) \
+     SELECT id, last_active_at FROM d";
+
+/// The audit rows, one array per column: 2,000 rows bound one value at a time
+/// were 14,000 parameters for PostgreSQL to parse and plan, every batch.
+const INSERT_AUDITS: &str = "INSERT INTO audit_log \
+     (id, event, user_id, actor, created_at, ip_hash, detail) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+     $5::bigint[], $6::text[], $7::text[])";
+
 impl PostgresStore {
-    /// One array per column: a 2,000-guest batch bound one value at a time was
-    /// 2,000 + 14,000 parameters for PostgreSQL to parse and plan, every batch.
-    pub(crate) async fn delete_and_audit(
+    /// Two statements after the `SET LOCAL`: the guests (with their tombstones),
+    /// then their rows elsewhere and their audit rows (the order the module's
+    /// note on integrity needs). The guests used to be picked and locked by a
+    /// statement of their own: one round trip and one pass over them more.
+    pub(crate) async fn delete_stale_batch(
         &self,
         tx: &mut sqlx::PgConnection,
-        picked: &[String],
+        stale: Stale,
         audits: impl Fn(&[String]) -> Vec<AuditRow>,
-        now: i64,
-    ) -> DbResult<Vec<String>> {
+    ) -> DbResult<StaleBatch> {
         let children = self
             .cleanup_children
             .get_or_try_init(|| Children::of(&self.pool))
@@ -176,50 +220,40 @@ impl PostgresStore {
                     .iter()
                     .enumerate()
                     .map(|(i, (table, column))| {
-                        format!("c{i} AS (DELETE FROM {table} WHERE {column} = ANY($1)), ")
+                        format!("c{i} AS (DELETE FROM {table} WHERE {column} = ANY($8)), ")
                     })
                     .collect()
             }
         };
-        // The deletion writes the cleanup's tombstones in the same statement
-        // (issue 16, `gone_users`): each guest's own device may bring it back.
-        let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "WITH {by_set}d AS (DELETE FROM users WHERE id = ANY($1) \
-             RETURNING id, device_key_hash, recovery_key_hash), \
-             t AS (INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
-             SELECT id, 'cleanup', device_key_hash, recovery_key_hash, $2 FROM d \
-             ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
-             device_key_hash = excluded.device_key_hash, \
-             recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at) \
-             SELECT id FROM d"
-        ))
-        .bind(picked)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        if ids.is_empty() {
-            return Ok(ids);
+        let deleted: Vec<(String, i64)> = sqlx::query_as(DELETE_STALE)
+            .bind(stale.from)
+            .bind(stale.cutoff)
+            .bind(stale.limit)
+            .bind(stale.now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let reached = deleted.iter().map(|(_, at)| *at).max();
+        if reached.is_none() {
+            return Ok(StaleBatch::default());
         }
+        let ids: Vec<String> = deleted.into_iter().map(|(id, _)| id).collect();
         let rows = audits(&ids);
         let column = |f: fn(&AuditRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(
-            "INSERT INTO audit_log (id, event, user_id, actor, created_at, ip_hash, detail) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-             $5::bigint[], $6::text[], $7::text[])",
-        )
-        .bind(column(|a| &a.id))
-        .bind(column(|a| &a.event))
-        .bind(column(|a| &a.user_id))
-        .bind(column(|a| &a.actor))
-        .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|a| a.ip_hash.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|a| &a.detail))
-        .execute(&mut *tx)
-        .await?;
-        Ok(ids)
+        sqlx::query(&format!("WITH {by_set}a AS ({INSERT_AUDITS}) SELECT 1"))
+            .bind(column(|a| &a.id))
+            .bind(column(|a| &a.event))
+            .bind(column(|a| &a.user_id))
+            .bind(column(|a| &a.actor))
+            .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|a| a.ip_hash.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(column(|a| &a.detail))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        Ok(StaleBatch { ids, reached })
     }
 }

@@ -926,17 +926,36 @@ async fn cleanup_deletes_exactly_the_stale_guests(backend: Backend) {
     let (stale2, _) = s.guest().await;
     let (active, active_token) = s.guest().await;
     let (upgraded, _) = s.full_user("stays@example.com").await;
-    // Many more stale guests straight into the store, to cross batch boundaries.
+    // Many more stale guests straight into the store, to cross batch boundaries
+    // (`cleanup::BATCH`): each batch starts its scan where the one before stopped,
+    // so their last activity takes 1,000 values (4 or 5 guests each, ties across
+    // every boundary) in an order that is not the order they were created in.
     let db = s.handle.database();
     let now = guestpass_server::Clock::now_ms(&s.clock);
+    let bulk_len = 2 * guestpass_server::cleanup::BATCH as usize + 500;
     let mut bulk = Vec::new();
-    for _ in 0..1_100 {
+    let mut chunk = Vec::new();
+    for i in 0..bulk_len {
         let id = guestpass_proto::new_user_id();
-        let user = guestpass_server::db::UserRow::new_guest(id.clone(), now);
+        let mut user = guestpass_server::db::UserRow::new_guest(id.clone(), now);
+        user.last_active_at = now - (i as i64 * 7_919 % 1_000);
         let (session, _) = guestpass_server::auth::mint_session(&id, now);
-        db.create_guest(&user, &session, &[]).await.unwrap();
+        chunk.push(guestpass_server::db::NewGuest {
+            user,
+            session,
+            audits: Vec::new(),
+            device_key_hash: None,
+            rate: None,
+        });
         bulk.push(id);
+        if chunk.len() == 500 {
+            let (written, _) = tokio::sync::oneshot::channel();
+            db.create_guests(&std::mem::take(&mut chunk), written)
+                .await
+                .unwrap();
+        }
     }
+    assert!(chunk.is_empty());
 
     s.clock.advance(Duration::minutes(90));
     // Activity within maxAge keeps a guest.
@@ -947,11 +966,11 @@ async fn cleanup_deletes_exactly_the_stale_guests(backend: Backend) {
         guestpass_server::cleanup::dry_run(&db, &s.clock, 3600)
             .await
             .unwrap(),
-        1_102
+        bulk_len as i64 + 2
     );
 
     let report = s.handle.run_cleanup().await.unwrap();
-    assert_eq!(report.guests_deleted, 1_102);
+    assert_eq!(report.guests_deleted, bulk_len + 2);
     assert_eq!(
         s.handle.run_cleanup().await.unwrap().guests_deleted,
         0,

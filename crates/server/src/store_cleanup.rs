@@ -176,19 +176,25 @@ async fn may_skip_triggers(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
 
 /// The batch's first statement: pick the guests (`FOR UPDATE SKIP LOCKED`, so
 /// another instance picks others, and PostgreSQL re-checks the WHERE on each row
-/// it locks: a guest that signed in or upgraded meanwhile is passed over), delete
-/// them and write their tombstones.
+/// it locks: a guest that signed in or upgraded meanwhile is passed over) and
+/// delete them, with any tombstone left under their ids (none, as long as an id
+/// in `users` is never in `gone_users`), so that the second statement writes
+/// their tombstones with a plain INSERT: `ON CONFLICT` is a speculative
+/// insertion, one more WAL record and index probe a guest.
 const DELETE_STALE: &str = "WITH d AS (DELETE FROM users WHERE id = ANY(ARRAY(\
      SELECT id FROM users WHERE is_anonymous = TRUE \
      AND last_active_at >= $1 AND last_active_at < $2 \
      ORDER BY last_active_at LIMIT $3 FOR UPDATE SKIP LOCKED)) \
      RETURNING id, last_active_at, device_key_hash, recovery_key_hash), \
-     t AS (INSERT INTO gone_users (id, reason, device_key_hash, recovery_key_hash, gone_at) \
-     SELECT id, 'cleanup', device_key_hash, recovery_key_hash, $4 FROM d \
-     ON CONFLICT (id) DO UPDATE SET reason = excluded.reason, \
-     device_key_hash = excluded.device_key_hash, \
-     recovery_key_hash = excluded.recovery_key_hash, gone_at = excluded.gone_at) \
-     SELECT id, last_active_at FROM d";
+     g AS (DELETE FROM gone_users WHERE id = ANY(ARRAY(SELECT id FROM d))) \
+     SELECT id, last_active_at, device_key_hash, recovery_key_hash FROM d";
+
+/// The tombstones, in the second statement: ids $8, device and recovery key
+/// hashes $9 and $10, the time $11.
+const INSERT_TOMBSTONES: &str = "INSERT INTO gone_users \
+     (id, reason, device_key_hash, recovery_key_hash, gone_at) \
+     SELECT id, 'cleanup', device, recovery, $11 \
+     FROM unnest($8::text[], $9::text[], $10::text[]) AS g(id, device, recovery)";
 
 /// The audit rows, one array per column: 2,000 rows bound one value at a time
 /// were 14,000 parameters for PostgreSQL to parse and plan, every batch.
@@ -198,9 +204,9 @@ const INSERT_AUDITS: &str = "INSERT INTO audit_log \
      $5::bigint[], $6::text[], $7::text[])";
 
 impl PostgresStore {
-    /// Two statements after the `SET LOCAL`: the guests (with their tombstones),
-    /// then their rows elsewhere and their audit rows (the order the module's
-    /// note on integrity needs). The guests used to be picked and locked by a
+    /// Two statements after the `SET LOCAL`: the guests, then their rows
+    /// elsewhere (the order the module's note on integrity needs), their
+    /// tombstones and their audit rows. The guests used to be picked and locked by a
     /// statement of their own: one round trip and one pass over them more.
     pub(crate) async fn delete_stale_batch(
         &self,
@@ -225,35 +231,46 @@ impl PostgresStore {
                     .collect()
             }
         };
-        let deleted: Vec<(String, i64)> = sqlx::query_as(DELETE_STALE)
+        type Deleted = (String, i64, Option<String>, Option<String>);
+        let deleted: Vec<Deleted> = sqlx::query_as(DELETE_STALE)
             .bind(stale.from)
             .bind(stale.cutoff)
             .bind(stale.limit)
-            .bind(stale.now)
             .fetch_all(&mut *tx)
             .await?;
-        let reached = deleted.iter().map(|(_, at)| *at).max();
+        let reached = deleted.iter().map(|d| d.1).max();
         if reached.is_none() {
             return Ok(StaleBatch::default());
         }
-        let ids: Vec<String> = deleted.into_iter().map(|(id, _)| id).collect();
+        let mut ids = Vec::with_capacity(deleted.len());
+        let (mut devices, mut recoveries) = (Vec::new(), Vec::new());
+        for (id, _, device, recovery) in deleted {
+            ids.push(id);
+            devices.push(device);
+            recoveries.push(recovery);
+        }
         let rows = audits(&ids);
         let column = |f: fn(&AuditRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(&format!("WITH {by_set}a AS ({INSERT_AUDITS}) SELECT 1"))
-            .bind(column(|a| &a.id))
-            .bind(column(|a| &a.event))
-            .bind(column(|a| &a.user_id))
-            .bind(column(|a| &a.actor))
-            .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|a| a.ip_hash.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(column(|a| &a.detail))
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "WITH {by_set}t AS ({INSERT_TOMBSTONES}), a AS ({INSERT_AUDITS}) SELECT 1"
+        ))
+        .bind(column(|a| &a.id))
+        .bind(column(|a| &a.event))
+        .bind(column(|a| &a.user_id))
+        .bind(column(|a| &a.actor))
+        .bind(rows.iter().map(|a| a.created_at).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|a| a.ip_hash.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|a| &a.detail))
+        .bind(&ids)
+        .bind(&devices)
+        .bind(&recoveries)
+        .bind(stale.now)
+        .execute(&mut *tx)
+        .await?;
         Ok(StaleBatch { ids, reached })
     }
 }

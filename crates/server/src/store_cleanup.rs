@@ -13,7 +13,7 @@
 //! 27 µs a guest with the cascades, 18 µs by set). So where the server's role may
 //! set `session_replication_role` (a superuser, or on PostgreSQL 15+ `GRANT SET ON
 //! PARAMETER session_replication_role TO <role>`) a batch deletes those rows
-//! itself, one `DELETE … WHERE user_id = ANY($1)` per table, with the triggers off
+//! itself, one `DELETE … WHERE user_id = ANY(<ids>)` per table, with the triggers off
 //! for that transaction only (`SET LOCAL`). Referential integrity still holds: the
 //! guests are deleted by the batch's first statement and their rows elsewhere by
 //! its second. A transaction that adds a row for a guest locks the guest first

@@ -96,23 +96,11 @@ async fn cleanup_deletes_exactly_the_stale_guests(backend: Backend) {
         .await;
     assert_eq!(deleted["data"][0]["actor"], "system");
     let mut ids: Vec<String> = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
-            Some(a) => format!("/admin/audit-log?event=user.deleted&limit=200&after={a}"),
-            None => "/admin/audit-log?event=user.deleted&limit=200".into(),
-        };
-        let (_, body) = s.admin_get(&path).await;
-        for e in body["data"].as_array().unwrap() {
-            assert_eq!(e["actor"], "system");
-            assert_eq!(e["detail"]["reason"], "inactive", "{e}");
-            assert!(e["ipHash"].is_null(), "{e}");
-            ids.push(e["userId"].as_str().unwrap().to_string());
-        }
-        match body["listMetadata"]["after"].as_str() {
-            Some(a) => after = Some(a.into()),
-            None => break,
-        }
+    for e in s.audit_events_where("event=user.deleted&").await {
+        assert_eq!(e["actor"], "system");
+        assert_eq!(e["detail"]["reason"], "inactive", "{e}");
+        assert!(e["ipHash"].is_null(), "{e}");
+        ids.push(e["userId"].as_str().unwrap().to_string());
     }
     ids.sort();
     let mut want: Vec<String> = bulk.clone();

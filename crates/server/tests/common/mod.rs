@@ -355,12 +355,18 @@ impl TestServer {
 
     /// Every audit event, oldest first, via the admin API.
     pub async fn audit_events(&self) -> Vec<Value> {
+        self.audit_events_where("").await
+    }
+
+    /// The audit events the admin API's filter `query` (`event=user.deleted&`,
+    /// or empty) selects, every page, oldest first.
+    pub async fn audit_events_where(&self, query: &str) -> Vec<Value> {
         let mut all = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let path = match &after {
-                Some(a) => format!("/admin/audit-log?limit=200&after={a}"),
-                None => "/admin/audit-log?limit=200".to_string(),
+                Some(a) => format!("/admin/audit-log?{query}limit=200&after={a}"),
+                None => format!("/admin/audit-log?{query}limit=200"),
             };
             let (status, body) = self.admin_get(&path).await;
             assert_eq!(status, 200, "{body}");
